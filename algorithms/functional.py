@@ -1,0 +1,99 @@
+"""A network seen as a pure function of one flat parameter vector.
+
+Every algorithm works on flat vectors: the conjugate-gradient solver, the Hessian-vector
+product and the outer optimizer then need no knowledge of the network's structure, and a
+meta-gradient is one tensor that can be compared, averaged and checked by finite differences.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Inputs and targets of one set (support or query) of a task."""
+
+    x: Tensor
+    y: Tensor
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Batch":
+        x = self.x.to(device=device, dtype=dtype if dtype is not None and self.x.is_floating_point() else None)
+        y = self.y.to(device=device, dtype=dtype if dtype is not None and self.y.is_floating_point() else None)
+        return Batch(x, y)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: the support (training) set the inner loop adapts on, the query (test) set it is judged on."""
+
+    support: Batch
+    query: Batch
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Task":
+        return Task(self.support.to(device, dtype), self.query.to(device, dtype))
+
+
+def squared_error_loss(prediction: Tensor, target: Tensor) -> Tensor:
+    """0.5 * mean squared error: the paper's regression loss (Appendix F.1)."""
+    return 0.5 * (prediction.reshape(target.shape) - target).pow(2).mean()
+
+
+def cross_entropy_loss(logits: Tensor, target: Tensor) -> Tensor:
+    return nn.functional.cross_entropy(logits, target)
+
+
+class FunctionalModel:
+    """Wraps an ``nn.Module`` and a loss so that both are functions of a flat parameter vector.
+
+    The module must not keep state between calls that the meta-gradient depends on: BatchNorm
+    layers are expected with ``track_running_stats=False`` (batch statistics always), which is the
+    transductive setting of MAML and iMAML and keeps every loss a pure function of the parameters.
+    """
+
+    def __init__(self, module: nn.Module, loss: LossFn):
+        self.module = module
+        self.loss_fn = loss
+        named = list(module.named_parameters())
+        self.names = [name for name, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                raise ValueError(
+                    "BatchNorm with running statistics makes the loss depend on call history; "
+                    "build it with track_running_stats=False"
+                )
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(self.numels)
+
+    def flat_parameters(self) -> Tensor:
+        """The module's current parameters as one detached vector (the meta-parameters theta)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.module.parameters()])
+
+    def unflatten(self, flat: Tensor) -> list[Tensor]:
+        """Differentiable views of ``flat`` shaped like the module's parameters, in order."""
+        return [chunk.view(shape) for chunk, shape in zip(torch.split(flat, self.numels), self.shapes)]
+
+    def forward(self, flat: Tensor, x: Tensor) -> Tensor:
+        params = dict(zip(self.names, self.unflatten(flat)))
+        return functional_call(self.module, params, (x,))
+
+    def loss(self, flat: Tensor, batch: Batch) -> Tensor:
+        return self.loss_fn(self.forward(flat, batch.x), batch.y)
+
+    def loss_and_accuracy(self, flat: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
+        """The loss and, for classification targets (integer labels), the accuracy."""
+        out = self.forward(flat, batch.x)
+        loss = self.loss_fn(out, batch.y)
+        if batch.y.dtype in (torch.int64, torch.int32):
+            return loss, (out.argmax(dim=-1) == batch.y).double().mean().item()
+        return loss, None

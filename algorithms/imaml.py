@@ -1,0 +1,78 @@
+"""Implicit MAML (paper Algorithm 2).
+
+1. phi ~ argmin G(phi) = L_train(phi) + lam/2 ||phi - theta||^2, from theta, by gradient descent or
+   Hessian-free Newton-CG; no graph is kept, only the end point is used.
+2. v = grad L_test(phi).
+3. g solves (I + H/lam) g = v by conjugate gradient, H the Hessian of L_train at phi, used through
+   Hessian-vector products only.
+
+``cg_steps = 0`` returns g = v, the identity approximation of (I + H/lam)^-1: first-order MAML on
+the same inner problem, exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor
+
+from .conjugate_gradient import conjugate_gradient
+from .functional import FunctionalModel, Task
+from .hessian_vector_product import HessianOperator
+from .inner_solvers import gradient_descent, newton_cg
+from .protocol import (MetaGradient, MetaGradientRecord, proximal_objective, query_loss_and_gradient, register,
+                       require, validate_inner_loop)
+
+INNER_SOLVERS = ("gd", "newton-cg")
+
+
+@register
+@dataclass(frozen=True)
+class IMAML:
+    name: ClassVar[str] = "imaml"
+    lam: float = 2.0
+    inner_solver: str = "gd"  # "gd" or "newton-cg" (Hessian-free)
+    inner_steps: int = 16  # GD steps, or Newton iterations for newton-cg
+    inner_lr: float = 0.4  # GD only
+    newton_cg_steps: int = 5  # CG steps for each Newton direction (newton-cg only)
+    cg_steps: int = 5  # CG steps for the meta-gradient
+    cg_tolerance: float = 0.0  # stop the meta-gradient CG once ||r|| <= tol ||v||
+
+    def __post_init__(self) -> None:
+        validate_inner_loop(self.name, self.inner_steps, self.inner_lr, self.lam, lam_positive=True)
+        require(self.inner_solver in INNER_SOLVERS,
+                f"imaml: inner_solver must be one of {', '.join(INNER_SOLVERS)}, got {self.inner_solver!r}")
+        require(isinstance(self.cg_steps, int) and self.cg_steps >= 0, f"imaml: cg_steps must be an integer >= 0, got {self.cg_steps!r}")
+        require(isinstance(self.newton_cg_steps, int) and self.newton_cg_steps >= 1,
+                f"imaml: newton_cg_steps must be an integer >= 1, got {self.newton_cg_steps!r}")
+        require(self.cg_tolerance >= 0, f"imaml: cg_tolerance must be >= 0, got {self.cg_tolerance!r}")
+
+    def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
+        objective = proximal_objective(model, task.support, theta, self.lam)
+        if self.inner_solver == "gd":
+            inner = gradient_descent(objective, theta, self.inner_steps, self.inner_lr)
+        else:
+            inner = newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
+        phi = inner.phi
+        query_loss, v, accuracy = query_loss_and_gradient(model, phi, task.query)
+        record = MetaGradientRecord(
+            query_loss=query_loss,
+            query_accuracy=accuracy,
+            grad_evals=inner.grad_evals + 1,
+            hvp_evals=inner.hvp_evals,
+            loss_evals=inner.loss_evals,
+            negative_curvature=inner.negative_curvature,
+        )
+        if self.cg_steps == 0:
+            record.inner_loss = model.loss(phi, task.support).item()
+            return MetaGradient(v, record, phi)
+        hessian = HessianOperator(lambda p: model.loss(p, task.support), phi)
+        record.grad_evals += 1
+        record.inner_loss = hessian.value.item()
+        solve = conjugate_gradient(lambda u: u + hessian(u) / self.lam, v, self.cg_steps, self.cg_tolerance)
+        record.hvp_evals += hessian.products
+        record.cg_iterations = solve.iterations
+        record.cg_residual = solve.relative_residual
+        record.negative_curvature |= solve.negative_curvature
+        gradient = solve.x if solve.iterations > 0 else v
+        return MetaGradient(gradient, record, phi)

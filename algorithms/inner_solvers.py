@@ -1,0 +1,84 @@
+"""Solvers for the inner problem min_phi G(phi), started at theta, that keep no graph across steps.
+
+Only their end point is used by first-order MAML, Reptile and iMAML; second-order MAML unrolls
+its own differentiable gradient descent (``maml.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .conjugate_gradient import conjugate_gradient
+from .hessian_vector_product import HessianOperator, value_and_gradient
+
+Objective = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class InnerSolution:
+    phi: Tensor
+    grad_evals: int = 0
+    hvp_evals: int = 0
+    loss_evals: int = 0
+    negative_curvature: bool = False
+
+
+def gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float) -> InnerSolution:
+    """``steps`` plain gradient steps phi <- phi - lr grad G(phi)."""
+    phi = start.detach()
+    for _ in range(steps):
+        _, grad = value_and_gradient(objective, phi)
+        phi = phi - lr * grad
+    return InnerSolution(phi=phi, grad_evals=steps)
+
+
+def newton_cg(
+    objective: Objective,
+    start: Tensor,
+    iterations: int,
+    cg_steps: int,
+    armijo: float = 1e-4,
+    max_halvings: int = 30,
+    gradient_tolerance: float = 0.0,
+    cg_tolerance: float = 0.0,
+) -> InnerSolution:
+    """Hessian-free (truncated Newton-CG) minimization with a backtracking line search.
+
+    Each iteration: direction d from ``cg_steps`` CG iterations on (grad^2 G) d = -grad G, using
+    Hessian-vector products only; if CG meets negative curvature before its first update, the
+    steepest-descent direction -grad G is used instead. Step size t by halving from 1 until the
+    Armijo condition G(phi + t d) <= G(phi) + armijo * t * grad G . d holds (at most ``max_halvings``
+    halvings; if none holds the iterate is left where it is). Stops early once ||grad G|| <=
+    ``gradient_tolerance``; each direction's CG stops once its relative residual <= ``cg_tolerance``.
+    """
+    phi = start.detach()
+    grad_evals = hvp_evals = loss_evals = 0
+    negative_curvature = False
+    for _ in range(iterations):
+        hessian = HessianOperator(objective, phi)
+        grad_evals += 1
+        value, grad = hessian.value.detach(), hessian.gradient.detach()
+        if grad.norm().item() <= gradient_tolerance:
+            break
+        solve = conjugate_gradient(hessian, -grad, max_iterations=cg_steps, tolerance=cg_tolerance)
+        hvp_evals += hessian.products
+        negative_curvature |= solve.negative_curvature
+        direction = solve.x if solve.iterations > 0 else -grad
+        del hessian  # free the gradient's graph before the line search
+        slope = torch.dot(grad, direction).item()
+        if slope >= 0:  # not a descent direction (CG stopped on curvature with a poor iterate)
+            direction, slope = -grad, -torch.dot(grad, grad).item()
+        step = 1.0
+        with torch.no_grad():
+            for _ in range(max_halvings + 1):
+                trial = phi + step * direction
+                loss_evals += 1
+                if objective(trial).item() <= value.item() + armijo * step * slope:
+                    phi = trial
+                    break
+                step *= 0.5
+    return InnerSolution(phi=phi, grad_evals=grad_evals, hvp_evals=hvp_evals, loss_evals=loss_evals,
+                         negative_curvature=negative_curvature)

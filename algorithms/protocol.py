@@ -1,0 +1,124 @@
+"""The one protocol every meta-gradient algorithm follows, and the registry that names them.
+
+An algorithm is a frozen dataclass of hyperparameters with one method,
+``meta_gradient(model, theta, task) -> MetaGradient``: given meta-parameters theta (a flat
+vector) and one task, return that task's meta-gradient and a record of what it cost and saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Protocol
+
+import torch
+from torch import Tensor
+
+from .functional import Batch, FunctionalModel, Task
+
+
+class ConfigError(ValueError):
+    """Bad hyperparameters or an unknown algorithm: the command line turns it into exit code 2."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class MetaGradientRecord:
+    """What one task's meta-gradient cost and saw.
+
+    ``grad_evals`` counts gradients of a task loss (support or query); ``hvp_evals`` counts
+    Hessian-vector products, and for second-order MAML the backward pass through each inner step,
+    which costs one Hessian-vector product (the paper's accounting, Section 4); ``loss_evals``
+    counts loss values taken without a gradient (line searches).
+    """
+
+    inner_loss: float = float("nan")  # support loss at the adapted parameters, without the proximal term
+    query_loss: float = float("nan")
+    query_accuracy: float | None = None
+    grad_evals: int = 0
+    hvp_evals: int = 0
+    loss_evals: int = 0
+    cg_iterations: int = 0
+    cg_residual: float | None = None  # relative residual ||b - A g|| / ||b|| of the meta-gradient solve
+    negative_curvature: bool = False  # CG met p^T A p <= 0 (in the meta-gradient or the inner solver)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class MetaGradient:
+    gradient: Tensor
+    record: MetaGradientRecord
+    adapted: Tensor | None = field(default=None, repr=False)  # phi, the task parameters the inner loop reached
+
+
+class MetaGradientAlgorithm(Protocol):
+    name: ClassVar[str]
+
+    def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient: ...
+
+
+ALGORITHMS: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def make_algorithm(name: str, **hyperparameters: Any) -> MetaGradientAlgorithm:
+    """The registered algorithm ``name`` with the given hyperparameters (others at their defaults)."""
+    require(name in ALGORITHMS, f"unknown algorithm {name!r}; choose from {', '.join(sorted(ALGORITHMS))}")
+    cls = ALGORITHMS[name]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(hyperparameters) - known)
+    require(not unknown, f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
+    return cls(**hyperparameters)
+
+
+def proximal_objective(model: FunctionalModel, batch: Batch, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
+    """G(phi) = L_train(phi) + lam/2 ||phi - theta||^2 with theta held fixed (paper Eq. 4)."""
+    anchor = theta.detach()
+
+    def objective(phi: Tensor) -> Tensor:
+        loss = model.loss(phi, batch)
+        if lam:
+            loss = loss + 0.5 * lam * (phi - anchor).pow(2).sum()
+        return loss
+
+    return objective
+
+
+def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, batch: Batch) -> tuple[float, Tensor, float | None]:
+    """L_test(phi), grad L_test(phi) and the query accuracy, from one forward and one backward."""
+    phi = phi.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss, accuracy = model.loss_and_accuracy(phi, batch)
+        (grad,) = torch.autograd.grad(loss, phi)
+    return loss.item(), grad, accuracy
+
+
+def validate_inner_loop(name: str, inner_steps: int, inner_lr: float, lam: float, lam_positive: bool) -> None:
+    require(isinstance(inner_steps, int) and inner_steps >= 0, f"{name}: inner_steps must be an integer >= 0, got {inner_steps!r}")
+    require(inner_lr > 0, f"{name}: inner_lr must be > 0, got {inner_lr!r}")
+    if lam_positive:
+        require(lam > 0, f"{name}: lam (the proximal regularization lambda) must be > 0, got {lam!r}")
+    else:
+        require(lam >= 0, f"{name}: lam (the proximal regularization lambda) must be >= 0, got {lam!r}")
+
+
+@dataclass(frozen=True)
+class InnerGradientDescentConfig:
+    """Hyperparameters of algorithms whose inner loop is plain gradient descent on L_train, or with
+    ``lam > 0`` on the proximal objective G (MAML, first-order MAML, Reptile)."""
+
+    name: ClassVar[str] = "inner-gd"
+    inner_steps: int = 5
+    inner_lr: float = 0.4
+    lam: float = 0.0
+
+    def __post_init__(self) -> None:
+        validate_inner_loop(self.name, self.inner_steps, self.inner_lr, self.lam, lam_positive=False)

@@ -1,0 +1,1 @@
+"""Shared models, task samplers, harnesses, measurement and the ``metagrad`` command."""

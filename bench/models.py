@@ -1,0 +1,53 @@
+"""The standard 4-block convolutional network of few-shot learning (Vinyals et al.; Finn et al.).
+
+Each block: 3x3 convolution, BatchNorm, ReLU, then downsampling: the convolution itself has
+stride 2 on Omniglot ("strided"), a 2x2 max-pool follows on Mini-ImageNet ("max-pool").
+A linear classifier reads the flattened features.
+
+BatchNorm always uses the statistics of the batch it sees (``track_running_stats=False``), in
+training and evaluation alike. This is the transductive setting of MAML and iMAML: the query set is
+normalized with its own statistics, and, unlike running averages, it keeps every loss a pure
+function of the parameters, which implicit differentiation and finite-difference checks rely on.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+POOLINGS = ("stride", "max")
+# ReLU is the standard; tanh gives a smooth network for tests that need an exact inner minimizer.
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class ConvNet(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int = 1, filters: int = 64, blocks: int = 4,
+                 image_size: int = 28, pooling: str = "stride", activation: str = "relu"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        layers: list[nn.Module] = []
+        channels, size = in_channels, image_size
+        for _ in range(blocks):
+            stride = 2 if pooling == "stride" else 1
+            layers += [nn.Conv2d(channels, filters, 3, stride=stride, padding=1),
+                       nn.BatchNorm2d(filters, track_running_stats=False), ACTIVATIONS[activation]()]
+            if pooling == "max":
+                layers.append(nn.MaxPool2d(2))
+                size = size // 2
+            else:
+                size = (size + 1) // 2
+            channels = filters
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(filters * size * size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+def omniglot_convnet(num_classes: int, filters: int = 64) -> ConvNet:
+    return ConvNet(num_classes, in_channels=1, filters=filters, image_size=28, pooling="stride")
+
+
+def mini_imagenet_convnet(num_classes: int, filters: int = 32) -> ConvNet:
+    return ConvNet(num_classes, in_channels=3, filters=filters, image_size=84, pooling="max")

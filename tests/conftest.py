@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny float64 networks with BatchNorm in training mode, and tasks for them."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from algorithms import Batch, FunctionalModel, Task, cross_entropy_loss
+from bench.models import ConvNet
+
+# higher 0.2.1 calls APIs that newer torch warns about; the warnings say nothing about our code.
+warnings.filterwarnings("ignore", module="higher")
+
+
+def tiny_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5, track_running_stats=False), nn.Tanh(), nn.Linear(5, 3))
+
+
+def tiny_convnet(activation: str = "tanh") -> nn.Module:
+    """The standard block structure, shrunk. Tanh by default: with ReLU's kinks gradient descent and
+    Newton's method on the tiny problem do not settle on one minimizer, which the implicit tests need."""
+    return ConvNet(num_classes=3, in_channels=1, filters=2, blocks=2, image_size=6, pooling="stride",
+                   activation=activation)
+
+
+def classification_task(generator: torch.Generator, input_shape: tuple[int, ...], classes: int = 3,
+                        shots: int = 4, queries: int = 3) -> Task:
+    def batch(n: int) -> Batch:
+        y = torch.arange(classes).repeat_interleave(n)
+        # class-dependent means so that adaptation has something to learn
+        x = torch.randn(len(y), *input_shape, generator=generator, dtype=torch.float64)
+        x = x + 0.5 * y.view(-1, *([1] * len(input_shape))).double()
+        return Batch(x, y)
+
+    return Task(batch(shots), batch(queries))
+
+
+@pytest.fixture(params=["mlp-batchnorm", "convnet-batchnorm"])
+def tiny_problem(request):
+    """(model, theta, task) in float64; BatchNorm uses batch statistics."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    if request.param == "mlp-batchnorm":
+        module, shape = tiny_mlp(), (4,)
+    else:
+        module, shape = tiny_convnet(), (1, 6, 6)
+    module = module.double()
+    model = FunctionalModel(module, cross_entropy_loss)
+    return model, model.flat_parameters(), classification_task(generator, shape)

@@ -1,0 +1,87 @@
+"""The exact-solve harness reproduces the claims of paper Figure 2a, measured on a reduced sweep."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.exact_solve import COLUMNS, ExactSolveConfig, run_exact_solve
+from bench.linear_regression import LinearRegressionConfig
+
+
+@pytest.fixture(scope="module")
+def sweep() -> pd.DataFrame:
+    config = ExactSolveConfig(inner_steps=(1, 5, 20, 50, 500), seeds=(0, 1), tasks_per_seed=2)
+    frame = run_exact_solve(config, progress=False)
+    return frame.groupby(["label", "inner_steps"])["rel_error"].mean().unstack()
+
+
+def test_imaml_with_converged_cg_reaches_the_exact_meta_gradient(sweep):
+    assert sweep.loc["iMAML, CG to convergence", 500] <= 1e-8
+
+
+def test_maml_error_falls_with_inner_steps(sweep):
+    maml = sweep.loc["MAML"]
+    assert (maml.diff().dropna() < 0).all()
+    assert maml[500] < 1e-6
+
+
+def test_first_order_methods_keep_an_error_floor(sweep):
+    assert sweep.loc["first-order MAML", 500] > 1.0
+    assert sweep.loc["Reptile", 500] > 0.5
+
+
+def test_truncated_cg_leaves_a_terminal_error_that_more_cg_steps_shrink(sweep):
+    two, five = sweep.loc["iMAML, 2 CG steps", 500], sweep.loc["iMAML, 5 CG steps", 500]
+    assert 1e-3 < five < two
+
+
+def test_imaml_five_cg_steps_beats_maml_at_few_inner_steps(sweep):
+    for steps in (1, 5, 20):  # the crossover lies between 20 and 100 steps (README)
+        assert sweep.loc["iMAML, 5 CG steps", steps] <= sweep.loc["MAML", steps]
+
+
+def test_five_cg_steps_are_exact_when_the_spectrum_has_five_values():
+    """Why the paper saw no terminal error at 5 CG steps: CG is exact after as many iterations as
+    the system has distinct eigenvalues."""
+    config = ExactSolveConfig(task=LinearRegressionConfig(distinct_eigenvalues=5), inner_steps=(500,),
+                              seeds=(0,), tasks_per_seed=2)
+    frame = run_exact_solve(config, progress=False)
+    errors = frame.set_index("label")["rel_error"]
+    assert errors["iMAML, 5 CG steps"] <= 1e-7
+    assert errors["iMAML, 2 CG steps"] > 1e-2
+
+
+def test_command_writes_the_csv_contract_and_a_figure(tmp_path):
+    out = tmp_path / "run"
+    code = main(["exact-solve", "--out", str(out), "--inner-steps", "1,10", "--seeds", "2", "--tasks", "1",
+                 "--no-progress"])
+    assert code == 0
+    frame = pd.read_csv(out / "exact_solve.csv")
+    assert list(frame.columns) == COLUMNS
+    assert len(frame) == 6 * 2 * 2  # variants x inner steps x seeds
+    assert set(frame["algorithm"]) == {"maml", "fomaml", "reptile", "imaml"}
+    assert (out / "exact_solve.png").stat().st_size > 10_000
+    assert not list(out.glob(".*tmp"))
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--lam", "0"], "lam"),
+    (["--lam", "-1"], "lam"),
+    (["--kappa", "0.5"], "kappa"),
+    (["--tasks", "0"], "tasks"),
+    (["--device", "cuda"], "--device must be cpu"),
+    (["--distinct-eigenvalues", "99"], "distinct_eigenvalues"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, fragment):
+    out = tmp_path / "run"
+    assert main(["exact-solve", "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and fragment in err and err.startswith("metagrad exact-solve: error:")
+    assert not out.exists()
+
+
+def test_argument_errors_exit_2(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["exact-solve", "--out", str(tmp_path), "--inner-steps", "0,3"])
+    assert exit_info.value.code == 2
