@@ -7,8 +7,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from .functional import FunctionalModel, Task
-from .inner_solvers import gradient_descent
-from .protocol import (MetaGradient, MetaGradientRecord, proximal_objective, query_loss_and_gradient, register,
+from .protocol import (MetaGradient, MetaGradientRecord, query_loss_and_gradient, register,
                        InnerGradientDescentConfig)
 
 
@@ -18,8 +17,7 @@ class FirstOrderMAML(InnerGradientDescentConfig):
     name: ClassVar[str] = "fomaml"
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
-        inner = gradient_descent(proximal_objective(model, task.support, theta, self.lam), theta,
-                                 self.inner_steps, self.inner_lr)
+        inner = self.inner_solution(model, theta, task.support)
         query_loss, gradient, accuracy = query_loss_and_gradient(model, inner.phi, task.query)
         record = MetaGradientRecord(
             inner_loss=model.loss(inner.phi, task.support).item(),

@@ -17,9 +17,9 @@ from typing import ClassVar
 from torch import Tensor
 
 from .conjugate_gradient import conjugate_gradient
-from .functional import FunctionalModel, Task
+from .functional import Batch, FunctionalModel, Task
 from .hessian_vector_product import HessianOperator
-from .inner_solvers import gradient_descent, newton_cg
+from .inner_solvers import InnerSolution, gradient_descent, newton_cg
 from .protocol import (MetaGradient, MetaGradientRecord, proximal_objective, query_loss_and_gradient, register,
                        require, validate_inner_loop)
 
@@ -47,12 +47,17 @@ class IMAML:
                 f"imaml: newton_cg_steps must be an integer >= 1, got {self.newton_cg_steps!r}")
         require(self.cg_tolerance >= 0, f"imaml: cg_tolerance must be >= 0, got {self.cg_tolerance!r}")
 
-    def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
-        objective = proximal_objective(model, task.support, theta, self.lam)
+    def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> InnerSolution:
+        objective = proximal_objective(model, support, theta, self.lam)
         if self.inner_solver == "gd":
-            inner = gradient_descent(objective, theta, self.inner_steps, self.inner_lr)
-        else:
-            inner = newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
+            return gradient_descent(objective, theta, self.inner_steps, self.inner_lr)
+        return newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
+
+    def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
+        return self.inner_solution(model, theta, support).phi
+
+    def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
+        inner = self.inner_solution(model, theta, task.support)
         phi = inner.phi
         query_loss, v, accuracy = query_loss_and_gradient(model, phi, task.query)
         record = MetaGradientRecord(

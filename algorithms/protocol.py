@@ -60,6 +60,10 @@ class MetaGradientAlgorithm(Protocol):
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient: ...
 
+    def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
+        """The inner loop alone, for evaluation: task parameters phi adapted from theta on ``support``."""
+        ...
+
 
 ALGORITHMS: dict[str, type] = {}
 
@@ -122,3 +126,13 @@ class InnerGradientDescentConfig:
 
     def __post_init__(self) -> None:
         validate_inner_loop(self.name, self.inner_steps, self.inner_lr, self.lam, lam_positive=False)
+
+    def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
+        """The task parameters phi this algorithm's inner loop reaches from theta (no graph kept)."""
+        return self.inner_solution(model, theta, support).phi
+
+    def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch):
+        from .inner_solvers import gradient_descent
+
+        return gradient_descent(proximal_objective(model, support, theta, self.lam), theta, self.inner_steps,
+                                self.inner_lr)

@@ -13,8 +13,7 @@ import torch
 from torch import Tensor
 
 from .functional import FunctionalModel, Task
-from .inner_solvers import gradient_descent
-from .protocol import MetaGradient, MetaGradientRecord, proximal_objective, register, InnerGradientDescentConfig
+from .protocol import MetaGradient, MetaGradientRecord, register, InnerGradientDescentConfig
 
 
 @register
@@ -23,8 +22,7 @@ class Reptile(InnerGradientDescentConfig):
     name: ClassVar[str] = "reptile"
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
-        inner = gradient_descent(proximal_objective(model, task.support, theta, self.lam), theta,
-                                 self.inner_steps, self.inner_lr)
+        inner = self.inner_solution(model, theta, task.support)
         with torch.no_grad():
             query_loss, accuracy = model.loss_and_accuracy(inner.phi, task.query)
             record = MetaGradientRecord(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -53,6 +54,125 @@ def _exact_solve(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")
 
 
+def _nonnegative_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _profile(args: argparse.Namespace) -> None:
+    import torch
+
+    from .atomic import save_figure, write_csv
+    from .profile import ProfileConfig, plot_profile, ratios, run_profile
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        raise UsageError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    config = ProfileConfig(dataset=args.dataset, ways=args.ways, shots=args.shots, queries=args.queries,
+                           filters=args.filters, algorithms=args.algorithms, inner_steps=args.inner_steps,
+                           imaml_cg_steps=args.cg_steps, cg_sweep=args.cg_sweep,
+                           cg_sweep_inner_steps=args.cg_sweep_inner_steps, lam=args.lam, inner_lr=args.inner_lr,
+                           repeats=args.repeats, rss=not args.no_rss, device=args.device, seed=args.seed,
+                           data_root=args.data_root)
+    frame = run_profile(config, progress=not args.no_progress)
+    write_csv(frame, args.out / "profile.csv")
+    device_name = frame["device_name"].iloc[0]
+    if config.dataset == "synthetic":
+        title = f"Linear regression d={config.synthetic_dim}"
+    else:
+        title = f"{config.ways}-way {config.shots}-shot ({config.queries} queries), 4-block ConvNet, {config.filters} filters"
+    title += f", {config.dataset}, on {device_name} ({frame['threads'].iloc[0]} threads, torch {frame['torch'].iloc[0]})"
+    save_figure(plot_profile(frame, title), args.out / "profile.png")
+    shown = ["algorithm", "inner_steps", "cg_steps", "time_s", "peak_bytes", "saved_bytes", "flops", "grad_evals",
+             "hvp_evals", "status"]
+    print(frame[shown].to_string(index=False))
+    for key, value in ratios(frame).items():
+        print(f"{key}: {value:.3g}")
+    print(f"wrote {args.out / 'profile.csv'} and {args.out / 'profile.png'}")
+
+
+def _key_values(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed: object = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .presets import preset
+    from .train import TrainConfig, train
+
+    _set_threads(args)
+    if args.resume:
+        fields = {}
+    elif args.preset:
+        fields = preset(args.preset)
+    else:
+        missing = [flag for flag, value in (("--dataset", args.dataset), ("--algorithm", args.algorithm)) if value is None]
+        if missing:
+            raise UsageError(f"give --preset, or {' and '.join(missing)} (see --help)")
+        fields = {"dataset": args.dataset, "algorithm": args.algorithm}
+    hyperparameters = dict(fields.get("hyperparameters", {}))
+    hyperparameters.update(dict(args.set or []))
+    fields["hyperparameters"] = hyperparameters
+    for name in ("ways", "shots", "queries", "meta_batch", "meta_lr", "iterations", "validate_every",
+                 "validation_tasks", "checkpoint_every", "max_minutes", "filters", "data_root"):
+        value = getattr(args, name)
+        if value is not None:
+            fields[name] = value
+    fields.update(seed=args.seed, device=args.device)
+    _check_device(args.device)
+    config = TrainConfig(**fields)
+    last = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    if last:
+        print(f"iteration {last['iteration']}: validation accuracy {last['val_accuracy']:.4f} ± {last['val_ci95']:.4f} "
+              f"({last['train_time_s']:.0f} s of training)")
+    print(f"wrote {args.out / 'config.json'}, {args.out / 'metrics.csv'} and {args.out / 'checkpoint.pt'}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from .train import evaluate_run
+
+    _set_threads(args)
+    if args.device is not None:
+        _check_device(args.device)
+    result = evaluate_run(args.run_dir, split=args.split, tasks=args.tasks, seed=args.seed, device=args.device,
+                          progress=not args.no_progress)
+    print(f"{args.split} accuracy {100 * result['accuracy']:.2f} ± {100 * result['ci95']:.2f} % over {result['tasks']} "
+          f"tasks (checkpoint at iteration {result['iteration']})")
+    print(f"wrote {args.run_dir / 'eval.json'}")
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UsageError(f"--device must be cpu or cuda[:N], got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metagrad",
@@ -81,6 +201,88 @@ def build_parser() -> argparse.ArgumentParser:
     exact.add_argument("--inner-lr", type=float, default=None,
                        help="inner step size (default 2/(L+mu) of the inner objective)")
     exact.set_defaults(run=_exact_solve)
+
+    profile = sub.add_parser(
+        "profile",
+        help="time, memory and work of each algorithm against inner steps (paper Fig. 2b)",
+        description="For each algorithm and number of inner steps, one task's meta-gradient after a warm-up: "
+                    "median time of repeats, peak memory (CUDA max allocated and NVML on a GPU; on the CPU the "
+                    "peak RSS increase of a fresh subprocess), peak bytes saved for backward, FLOPs, gradient and "
+                    "Hessian-vector-product counts; plus a sweep of iMAML's CG steps. Writes OUT/profile.csv and "
+                    "OUT/profile.png. A configuration that runs out of memory is recorded as 'oom'.",
+    )
+    _add_common(profile)
+    profile.add_argument("--dataset", default="omniglot", choices=("omniglot", "synthetic", "random-images"),
+                         help="omniglot (real characters, needs --data-root), random-images (same shapes), "
+                              "or synthetic linear regression (default omniglot)")
+    profile.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    profile.add_argument("--ways", type=int, default=20, help="classes per task (default 20)")
+    profile.add_argument("--shots", type=int, default=5, help="support images per class (default 5)")
+    profile.add_argument("--queries", type=int, default=15, help="query images per class (default 15)")
+    profile.add_argument("--filters", type=int, default=64, help="ConvNet filters (default 64)")
+    profile.add_argument("--algorithms", type=_names, default=("maml", "fomaml", "reptile", "imaml"),
+                         help="comma-separated (default maml,fomaml,reptile,imaml)")
+    profile.add_argument("--inner-steps", type=_positive_ints, default=(1, 2, 4, 8, 16, 32, 64),
+                         help="comma-separated (default 1,2,4,8,16,32,64)")
+    profile.add_argument("--cg-steps", type=int, default=5, help="iMAML CG steps in the inner-step sweep (default 5)")
+    profile.add_argument("--cg-sweep", type=_nonnegative_ints, default=(1, 2, 5, 10, 20),
+                         help="iMAML CG steps for the second sweep (default 1,2,5,10,20)")
+    profile.add_argument("--cg-sweep-inner-steps", type=int, default=16,
+                         help="inner steps during the CG sweep (default 16)")
+    profile.add_argument("--lam", type=float, default=2.0, help="iMAML lambda (default 2)")
+    profile.add_argument("--inner-lr", type=float, default=0.1, help="inner step size (default 0.1)")
+    profile.add_argument("--repeats", type=int, default=3, help="timed repeats per configuration (default 3)")
+    profile.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measure (CPU)")
+    profile.set_defaults(run=_profile)
+
+    from .presets import presets
+
+    train = sub.add_parser(
+        "train",
+        help="meta-train one algorithm on Omniglot or Mini-ImageNet (paper Tables 2 and 3)",
+        description="Meta-train with a meta-batch of tasks, averaged meta-gradients and Adam; validate "
+                    "periodically on a fixed pool of validation tasks; write RUN/config.json, RUN/metrics.csv and "
+                    "RUN/checkpoint.pt (atomically). --resume continues a run exactly from its checkpoint; "
+                    "Ctrl-C saves one first. Presets: " + ", ".join(sorted(presets())),
+    )
+    train.add_argument("--out", required=True, type=Path, help="run folder")
+    train.add_argument("--preset", help="a row of Table 2 or 3, e.g. omniglot-5w1s-imaml-hf")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--dataset", choices=("omniglot", "mini-imagenet"), help="without --preset")
+    train.add_argument("--algorithm", choices=("maml", "fomaml", "reptile", "imaml"), help="without --preset")
+    train.add_argument("--set", type=_key_values, action="append", metavar="KEY=VALUE",
+                       help="algorithm hyperparameter, e.g. --set inner_steps=10 --set inner_solver=newton-cg")
+    for flag, kind, text in (("--ways", int, "classes per task"), ("--shots", int, "support images per class"),
+                             ("--queries", int, "query images per class"), ("--meta-batch", int, "tasks per step"),
+                             ("--meta-lr", float, "Adam step size"), ("--iterations", int, "outer steps"),
+                             ("--validate-every", int, "iterations between validations"),
+                             ("--validation-tasks", int, "validation pool size"),
+                             ("--checkpoint-every", int, "iterations between checkpoints"),
+                             ("--max-minutes", float, "stop after this much training time (checkpointed)"),
+                             ("--filters", int, "ConvNet filters (default 64 Omniglot, 32 Mini-ImageNet)")):
+        train.add_argument(flag, type=kind, default=None, help=text + " (overrides the preset)")
+    train.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(run=_train)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="evaluate a training run on a fixed pool of test tasks",
+        description="Adapt from the run's last checkpoint to each task of a fixed, seeded pool (600 test tasks by "
+                    "default) with the run's own inner loop; write RUN/eval.json with accuracy, ci95 (95% "
+                    "confidence half-width), tasks and split.",
+    )
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN", help="run folder written by metagrad train")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--tasks", type=int, default=600, help="number of tasks (default 600)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the task pool (default 0)")
+    evaluate.add_argument("--device", default=None, help="default: the run's device")
+    evaluate.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    evaluate.set_defaults(run=_evaluate)
     return parser
 
 

@@ -1,0 +1,72 @@
+"""N-way, K-shot, Q-query episodes from a pool of image classes, seeded and reproducible."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from algorithms import Batch, Task
+from algorithms.protocol import require
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    ways: int
+    shots: int
+    queries: int
+
+    def __post_init__(self) -> None:
+        require(self.ways >= 2, f"ways must be >= 2, got {self.ways}")
+        require(self.shots >= 1, f"shots must be >= 1, got {self.shots}")
+        require(self.queries >= 1, f"queries must be >= 1, got {self.queries}")
+
+
+class ImageClassTasks:
+    """Samples episodes from ``images`` [characters, per_class, H, W] (uint8) or [classes, per_class, C, H, W].
+
+    ``classes`` lists (index, quarter turns) pairs: a rotated character is a class of its own.
+    Labels 0..N-1 are assigned in the random order the classes were drawn.
+    """
+
+    def __init__(self, images: Tensor, classes: tuple[tuple[int, int], ...], spec: EpisodeSpec):
+        per_class = images.shape[1]
+        require(spec.ways <= len(classes),
+                f"{spec.ways}-way tasks need at least {spec.ways} classes; this split has {len(classes)}")
+        require(spec.shots + spec.queries <= per_class,
+                f"{spec.shots} shots + {spec.queries} queries exceed the {per_class} images per class")
+        self.images = images
+        self.classes = classes
+        self.spec = spec
+
+    def sample(self, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Task:
+        spec = self.spec
+        picks = torch.randperm(len(self.classes), generator=generator)[:spec.ways].tolist()
+        support, query = [], []
+        for index in picks:
+            source, turns = self.classes[index]
+            order = torch.randperm(self.images.shape[1], generator=generator)[:spec.shots + spec.queries]
+            x = self.images[source, order]
+            if x.dim() == 3:  # grey images: add the channel axis
+                x = x.unsqueeze(1)
+            if turns:
+                x = torch.rot90(x, turns, dims=(-2, -1))
+            support.append(x[:spec.shots])
+            query.append(x[spec.shots:])
+        labels = torch.arange(spec.ways)
+        return Task(
+            Batch(_to_float(torch.cat(support), dtype), labels.repeat_interleave(spec.shots)),
+            Batch(_to_float(torch.cat(query), dtype), labels.repeat_interleave(spec.queries)),
+        )
+
+    def fixed_pool(self, count: int, seed: int) -> Iterator[Task]:
+        """The same ``count`` tasks, in order, for every caller with the same seed (evaluation pools).
+        Generated one at a time: 600 Mini-ImageNet tasks would not fit in memory at once."""
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(count):
+            yield self.sample(generator)
+
+
+def _to_float(x: Tensor, dtype: torch.dtype) -> Tensor:
+    return x.to(dtype) / 255.0 if x.dtype == torch.uint8 else x.to(dtype)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import bench.profile as profile
+from bench.cli import main
+
+
+def test_profile_command_writes_the_csv_contract(tmp_path):
+    out = tmp_path / "profile"
+    code = main(["profile", "--out", str(out), "--dataset", "synthetic", "--inner-steps", "1,4",
+                 "--cg-sweep", "0,3", "--repeats", "2", "--no-rss", "--no-progress"])
+    assert code == 0
+    frame = pd.read_csv(out / "profile.csv")
+    assert list(frame.columns[:10]) == ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_bytes",
+                                        "saved_bytes", "flops", "grad_evals", "hvp_evals"]
+    steps = frame[frame["sweep"] == "inner_steps"]
+    assert set(steps["algorithm"]) == {"maml", "fomaml", "reptile", "imaml"}
+    assert (steps["time_s"] > 0).all() and (steps["flops"] > 0).all() and (frame["status"] == "ok").all()
+    # deterministic work counters
+    maml = steps[steps["algorithm"] == "maml"].set_index("inner_steps")
+    assert maml.loc[4, "grad_evals"] == 5 and maml.loc[4, "hvp_evals"] == 4
+    assert maml.loc[4, "flops"] > maml.loc[1, "flops"]
+    cg = frame[frame["sweep"] == "cg_steps"].set_index("cg_steps")
+    assert cg.loc[0, "hvp_evals"] == 0 and cg.loc[3, "hvp_evals"] == 3
+    assert (out / "profile.png").stat().st_size > 10_000
+
+
+def test_out_of_memory_is_recorded_not_raised(tmp_path, monkeypatch):
+    original = profile.measure_in_process
+
+    def fake(config, problem, measure):
+        if measure.algorithm == "maml" and measure.inner_steps == 4:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 12.00 GiB")
+        return original(config, problem, measure)
+
+    monkeypatch.setattr(profile, "measure_in_process", fake)
+    config = profile.ProfileConfig(dataset="synthetic", inner_steps=(1, 4), cg_sweep=(), repeats=1, rss=False,
+                                   algorithms=("maml", "fomaml"))
+    frame = profile.run_profile(config, progress=False)
+    status = frame.set_index(["algorithm", "inner_steps"])["status"]
+    assert status[("maml", 4)] == "oom" and status[("maml", 1)] == "ok" and status[("fomaml", 4)] == "ok"
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--dataset", "synthetic", "--algorithms", "maml,protonet"], "protonet"),
+    (["--dataset", "synthetic", "--repeats", "0"], "repeats"),
+    (["--dataset", "synthetic", "--device", "tpu"], "--device"),
+    (["--dataset", "omniglot", "--data-root", "/nonexistent"], "/nonexistent"),
+])
+def test_bad_input_exit_2(tmp_path, capsys, argv, fragment):
+    out = tmp_path / "p"
+    assert main(["profile", "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and err.count("\n") == 0
+    assert not out.exists()
