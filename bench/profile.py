@@ -354,7 +354,7 @@ def plot_profile(frame: pd.DataFrame, title: str):
                     label=f"iMAML, {int(cg['inner_steps'].iloc[0])} inner steps")
             if values.notna().any():
                 ax.set_ylim(0, 1.2 * values.max())
-        ax.set_xlabel("CG steps for the meta-gradient (at most; CG stops on negative curvature)")
+        ax.set_xlabel("CG steps allowed (CG stops early on negative curvature)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)

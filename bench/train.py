@@ -102,17 +102,21 @@ def mean_and_ci95(values: list[float]) -> tuple[float, float]:
 
 
 def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Iterable[Task], device: torch.device,
-             count: int, progress: bool = False, desc: str = "evaluate") -> tuple[float, float, int]:
-    """Adapt to each task's support set from theta, score the query set: mean accuracy, 95% CI, tasks."""
-    accuracies = []
+             count: int, progress: bool = False, desc: str = "evaluate") -> tuple[float, float, int, float]:
+    """Adapt to each task's support set from theta, score the query set.
+
+    Returns the mean query accuracy, its 95% CI half-width, the number of tasks, and the mean support
+    loss after adaptation (how well the inner solver did its job)."""
+    accuracies, support_losses = [], []
     for task in tqdm(tasks, total=count, desc=desc, unit="task", disable=not progress, leave=False):
         task = task.to(device)
         phi = algorithm.adapt(model, theta, task.support)
         with torch.no_grad():
             _, accuracy = model.loss_and_accuracy(phi, task.query)
+            support_losses.append(model.loss(phi, task.support).item())
         accuracies.append(accuracy)
     mean, ci = mean_and_ci95(accuracies)
-    return mean, ci, len(accuracies)
+    return mean, ci, len(accuracies), sum(support_losses) / len(support_losses)
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -225,7 +229,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
             bar.set_postfix(loss=f"{window[-1][0]:.3f}", acc=f"{sum(a for _, a in window) / len(window):.3f}")
             last = iteration == config.iterations or (deadline is not None and train_time >= deadline)
             if iteration % config.validate_every == 0 or last:
-                val, ci, n = evaluate(algorithm, model, theta, val_source.tasks.fixed_pool(
+                val, ci, n, _ = evaluate(algorithm, model, theta, val_source.tasks.fixed_pool(
                     config.validation_tasks, config.validation_seed), device, config.validation_tasks)
                 rows.append({
                     "iteration": iteration, "train_time_s": train_time, "tasks": totals["tasks"],
@@ -269,10 +273,11 @@ def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
     model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(dev), cross_entropy_loss)
     started = time.perf_counter()
-    accuracy, ci95, n = evaluate(algorithm, model, state["theta"].to(dev), source.tasks.fixed_pool(tasks, seed), dev,
+    accuracy, ci95, n, support_loss = evaluate(algorithm, model, state["theta"].to(dev), source.tasks.fixed_pool(tasks, seed), dev,
                                  tasks, progress=progress, desc=f"eval {split}")
     result = {
         "accuracy": accuracy, "ci95": ci95, "tasks": n, "split": split, "seed": seed,
+        "support_loss_after_adaptation": support_loss,
         "split_digest": source.split.digest, "iteration": state["iteration"], "train_time_s": state["train_time_s"],
         "eval_time_s": time.perf_counter() - started, "preset": config.preset, "algorithm": config.algorithm,
         "dataset": config.dataset, "ways": config.ways, "shots": config.shots, **_environment(dev),

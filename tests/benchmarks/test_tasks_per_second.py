@@ -1,0 +1,52 @@
+"""Tasks per second of each algorithm (pytest-benchmark's OPS column), Omniglot 5-way 1-shot presets.
+
+Benchmarks, not timed assertions: under the default options they run once as smoke tests; with
+``--benchmark-only`` they time. Deterministic counters (gradient and Hessian-vector-product
+evaluations, FLOPs) go into ``extra_info`` for regression checks that must not flake.
+"""
+from __future__ import annotations
+
+import platform
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from bench.datasets import network, task_source
+from bench.presets import preset
+from bench.tasks import EpisodeSpec
+
+from ..data_paths import require_data
+
+VARIANTS = ("maml", "fomaml", "reptile", "imaml-gd", "imaml-hf")
+
+
+@pytest.fixture(scope="module")
+def omniglot_tasks():
+    root = require_data("omniglot-py")
+    source = task_source("omniglot", "train", EpisodeSpec(5, 1, 15), str(root))
+    return list(source.tasks.fixed_pool(8, seed=0))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_tasks_per_second(benchmark, omniglot_tasks, variant):
+    settings = preset(f"omniglot-5w1s-{variant}")
+    algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
+    torch.manual_seed(0)
+    model = FunctionalModel(network("omniglot", 5), cross_entropy_loss)
+    theta = model.flat_parameters()
+    tasks = iter(omniglot_tasks * 1000)
+
+    def one_task():
+        return algorithm.meta_gradient(model, theta, next(tasks))
+
+    record = one_task().record
+    with FlopCounterMode(display=False) as flops:
+        one_task()
+    benchmark.extra_info.update(
+        variant=variant, grad_evals=record.grad_evals, hvp_evals=record.hvp_evals, flops=flops.get_total_flops(),
+        threads=torch.get_num_threads(), torch=torch.__version__, machine=platform.machine(),
+    )
+    result = benchmark.pedantic(one_task, rounds=8, warmup_rounds=1, iterations=1)
+    assert torch.isfinite(result.gradient).all()
