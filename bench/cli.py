@@ -14,14 +14,19 @@ class UsageError(Exception):
     """Bad input that the user can fix: printed as one line, exit code 2."""
 
 
-def _positive_ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
-    return values
+def _int_list(minimum: int):
+    """An argparse type: comma-separated integers, each at least ``minimum``."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        if not values or any(v < minimum for v in values):
+            raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
+        return values
+
+    return parse
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -52,16 +57,6 @@ def _exact_solve(args: argparse.Namespace) -> None:
     summary = frame.groupby(["label", "inner_steps"], sort=False)["rel_error"].mean().unstack()
     print(summary.to_string(float_format=lambda v: f"{v:.2e}"))
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")
-
-
-def _nonnegative_ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
-    return values
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -189,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "rel_error, ...) and OUT/exact_solve.png.",
     )
     _add_common(exact)
-    exact.add_argument("--inner-steps", type=_positive_ints, default=(1, 2, 5, 10, 20, 50, 100, 200, 300, 500),
+    exact.add_argument("--inner-steps", type=_int_list(1), default=(1, 2, 5, 10, 20, 50, 100, 200, 300, 500),
                        help="comma-separated inner step counts (default 1,2,5,10,20,50,100,200,300,500)")
     exact.add_argument("--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)")
     exact.add_argument("--tasks", type=int, default=4, help="tasks per seed, errors averaged (default 4)")
@@ -222,10 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--filters", type=int, default=64, help="ConvNet filters (default 64)")
     profile.add_argument("--algorithms", type=_names, default=("maml", "fomaml", "reptile", "imaml"),
                          help="comma-separated (default maml,fomaml,reptile,imaml)")
-    profile.add_argument("--inner-steps", type=_positive_ints, default=(1, 2, 4, 8, 16, 32, 64),
+    profile.add_argument("--inner-steps", type=_int_list(1), default=(1, 2, 4, 8, 16, 32, 64),
                          help="comma-separated (default 1,2,4,8,16,32,64)")
     profile.add_argument("--cg-steps", type=int, default=5, help="iMAML CG steps in the inner-step sweep (default 5)")
-    profile.add_argument("--cg-sweep", type=_nonnegative_ints, default=(1, 2, 5, 10, 20),
+    profile.add_argument("--cg-sweep", type=_int_list(0), default=(1, 2, 5, 10, 20),
                          help="iMAML CG steps for the second sweep (default 1,2,5,10,20)")
     profile.add_argument("--cg-sweep-inner-steps", type=int, default=16,
                          help="inner steps during the CG sweep (default 16)")

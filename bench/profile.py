@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import pandas as pd
@@ -30,6 +30,7 @@ from tqdm import tqdm
 from algorithms import FunctionalModel, Task, cross_entropy_loss, make_algorithm, squared_error_loss
 from algorithms.protocol import require
 
+from .machine import device_name
 from .memory import CudaMemory, SavedTensorPeak, nvml_used_bytes, subprocess_environment
 
 DATASETS = ("omniglot", "synthetic", "random-images")
@@ -253,7 +254,7 @@ def run_profile(config: ProfileConfig, progress: bool = True) -> pd.DataFrame:
     device = problem.device
     environment = {
         "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "dataset": config.dataset, "ways": config.ways, "shots": config.shots, "queries": config.queries,
@@ -291,19 +292,6 @@ def run_profile(config: ProfileConfig, progress: bool = True) -> pd.DataFrame:
     frame["saved_over_gradient"] = frame["saved_bytes"] / gradient_saved
     frame["peak_over_gradient"] = pd.to_numeric(frame["peak_bytes"], errors="coerce") / gradient_peak
     return frame[COLUMNS]
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "cpu"
 
 
 LABELS = {"maml": "MAML (higher)", "fomaml": "first-order MAML", "reptile": "Reptile", "imaml": "iMAML (GD + CG)"}

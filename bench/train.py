@@ -28,6 +28,7 @@ from algorithms.protocol import ConfigError, require
 
 from .atomic import atomic_path, write_csv
 from .datasets import DATASETS, network, task_source
+from .machine import device_name
 from .tasks import EpisodeSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -120,10 +121,8 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Iter
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
-    from .profile import _cpu_name
-
     return {
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": device_name(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
     }
 
