@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .functional import Batch, FunctionalModel, Task
+from .inner_solvers import InnerSolution, gradient_descent
 
 
 class ConfigError(ValueError):
@@ -131,8 +132,6 @@ class InnerGradientDescentConfig:
         """The task parameters phi this algorithm's inner loop reaches from theta (no graph kept)."""
         return self.inner_solution(model, theta, support).phi
 
-    def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch):
-        from .inner_solvers import gradient_descent
-
+    def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> InnerSolution:
         return gradient_descent(proximal_objective(model, support, theta, self.lam), theta, self.inner_steps,
                                 self.inner_lr)

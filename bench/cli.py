@@ -64,15 +64,10 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _profile(args: argparse.Namespace) -> None:
-    import torch
-
     from .atomic import save_figure, write_csv
     from .profile import ProfileConfig, plot_profile, ratios, run_profile
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
-    if not (args.device == "cpu" or args.device.startswith("cuda")):
-        raise UsageError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    _check_device(args.device)
     config = ProfileConfig(dataset=args.dataset, ways=args.ways, shots=args.shots, queries=args.queries,
                            filters=args.filters, algorithms=args.algorithms, inner_steps=args.inner_steps,
                            imaml_cg_steps=args.cg_steps, cg_sweep=args.cg_sweep,
@@ -112,8 +107,12 @@ def _train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
     _set_threads(args)
-    if args.resume:
-        fields = {}
+    if args.resume:  # the run's own config; only --iterations and --max-minutes may change
+        from dataclasses import asdict
+
+        from .train import Run
+
+        fields = asdict(Run(args.out).read_config()[0])
     elif args.preset:
         fields = preset(args.preset)
     else:
@@ -242,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", required=True, type=Path, help="run folder")
     train.add_argument("--preset", help="a row of Table 2 or 3, e.g. omniglot-5w1s-imaml-hf")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with its own settings; "
+                            "--iterations and --max-minutes (total training time) may be raised")
     train.add_argument("--dataset", choices=("omniglot", "mini-imagenet"), help="without --preset")
     train.add_argument("--algorithm", choices=("maml", "fomaml", "reptile", "imaml"), help="without --preset")
     train.add_argument("--set", type=_key_values, action="append", metavar="KEY=VALUE",

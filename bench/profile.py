@@ -9,7 +9,8 @@ For each algorithm and number of inner steps, one meta-gradient of one task, aft
 - work: gradient and Hessian-vector-product evaluations from the algorithm's record, and FLOPs
   from ``torch.utils.flop_counter``.
 A plain gradient of the support loss and of the query loss is measured the same way (algorithm
-``gradient``), so that the ratio to Theorem 1's bound (at most twice one gradient) is a column.
+``gradient``), so that the ratio to Theorem 1's bound (at most twice one gradient) is a column, and
+one Hessian-vector product of the support loss (``hvp``), for its cost relative to a gradient.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ DATASETS = ("omniglot", "synthetic", "random-images")
 ALGORITHMS = ("maml", "fomaml", "reptile", "imaml")
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_bytes", "saved_bytes", "flops",
-           "grad_evals", "hvp_evals", "cg_iterations", "negative_curvature", "sweep", "status", "time_iqr_s", "repeats", "rss_delta_bytes",
+           "grad_evals", "hvp_evals", "cg_iterations", "negative_curvature", "sweep", "status", "time_iqr_s",
+           "repeats", "rss_delta_bytes",
            "cuda_max_allocated_bytes", "nvml_used_bytes", "gradient_saved_bytes", "saved_over_gradient",
            "peak_over_gradient", "dataset", "ways", "shots", "queries", "filters", "device_name", "torch", "threads"]
 
@@ -111,12 +113,9 @@ def build_problem(config: ProfileConfig) -> Problem:
 
         spec = EpisodeSpec(config.ways, config.shots, config.queries)
         if config.dataset == "omniglot":
-            from .data_root import resolve_data_root
-            from .omniglot import load_omniglot, omniglot_splits
-            from .tasks import ImageClassTasks
+            from .datasets import task_source
 
-            images, names = load_omniglot(resolve_data_root(config.data_root))
-            task = ImageClassTasks(images, omniglot_splits(names)["train"].classes, spec).sample(generator)
+            task = task_source("omniglot", "train", spec, config.data_root).tasks.sample(generator)
         else:
             from algorithms import Batch
 

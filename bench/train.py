@@ -172,6 +172,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     optimizer = torch.optim.Adam([theta], lr=config.meta_lr)
     sampler = torch.Generator().manual_seed(config.seed)
     rows: list[dict[str, Any]] = []
+    window: list[tuple[float, float]] = []  # (query loss, accuracy) of each task since the last validation
     start_iteration, train_time, totals = 0, 0.0, {"tasks": 0, "grad_evals": 0, "hvp_evals": 0}
 
     if resume:
@@ -180,6 +181,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         start_iteration, train_time, totals, rows = state["iteration"], state["train_time_s"], state["totals"], state["rows"]
+        window = state["window"]
     else:
         out.mkdir(parents=True, exist_ok=True)
         run.write_config(config, {
@@ -190,10 +192,10 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     def save_checkpoint(iteration: int) -> None:
         with atomic_path(run.checkpoint) as tmp:
             torch.save({"theta": theta, "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
-                        "iteration": iteration, "train_time_s": train_time, "totals": totals, "rows": rows}, tmp)
+                        "iteration": iteration, "train_time_s": train_time, "totals": totals, "rows": rows,
+                        "window": window}, tmp)
         write_csv(pd.DataFrame(rows, columns=METRICS_COLUMNS), out / "metrics.csv")
 
-    window: list[tuple[float, float]] = []
     iteration = start_iteration
     in_flight = False
     deadline = None if config.max_minutes is None else config.max_minutes * 60.0
@@ -238,7 +240,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
                     "tasks_per_s": totals["tasks"] / train_time if train_time else float("nan"),
                     "grad_evals": totals["grad_evals"], "hvp_evals": totals["hvp_evals"],
                 })
-                window = []
+                window.clear()
                 bar.write(f"iteration {iteration}: validation accuracy {val:.4f} ± {ci:.4f}")
             if iteration % config.checkpoint_every == 0 or last:
                 save_checkpoint(iteration)
@@ -251,9 +253,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
         save_checkpoint(iteration)
         bar.close()
         raise
-    bar.close()
-    if not run.checkpoint.exists() or iteration != start_iteration:
-        save_checkpoint(iteration)
+    bar.close()  # the last iteration wrote its checkpoint
     return rows[-1] if rows else {}
 
 
