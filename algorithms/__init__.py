@@ -6,8 +6,15 @@ from .hessian_vector_product import HessianOperator, hessian_vector_product, val
 from .imaml import IMAML
 from .inner_solvers import InnerSolution, gradient_descent, newton_cg
 from .maml import MAML, maml_meta_gradient_torch_func
-from .protocol import (ALGORITHMS, ConfigError, MetaGradient, MetaGradientAlgorithm, MetaGradientRecord,
-                       make_algorithm, proximal_objective)
+from .protocol import (
+    ALGORITHMS,
+    ConfigError,
+    MetaGradient,
+    MetaGradientAlgorithm,
+    MetaGradientRecord,
+    make_algorithm,
+    proximal_objective,
+)
 from .reptile import Reptile
 
 __all__ = [

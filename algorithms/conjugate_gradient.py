@@ -4,8 +4,8 @@ Plain CG on the system itself, never on the normal equations (which square the c
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

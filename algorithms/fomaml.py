@@ -7,8 +7,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from .functional import FunctionalModel, Task
-from .protocol import (MetaGradient, MetaGradientRecord, query_loss_and_gradient, register,
-                       InnerGradientDescentConfig)
+from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient, register
 
 
 @register

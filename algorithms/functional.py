@@ -6,8 +6,8 @@ meta-gradient is one tensor that can be compared, averaged and checked by finite
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ class Batch:
     x: Tensor
     y: Tensor
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Batch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
         x = self.x.to(device=device, dtype=dtype if dtype is not None and self.x.is_floating_point() else None)
         y = self.y.to(device=device, dtype=dtype if dtype is not None and self.y.is_floating_point() else None)
         return Batch(x, y)
@@ -36,7 +36,7 @@ class Task:
     support: Batch
     query: Batch
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Task":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Task:
         return Task(self.support.to(device, dtype), self.query.to(device, dtype))
 
 

@@ -5,7 +5,7 @@ Kept on ``torch.autograd`` rather than ``torch.func``: the profiler counts saved
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -20,8 +20,15 @@ from .conjugate_gradient import conjugate_gradient
 from .functional import Batch, FunctionalModel, Task
 from .hessian_vector_product import HessianOperator
 from .inner_solvers import InnerSolution, gradient_descent, newton_cg
-from .protocol import (MetaGradient, MetaGradientRecord, proximal_objective, query_loss_and_gradient, register,
-                       require, validate_inner_loop)
+from .protocol import (
+    MetaGradient,
+    MetaGradientRecord,
+    proximal_objective,
+    query_loss_and_gradient,
+    register,
+    require,
+    validate_inner_loop,
+)
 
 INNER_SOLVERS = ("gd", "newton-cg")
 

@@ -5,8 +5,8 @@ its own differentiable gradient descent (``maml.py``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

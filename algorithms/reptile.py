@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .functional import FunctionalModel, Task
-from .protocol import MetaGradient, MetaGradientRecord, register, InnerGradientDescentConfig
+from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, register
 
 
 @register

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from algorithms.protocol import ConfigError
 
@@ -21,7 +21,7 @@ def _int_list(minimum: int):
         try:
             values = tuple(int(v) for v in text.split(","))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
         if not values or any(v < minimum for v in values):
             raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
         return values
@@ -38,7 +38,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _exact_solve(args: argparse.Namespace) -> None:
     from .atomic import save_figure, write_csv
-    from .exact_solve import ExactSolveConfig, plot_exact_solve, run_exact_solve
+    from .exact_solve import ExactSolveConfig, exact_solve_title, plot_exact_solve, run_exact_solve
     from .linear_regression import LinearRegressionConfig
 
     if args.device != "cpu":
@@ -50,10 +50,7 @@ def _exact_solve(args: argparse.Namespace) -> None:
                               tasks_per_seed=args.tasks, inner_lr=args.inner_lr)
     frame = run_exact_solve(config, progress=not args.no_progress)
     write_csv(frame, args.out / "exact_solve.csv")
-    title = f"Meta-gradient accuracy, linear regression d={task.dim}, lambda={task.lam:g}, kappa={task.kappa:g}"
-    if task.distinct_eigenvalues:
-        title += f", {task.distinct_eigenvalues} distinct eigenvalues"
-    save_figure(plot_exact_solve(frame, title), args.out / "exact_solve.png")
+    save_figure(plot_exact_solve(frame, exact_solve_title(frame)), args.out / "exact_solve.png")
     summary = frame.groupby(["label", "inner_steps"], sort=False)["rel_error"].mean().unstack()
     print(summary.to_string(float_format=lambda v: f"{v:.2e}"))
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")
@@ -65,7 +62,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _profile(args: argparse.Namespace) -> None:
     from .atomic import save_figure, write_csv
-    from .profile import ProfileConfig, plot_profile, ratios, run_profile
+    from .profile import ProfileConfig, plot_profile, profile_title, ratios, run_profile
 
     _check_device(args.device)
     config = ProfileConfig(dataset=args.dataset, ways=args.ways, shots=args.shots, queries=args.queries,
@@ -76,13 +73,7 @@ def _profile(args: argparse.Namespace) -> None:
                            data_root=args.data_root)
     frame = run_profile(config, progress=not args.no_progress)
     write_csv(frame, args.out / "profile.csv")
-    device_name = frame["device_name"].iloc[0]
-    if config.dataset == "synthetic":
-        title = f"Linear regression d={config.synthetic_dim}"
-    else:
-        title = f"{config.ways}-way {config.shots}-shot ({config.queries} queries), 4-block ConvNet, {config.filters} filters"
-    title += f", {config.dataset}, on {device_name} ({frame['threads'].iloc[0]} threads, torch {frame['torch'].iloc[0]})"
-    save_figure(plot_profile(frame, title), args.out / "profile.png")
+    save_figure(plot_profile(frame, profile_title(frame)), args.out / "profile.png")
     shown = ["algorithm", "inner_steps", "cg_steps", "time_s", "peak_bytes", "saved_bytes", "flops", "grad_evals",
              "hvp_evals", "status"]
     print(frame[shown].to_string(index=False))
@@ -149,6 +140,26 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"{args.split} accuracy {100 * result['accuracy']:.2f} ± {100 * result['ci95']:.2f} % over {result['tasks']} "
           f"tasks (checkpoint at iteration {result['iteration']})")
     print(f"wrote {args.run_dir / 'eval.json'}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import render_report
+
+    for root in args.results or []:
+        if not root.is_dir():
+            raise UsageError(f"--results {root}: no such folder")
+    rerun = args.quick or args.rerun
+    if not (args.results or rerun or args.out.is_dir()):
+        raise UsageError(f"--out {args.out}: no such folder, and no --results to render from (or --rerun/--quick)")
+    roots = args.results or [args.out]
+    if rerun:
+        from .regenerate import regenerate
+
+        _check_device(args.device)
+        regenerate(args.out, quick=args.quick, overwrite=args.overwrite, seed=args.seed, device=args.device,
+                   data_root=args.data_root, progress=not args.no_progress)
+    written = render_report(roots, args.out)
+    print(f"wrote {len(written)} files under {args.out}: index.md, figures/, tables/")
 
 
 def _set_threads(args: argparse.Namespace) -> None:
@@ -278,6 +289,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(run=_evaluate)
+
+    report = sub.add_parser(
+        "report",
+        help="render every figure and table from result folders (the paper's numbers beside ours)",
+        description="Find exact_solve.csv, profile.csv and training runs (config.json, metrics.csv, eval.json) "
+                    "below the result folders and write OUT/index.md, OUT/figures/*.png (Fig. 2a, Fig. 2b, "
+                    "validation accuracy against meta-iterations and wall-clock, test accuracy with the paper's "
+                    "values) and OUT/tables/*.md (Tables 2 and 3: paper, ours, difference, our 95% CI, device, "
+                    "training length; every run; Fig. 2b ratios; saved benchmark runs). Missing results are shown as "
+                    "missing. "
+                    "--rerun first re-runs, into OUT, every experiment this machine can (the README's commands: "
+                    "exact-solve, the CPU profile, the time-boxed training runs and their evaluation; hours); "
+                    "--quick re-runs small versions of them (a few minutes on the CPU). GPU results come from "
+                    "bench/gpu_checks.sh and are only rendered.",
+    )
+    _add_common(report)
+    report.add_argument("--results", type=Path, action="append", metavar="DIR",
+                        help="a folder to search for results (repeatable; default: OUT itself)")
+    report.add_argument("--rerun", action="store_true", help="re-run the experiments into OUT first (full size)")
+    report.add_argument("--quick", action="store_true", help="re-run small versions of the experiments first")
+    report.add_argument("--overwrite", action="store_true",
+                        help="with --rerun/--quick: replace result folders that exist in OUT (each only once its "
+                             "re-run has finished)")
+    report.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    report.set_defaults(run=_report)
     return parser
 
 

@@ -23,7 +23,7 @@ CONVERGED_CG_STEPS = 200  # "CG run to convergence": a cap far above the ~35 ite
 CONVERGED_CG_TOLERANCE = 1e-14
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "seed", "error", "rel_error", "label", "tasks",
-           "cg_iterations", "grad_evals", "hvp_evals"]
+           "cg_iterations", "grad_evals", "hvp_evals", "dim", "lam", "kappa", "distinct_eigenvalues", "inner_lr"]
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,22 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True,
                         "label": variant.label, "tasks": len(tasks),
                         "cg_iterations": sum(r.cg_iterations for r in records) / len(records),
                         "grad_evals": records[0].grad_evals, "hvp_evals": sum(r.hvp_evals for r in records) / len(records),
+                        "dim": cfg.dim, "lam": cfg.lam, "kappa": cfg.kappa,
+                        "distinct_eigenvalues": cfg.distinct_eigenvalues, "inner_lr": lr,
                     })
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def exact_solve_title(frame: pd.DataFrame) -> str:
+    """The figure's title, from the problem settings recorded in the rows (older files lack them)."""
+    title = "Meta-gradient accuracy on linear regression (paper Fig. 2a)"
+    if "dim" not in frame.columns or frame["dim"].isna().all():
+        return title
+    first = frame.iloc[0]
+    title += f"\nd={int(first['dim'])}, lambda={first['lam']:g}, kappa={first['kappa']:g}"
+    if first["distinct_eigenvalues"]:
+        title += f", {int(first['distinct_eigenvalues'])} distinct eigenvalues"
+    return title
 
 
 def plot_exact_solve(frame: pd.DataFrame, title: str | None = None):

@@ -12,7 +12,8 @@ How the spectrum is built: the eigenvalues of G's Hessian A_train + lam I are lo
 ratios) between mu = lam + a_min and L = kappa * mu, so G's condition number is exactly kappa; the
 eigenvalues of A_train are those minus lam (a_min = 1 by default, so A_train itself is positive
 definite). With ``distinct_eigenvalues = k`` only k log-spaced levels are used, each repeated; CG
-then solves the meta-gradient system exactly in k iterations. The eigenvectors are a random orthogonal basis Q per task. The support inputs are
+then solves the meta-gradient system exactly in k iterations. The eigenvectors are a random
+orthogonal basis Q per task. The support inputs are
 X = sqrt(n) U diag(sqrt(a)) Q^T with U an n x d matrix of orthonormal columns, so that the empirical
 second moment X^T X / n equals Q diag(a) Q^T exactly, not only in expectation. Query inputs are
 Gaussian with that covariance. Targets are y = x^T w + noise, with the task's weights

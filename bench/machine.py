@@ -1,7 +1,8 @@
-"""What a result was measured on: the processor or GPU by name."""
+"""What a result was measured on: the processor or GPU by name, and the software around it."""
 from __future__ import annotations
 
 import platform
+from typing import Any
 
 import torch
 
@@ -17,3 +18,16 @@ def device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def fingerprint() -> dict[str, Any]:
+    """What makes two timings comparable: processor, GPU, torch and its threads."""
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {
+        "cpu": device_name(torch.device("cpu")),
+        "gpus": gpus,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }

@@ -24,7 +24,7 @@ from torch import Tensor
 class _Saved:
     __slots__ = ("tensor", "key", "counter")
 
-    def __init__(self, tensor: Tensor, key: tuple, counter: "SavedTensorPeak"):
+    def __init__(self, tensor: Tensor, key: tuple, counter: SavedTensorPeak):
         self.tensor, self.key, self.counter = tensor, key, counter
 
     def __del__(self) -> None:
@@ -69,7 +69,7 @@ class SavedTensorPeak:
     def _unpack(saved: _Saved) -> Tensor:
         return saved.tensor
 
-    def __enter__(self) -> "SavedTensorPeak":
+    def __enter__(self) -> SavedTensorPeak:
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
         self._hooks.__enter__()
         return self

@@ -27,19 +27,19 @@ IMAGE_SIZE = 84
 SPLITS = ("train", "val", "test")
 
 
-def split_listing(root: Path, split: str) -> "OrderedDict[str, list[Path]]":
+def split_listing(root: Path, split: str) -> OrderedDict[str, list[Path]]:
     """Class -> existing image paths, in CSV order."""
     base = root / "mini-imagenet"
     table = base / "split" / f"{split}.csv"
     if not table.is_file():
         raise ConfigError(f"Mini-ImageNet split file missing: {table}")
-    classes: "OrderedDict[str, list[str]]" = OrderedDict()
+    classes: OrderedDict[str, list[str]] = OrderedDict()
     with open(table, newline="") as f:
         for row in csv.DictReader(f):
             classes.setdefault(row["label"], []).append(row["filename"])
     if not classes:
         raise ConfigError(f"no classes in {table}")
-    listing: "OrderedDict[str, list[Path]]" = OrderedDict()
+    listing: OrderedDict[str, list[Path]] = OrderedDict()
     for label, files in classes.items():
         folder = base / split / label
         if not folder.is_dir():
@@ -66,7 +66,7 @@ def load_mini_imagenet(root: Path, split: str) -> tuple[Tensor, ClassSplit]:
         images = torch.load(cache)
     else:
         arrays = []
-        for label, files in tqdm(listing.items(), desc=f"decoding Mini-ImageNet {split}", unit="class", leave=False):
+        for _label, files in tqdm(listing.items(), desc=f"decoding Mini-ImageNet {split}", unit="class", leave=False):
             per = []
             for path in files[:per_class]:
                 try:

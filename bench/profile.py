@@ -20,8 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 import torch
@@ -173,10 +174,22 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def count_work(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The deterministic measures of one run: its own counts, peak bytes saved for backward, FLOPs.
+
+    Runs ``run`` twice (the saved-tensor hooks and the FLOP counter would see each other's work).
+    """
+    with SavedTensorPeak() as saved:
+        counts = run()
+    with FlopCounterMode(display=False) as flops:
+        run()
+    return {**counts, "saved_bytes": saved.peak_bytes, "flops": flops.get_total_flops()}
+
+
 def measure_in_process(config: ProfileConfig, problem: Problem, measure: Measure) -> dict[str, Any]:
     run = runner(config, problem, measure)
     device = problem.device
-    counts = run()  # warm-up
+    run()  # warm-up
     _synchronize(device)
     times = []
     for _ in range(config.repeats):
@@ -184,17 +197,11 @@ def measure_in_process(config: ProfileConfig, problem: Problem, measure: Measure
         run()
         _synchronize(device)
         times.append(time.perf_counter() - start)
-    with SavedTensorPeak() as saved:
-        run()
-    with FlopCounterMode(display=False) as flops:
-        run()
     row: dict[str, Any] = {
         "time_s": statistics.median(times),
         "time_iqr_s": _iqr(times),
         "repeats": len(times),
-        "saved_bytes": saved.peak_bytes,
-        "flops": flops.get_total_flops(),
-        **counts,
+        **count_work(run),
     }
     if device.type == "cuda":
         cuda = _cuda_peak(run, device)
@@ -295,6 +302,17 @@ def run_profile(config: ProfileConfig, progress: bool = True) -> pd.DataFrame:
 
 LABELS = {"maml": "MAML (higher)", "fomaml": "first-order MAML", "reptile": "Reptile", "imaml": "iMAML (GD + CG)"}
 STYLES = {"maml": ("C0", "-", "o"), "fomaml": ("C1", "--", "^"), "reptile": ("C2", "-.", "v"), "imaml": ("C3", "-", "s")}
+
+
+def profile_title(frame: pd.DataFrame) -> str:
+    """The figure's title, from the problem and machine recorded in the rows."""
+    first = frame.iloc[0]
+    if first["dataset"] == "synthetic":
+        title = "Linear regression"
+    else:
+        title = (f"{int(first['ways'])}-way {int(first['shots'])}-shot ({int(first['queries'])} queries), "
+                 f"4-block ConvNet, {int(first['filters'])} filters")
+    return title + f", {first['dataset']}, on {first['device_name']} ({first['threads']} threads, torch {first['torch']})"
 
 
 def plot_profile(frame: pd.DataFrame, title: str):

@@ -1,8 +1,8 @@
 """N-way, K-shot, Q-query episodes from a pool of image classes, seeded and reproducible."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor

@@ -14,10 +14,11 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -234,7 +235,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
                     config.validation_tasks, config.validation_seed), device, config.validation_tasks)
                 rows.append({
                     "iteration": iteration, "train_time_s": train_time, "tasks": totals["tasks"],
-                    "train_query_loss": sum(l for l, _ in window) / len(window),
+                    "train_query_loss": sum(loss for loss, _ in window) / len(window),
                     "train_query_accuracy": sum(a for _, a in window) / len(window),
                     "val_accuracy": val, "val_ci95": ci, "val_tasks": n,
                     "tasks_per_s": totals["tasks"] / train_time if train_time else float("nan"),

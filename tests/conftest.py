@@ -14,6 +14,28 @@ from bench.models import ConvNet
 warnings.filterwarnings("ignore", module="higher")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--counter-baseline", metavar="JSON", default=None,
+        help="a saved pytest-benchmark run: fail a benchmark whose deterministic counters (gradient and "
+             "Hessian-vector-product evaluations, FLOPs, saved bytes) differ from that run's")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The plain test command runs each benchmark once, untimed, as a smoke test; `--benchmark-only`
+    # (or `--benchmark-enable`) times them. Doing this here rather than with `--benchmark-disable` in
+    # addopts keeps `pytest --benchmark-only` legal (pytest-benchmark refuses the two together).
+    if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
+        config.option.benchmark_disable = True
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """The machine fingerprint saved with every benchmark run (and shown when two runs differ)."""
+    from bench.machine import fingerprint
+
+    machine_info["metagrad"] = fingerprint()
+
+
 def tiny_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5, track_running_stats=False), nn.Tanh(), nn.Linear(5, 3))
 

@@ -1,7 +1,7 @@
 """Central finite differences of a scalar function of a flat float64 vector."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -70,7 +70,7 @@ def test_rotated_classes_are_rotated_images(omniglot):
     task = tasks.sample(torch.Generator().manual_seed(0))
     originals = images[0].float() / 255.0
     quarter = torch.rot90(originals, 1, dims=(-2, -1))
-    for x, y in zip(task.query.x[:, 0], task.query.y):
+    for x, _y in zip(task.query.x[:, 0], task.query.y):
         upright = any(torch.equal(x, o) for o in originals)
         turned = any(torch.equal(x, o) for o in quarter)
         assert upright != turned  # each image is one or the other

@@ -4,9 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import (FunctionalModel, make_algorithm, maml_meta_gradient_torch_func, newton_cg,
-                        proximal_objective, gradient_descent, squared_error_loss,
-                        cross_entropy_loss)
+from algorithms import (
+    FunctionalModel,
+    cross_entropy_loss,
+    gradient_descent,
+    make_algorithm,
+    maml_meta_gradient_torch_func,
+    newton_cg,
+    proximal_objective,
+    squared_error_loss,
+)
 from bench.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 
 from .conftest import classification_task, tiny_convnet

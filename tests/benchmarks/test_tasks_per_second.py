@@ -2,19 +2,17 @@
 
 Benchmarks, not timed assertions: under the default options they run once as smoke tests; with
 ``--benchmark-only`` they time. Deterministic counters (gradient and Hessian-vector-product
-evaluations, FLOPs) go into ``extra_info`` for regression checks that must not flake.
+evaluations, FLOPs, saved bytes) go into ``extra_info`` for regression checks that must not flake.
 """
 from __future__ import annotations
 
-import platform
-
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
 from bench.datasets import network, task_source
 from bench.presets import preset
+from bench.profile import count_work
 from bench.tasks import EpisodeSpec
 
 from ..data_paths import require_data
@@ -30,7 +28,7 @@ def omniglot_tasks():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_tasks_per_second(benchmark, omniglot_tasks, variant):
+def test_tasks_per_second(benchmark, record_counters, omniglot_tasks, variant):
     settings = preset(f"omniglot-5w1s-{variant}")
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
     torch.manual_seed(0)
@@ -41,12 +39,11 @@ def test_tasks_per_second(benchmark, omniglot_tasks, variant):
     def one_task():
         return algorithm.meta_gradient(model, theta, next(tasks))
 
-    record = one_task().record
-    with FlopCounterMode(display=False) as flops:
-        one_task()
-    benchmark.extra_info.update(
-        variant=variant, grad_evals=record.grad_evals, hvp_evals=record.hvp_evals, flops=flops.get_total_flops(),
-        threads=torch.get_num_threads(), torch=torch.__version__, machine=platform.machine(),
-    )
+    def counted():
+        record = one_task().record
+        return {"grad_evals": record.grad_evals, "hvp_evals": record.hvp_evals}
+
+    counters = count_work(counted)
     result = benchmark.pedantic(one_task, rounds=8, warmup_rounds=1, iterations=1)
+    record_counters(variant=variant, **counters)
     assert torch.isfinite(result.gradient).all()

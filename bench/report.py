@@ -1,0 +1,483 @@
+"""`metagrad report`: every figure and table, rendered from recorded result folders.
+
+Reads what the other commands wrote (``exact_solve.csv``, ``profile.csv``, training runs'
+``config.json`` + ``metrics.csv`` + ``eval.json``), anywhere below the result folders, and writes
+``OUT/index.md``, ``OUT/figures/*.png`` and ``OUT/tables/*.md``. Nothing is computed that a result
+file does not hold: a table cell without a run says "missing". The tables are a pure function of the
+result files, so regenerating from the same files gives the same bytes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .atomic import atomic_path, save_figure
+from .paper import PAPER_ACCURACY, TABLES
+from .presets import ALGORITHM_LABELS, SETTINGS, preset
+
+FIGURES, TABLES_DIR = "figures", "tables"
+VARIANT_COLORS = {"maml": "C0", "fomaml": "C1", "reptile": "C2", "imaml-gd": "C3", "imaml-hf": "C4"}
+RUN_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    name: str  # the folder, relative to its results root
+    config: dict[str, Any]
+    environment: dict[str, Any]  # config.json's other fields: device_name, torch, threads, ...
+    metrics: pd.DataFrame
+    evaluation: dict[str, Any] | None  # eval.json on the test split
+
+    @property
+    def setting(self) -> str:
+        c = self.config
+        return f"{c['dataset']}-{c['ways']}w{c['shots']}s"
+
+    @property
+    def variant(self) -> str:
+        if self.config.get("preset"):
+            return self.config["preset"][len(self.setting) + 1:]
+        if self.config["algorithm"] == "imaml":
+            return "imaml-hf" if self.config["hyperparameters"].get("inner_solver") == "newton-cg" else "imaml-gd"
+        return self.config["algorithm"]
+
+    @property
+    def differences(self) -> list[str]:
+        """Where the run's settings depart from its preset's (as the preset stands today)."""
+        name = self.config.get("preset")
+        if not name:
+            return ["no preset"]
+        reference = preset(name)
+        out = []
+        for key, value in sorted(self.config["hyperparameters"].items()):
+            expected = reference["hyperparameters"].get(key)
+            if value != expected:
+                out.append(f"{key} {value:g} (preset {expected:g})" if isinstance(value, float) and
+                           isinstance(expected, float) else f"{key} {value} (preset {expected})")
+        for key in ("meta_batch", "meta_lr", "queries"):
+            if self.config.get(key) != reference.get(key):
+                out.append(f"{key} {self.config.get(key)} (preset {reference.get(key)})")
+        if self.config.get("filters") is not None:
+            out.append(f"filters {self.config['filters']} (preset: the dataset's default)")
+        return out
+
+    @property
+    def device(self) -> str:
+        name = self.environment.get("device_name", self.config.get("device", "?"))
+        if str(self.config.get("device", "cpu")).startswith("cuda"):
+            return name
+        threads = (self.evaluation or {}).get("threads", self.environment.get("threads"))
+        return f"{name} ({threads} thread{'s' if threads != 1 else ''})"
+
+    @property
+    def iterations(self) -> int:
+        if self.evaluation:
+            return int(self.evaluation["iteration"])
+        return int(self.metrics["iteration"].max()) if len(self.metrics) else 0
+
+    @property
+    def train_minutes(self) -> float:
+        if self.evaluation:
+            return self.evaluation["train_time_s"] / 60
+        return float(self.metrics["train_time_s"].max()) / 60 if len(self.metrics) else 0.0
+
+
+@dataclass
+class Results:
+    exact_solve: list[tuple[str, pd.DataFrame]]
+    profiles: list[tuple[str, pd.DataFrame]]
+    runs: list[TrainingRun]
+    benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # saved pytest-benchmark runs
+
+
+def _result_folders(root: Path, filename: str) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in (FIGURES, TABLES_DIR))
+        if filename in files:
+            found.append(Path(folder))
+    return sorted(found)
+
+
+def _name(root: Path, folder: Path, prefix: str) -> str:
+    relative = folder.relative_to(root).as_posix()
+    name = relative if relative != "." else root.name
+    return f"{prefix}/{name}" if prefix else name
+
+
+def discover(roots: list[Path]) -> Results:
+    """Every result folder below ``roots``; names are paths relative to the root (prefixed by the
+    root's own name when there are several roots)."""
+    results = Results([], [], [])
+    for root in roots:
+        prefix = root.name if len(roots) > 1 else ""
+        for folder in _result_folders(root, "exact_solve.csv"):
+            results.exact_solve.append((_name(root, folder, prefix), pd.read_csv(folder / "exact_solve.csv")))
+        for folder in _result_folders(root, "profile.csv"):
+            results.profiles.append((_name(root, folder, prefix), pd.read_csv(folder / "profile.csv")))
+        for folder in _result_folders(root, "config.json"):
+            if not (folder / "metrics.csv").is_file():
+                continue
+            saved = json.loads((folder / "config.json").read_text())
+            if "config" not in saved:
+                continue
+            evaluation = None
+            if (folder / "eval.json").is_file():
+                evaluation = json.loads((folder / "eval.json").read_text())
+                if evaluation.get("split") != "test":
+                    evaluation = None
+            environment = {k: v for k, v in saved.items() if k != "config"}
+            results.runs.append(TrainingRun(_name(root, folder, prefix), saved["config"], environment,
+                                            pd.read_csv(folder / "metrics.csv"), evaluation))
+        for folder, dirs, files in sorted(os.walk(root)):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for filename in sorted(files):
+                if re.fullmatch(r"\d{4}_.+\.json", filename):  # pytest-benchmark's --benchmark-save names
+                    saved = json.loads((Path(folder) / filename).read_text())
+                    if "benchmarks" in saved and "machine_info" in saved:
+                        results.benchmarks.append((_name(root, Path(folder) / filename, prefix), saved))
+    results.runs.sort(key=lambda run: run.name)
+    results.benchmarks.sort(key=lambda item: item[0])
+    return results
+
+
+def _slug(name: str) -> str:
+    return name.replace("/", "--")
+
+
+def setting_label(setting: str) -> str:
+    dataset, ways, shots, _ = SETTINGS[setting]
+    return f"{'Omniglot' if dataset == 'omniglot' else 'Mini-ImageNet'} {ways}-way {shots}-shot"
+
+
+def representative_run(runs: list[TrainingRun], setting: str, variant: str) -> TrainingRun | None:
+    """The run shown in a table cell: evaluated, of this setting and variant; those matching the
+    preset as it stands first, then the longest (meta-iterations, then training time), then by name."""
+    candidates = [r for r in runs if r.evaluation and r.setting == setting and r.variant == variant]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (bool(r.differences), -r.iterations, -r.train_minutes, r.name))
+
+
+# ---------------------------------------------------------------- tables
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _training(run: TrainingRun) -> str:
+    planned = int(run.config.get("iterations", 0))
+    minutes = run.train_minutes
+    return f"{run.iterations:,} of {planned:,} it, {minutes:.1f} min" if minutes < 10 else \
+        f"{run.iterations:,} of {planned:,} it, {minutes:.0f} min"
+
+
+def accuracy_table(results: Results, key: str) -> str:
+    title, settings = TABLES[key]
+    header = ["Setting", "Algorithm", "Paper (%)", "Ours (%)", "Ours − paper", "Our 95% CI", "Test tasks", "Device",
+              "Training", "Run"]
+    rows, filled = [], 0
+    for setting in settings:
+        for variant, label in ALGORITHM_LABELS.items():
+            paper = PAPER_ACCURACY[(setting, variant)]
+            run = representative_run(results.runs, setting, variant)
+            if run is None:
+                unevaluated = [r.name for r in results.runs if r.setting == setting and r.variant == variant]
+                note = "not evaluated: " + ", ".join(unevaluated) if unevaluated else "no run"
+                rows.append([setting_label(setting), label, f"{paper.mean} ± {paper.ci}", "missing", "—", "—", "—",
+                             "—", "—", note])
+                continue
+            filled += 1
+            ours = 100 * run.evaluation["accuracy"]
+            differences = run.differences
+            name = f"`{run.name}`" + (" (" + "; ".join(differences) + ")" if differences else "")
+            rows.append([setting_label(setting), label, f"{paper.mean} ± {paper.ci}", f"{ours:.2f}",
+                         f"{ours - paper.value:+.2f}", f"± {100 * run.evaluation['ci95']:.2f}",
+                         str(run.evaluation["tasks"]), run.device, _training(run), name])
+    cells = len(settings) * len(ALGORITHM_LABELS)
+    intro = (
+        f"# {title}: the paper's accuracy beside ours\n\n"
+        f"{filled} of {cells} cells have an evaluated run of ours. \"Paper\" is the value printed in the paper "
+        "(± its 95% confidence interval); \"Ours\" is the mean test accuracy of our run over a fixed pool of test "
+        "tasks (`metagrad eval`), with its 95% confidence half-width. Where several runs exist for a cell, the "
+        "table shows the one matching the preset as it stands today (bench/presets.py), then the longest; every "
+        "run is listed in [runs.md](runs.md). The paper trained 60,000 meta-iterations; the \"Training\" column "
+        "gives ours: a short run is not a reproduction.\n\n"
+    )
+    return intro + _markdown_table(header, rows)
+
+
+def runs_table(results: Results) -> str:
+    header = ["Run", "Setting", "Algorithm", "Departs from preset", "Device", "Training", "Best validation (%)",
+              "Last validation (%)", "Test (%)", "Support loss after adaptation"]
+    rows = []
+    for run in results.runs:
+        metrics = run.metrics.dropna(subset=["val_accuracy"]) if len(run.metrics) else run.metrics
+        if len(metrics):
+            best = metrics.loc[metrics["val_accuracy"].idxmax()]
+            last = metrics.iloc[-1]
+            best_text = f"{100 * best['val_accuracy']:.2f} (it {int(best['iteration'])})"
+            last_text = f"{100 * last['val_accuracy']:.2f} ± {100 * last['val_ci95']:.2f}"
+        else:
+            best_text = last_text = "—"
+        if run.evaluation:
+            test = f"{100 * run.evaluation['accuracy']:.2f} ± {100 * run.evaluation['ci95']:.2f}"
+            loss = run.evaluation.get("support_loss_after_adaptation")
+            loss_text = f"{loss:.3f}" if loss is not None else "—"
+        else:
+            test, loss_text = "not evaluated", "—"
+        label = setting_label(run.setting) if run.setting in SETTINGS else run.setting
+        rows.append([f"`{run.name}`", label, ALGORITHM_LABELS.get(run.variant, run.variant),
+                     "; ".join(run.differences) or "—", run.device, _training(run), best_text, last_text, test,
+                     loss_text])
+    intro = (f"# Training runs\n\n{len(results.runs)} runs found. Validation accuracy is on a fixed pool of "
+             "validation tasks; test accuracy on 600 fixed test tasks unless the run's eval.json says otherwise.\n\n")
+    return intro + (_markdown_table(header, rows) if rows else "No training runs were found.\n")
+
+
+def profile_ratios_table(results: Results) -> str:
+    from .profile import ratios
+
+    columns = {name: ratios(frame) for name, frame in results.profiles}
+    keys = list(dict.fromkeys(key for values in columns.values() for key in values))
+    rows = [[key] + [(f"{columns[name][key]:.3g}" if key in columns[name] and not math.isnan(columns[name][key])
+                      else "—") for name in columns] for key in keys]
+    intro = ("# Figure 2b in numbers\n\nRatios read off each profile (bench/profile.py `ratios`): iMAML's memory "
+             "at the most inner steps over the fewest and over one gradient, MAML's growth, a Hessian-vector "
+             "product over a gradient, and time over first-order MAML's.\n\n")
+    if not columns:
+        return intro + "No profiles were found.\n"
+    return intro + _markdown_table(["Ratio"] + [f"`{name}`" for name in columns], rows)
+
+
+def _natural(text: str) -> list:
+    """Sort key that puts "maml-4" before "maml-16"."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
+
+
+def benchmarks_table(results: Results) -> str:
+    intro = ("# Saved benchmark runs (pytest-benchmark)\n\nEach saved run of `pytest tests/benchmarks --benchmark-only "
+             "--benchmark-save=NAME`: median time per call and calls per second, with the deterministic counters "
+             "the benchmark recorded (gradient and Hessian-vector-product evaluations, FLOPs, peak bytes saved for "
+             "backward) and the machine it ran on.\n\n")
+    if not results.benchmarks:
+        return intro + "No saved benchmark runs were found.\n"
+    sections = []
+    for name, saved in results.benchmarks:
+        machine = saved["machine_info"]
+        fingerprint = machine.get("metagrad", {})
+        described = (f"{fingerprint.get('cpu') or machine.get('cpu', {}).get('brand_raw', '?')}, "
+                     f"{fingerprint.get('threads', '?')} threads, torch {fingerprint.get('torch', '?')}"
+                     + (f", GPUs: {', '.join(fingerprint['gpus'])}" if fingerprint.get("gpus") else ""))
+        rows = []
+        for bench in sorted(saved["benchmarks"], key=lambda b: _natural(b["fullname"])):
+            info, stats = bench.get("extra_info", {}), bench["stats"]
+
+            def count(key: str, info: dict = info) -> str:
+                return f"{info[key]:,}" if key in info else "—"
+
+            rows.append([f"`{bench['name']}`", f"{1000 * stats['median']:.2f}", f"{stats['ops']:.1f}",
+                         count("grad_evals"), count("hvp_evals"), count("flops"), count("saved_bytes"),
+                         count("images")])
+        sections.append(f"## `{name}`\n\n{described}; saved {saved.get('datetime', '?')[:10]}.\n\n"
+                        + _markdown_table(["Benchmark", "Median (ms)", "Per second", "Gradients", "HVPs", "FLOPs",
+                                           "Saved bytes", "Images"], rows))
+    return intro + "\n".join(sections)
+
+
+# ---------------------------------------------------------------- figures
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_validation(runs: list[TrainingRun], setting: str):
+    """Validation accuracy against meta-iterations and against training time, one line per run,
+    colored by algorithm; the paper's test accuracy dotted in the same color."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    minutes = []
+    seen: dict[str, int] = {}
+    for run in runs:
+        metrics = run.metrics.dropna(subset=["val_accuracy"])
+        if not len(metrics):
+            continue
+        color = VARIANT_COLORS.get(run.variant)
+        nth = seen[run.variant] = seen.get(run.variant, -1) + 1  # runs of one algorithm: same color, own style
+        style, marker = RUN_STYLES[nth % len(RUN_STYLES)]
+        label = f"{ALGORITHM_LABELS.get(run.variant, run.variant)}: {run.name} ({run.device})"
+        x_time = metrics["train_time_s"] / 60
+        minutes += list(x_time)
+        for ax, x in ((axes[0], metrics["iteration"]), (axes[1], x_time)):
+            y, band = 100 * metrics["val_accuracy"], 100 * metrics["val_ci95"]
+            ax.plot(x, y, color=color, linestyle=style, marker=marker, markersize=4, label=label)
+            ax.fill_between(x, y - band, y + band, color=color, alpha=0.12)
+    for variant in sorted({run.variant for run in runs}):
+        paper = PAPER_ACCURACY.get((setting, variant))
+        if paper:
+            for ax in axes:
+                ax.axhline(paper.value, color=VARIANT_COLORS.get(variant), linestyle=":", linewidth=1.2,
+                           label=f"paper, {ALGORITHM_LABELS[variant]} (test)" if ax is axes[0] else None)
+    ways = SETTINGS[setting][1]
+    for ax in axes:
+        ax.axhline(100 / ways, color="grey", linestyle="-.", linewidth=0.8, label="chance" if ax is axes[0] else None)
+        ax.grid(True, alpha=0.3)
+    positive = [m for m in minutes if m > 0]
+    if positive and max(positive) / min(positive) > 30:  # runs of seconds beside runs of hours
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        axes[1].set_xscale("log")
+        axes[1].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes[1].xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_xlabel("meta-iterations")
+    axes[1].set_xlabel("training time (minutes, wall clock; validation excluded)")
+    axes[0].set_ylabel("validation accuracy (%), band: 95% CI")
+    fig.suptitle(f"{setting_label(setting)}: validation accuracy during meta-training")
+    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
+    return fig
+
+
+def plot_test_accuracy(runs: list[TrainingRun]):
+    """Per setting, each algorithm's test accuracy with its 95% CI (every evaluated run), the paper's value
+    marked; a row without a run says so."""
+    plt = _pyplot()
+    settings = list(SETTINGS)
+    fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 4.2), sharey=True)
+    variants = list(ALGORITHM_LABELS)
+    for ax, setting in zip(axes, settings):
+        for row, variant in enumerate(variants):
+            paper = PAPER_ACCURACY[(setting, variant)]
+            ax.errorbar(paper.value, row + 0.15, xerr=paper.half_width, fmt="x", color="black", capsize=3,
+                        label="paper" if row == 0 else None)
+            ours = [r for r in runs if r.evaluation and r.setting == setting and r.variant == variant]
+            for i, run in enumerate(ours):
+                gpu = str(run.config.get("device", "cpu")).startswith("cuda")
+                accuracy, y = 100 * run.evaluation["accuracy"], row - 0.1 - 0.17 * i
+                ax.errorbar(accuracy, y, xerr=100 * run.evaluation["ci95"], fmt="s" if gpu else "o", capsize=3,
+                            color=VARIANT_COLORS[variant], markersize=6, markerfacecolor="white" if gpu else None)
+                ax.annotate(f"{accuracy:.1f}", (accuracy, y), xytext=(6, -2), textcoords="offset points", fontsize=7,
+                            va="center")
+            if not ours:
+                ax.text(0.5, row - 0.1, "no run of ours", transform=ax.get_yaxis_transform(), fontsize=8,
+                        color="grey", va="center", ha="center")
+        chance = 100 / SETTINGS[setting][1]
+        ax.axvline(chance, color="grey", linestyle="-.", linewidth=0.8)
+        ax.set_xlim(chance - 5, 101)
+        ax.set_title(setting_label(setting), fontsize=10)
+        ax.set_xlabel("test accuracy (%)")
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(variants)), [ALGORITHM_LABELS[v] for v in variants])
+    axes[0].set_ylim(len(variants) - 0.45, -0.6)  # first algorithm on top, room for its label and runs
+    handles = [plt.Line2D([], [], marker="x", color="black", linestyle="", label="paper ± 95% CI"),
+               plt.Line2D([], [], marker="o", color="grey", linestyle="", label="ours, CPU ± 95% CI"),
+               plt.Line2D([], [], marker="s", color="grey", markerfacecolor="white", linestyle="",
+                          label="ours, GPU ± 95% CI"),
+               plt.Line2D([], [], color="grey", linestyle="-.", label="chance")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.04))
+    fig.suptitle("Few-shot test accuracy: ours (time-boxed runs, see tables/) against the paper's Tables 2 and 3")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- the report
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _index(results: Results, figures: list[tuple[str, str]], tables: list[tuple[str, str]]) -> str:
+    lines = ["# metagrad reports", "",
+             "Generated by `metagrad report` from the result folders listed below; regenerate with "
+             "`metagrad report --out reports` (the commands that produced each result are in the README).", ""]
+    lines += ["## Tables", ""] + [f"- [{title}]({path})" for path, title in tables] + [""]
+    lines += ["## Figures", ""] + [f"- [{title}]({path})" for path, title in figures] + [""]
+    lines += ["## Results found", ""]
+    lines += [f"- exact-solve: `{name}`" for name, _ in results.exact_solve] or ["- exact-solve: none"]
+    lines += [f"- profile: `{name}`" for name, _ in results.profiles] or ["- profile: none"]
+    lines += [f"- benchmark run: `{name}`" for name, _ in results.benchmarks] or ["- benchmark runs: none"]
+    for run in results.runs:
+        state = "evaluated" if run.evaluation else "not evaluated"
+        lines.append(f"- training run: `{run.name}` ({state})")
+    if not results.runs:
+        lines.append("- training runs: none")
+    missing = []
+    if not results.exact_solve:
+        missing.append("Figure 2a (no exact_solve.csv)")
+    if not results.profiles:
+        missing.append("Figure 2b (no profile.csv)")
+    if not results.runs:
+        missing.append("accuracy plots (no training runs)")
+    if missing:
+        lines += ["", "## Missing", ""] + [f"- {item}" for item in missing]
+    return "\n".join(lines) + "\n"
+
+
+def render_report(roots: list[Path], out: Path) -> list[Path]:
+    """Render every figure and table found from ``roots`` into ``out``; returns the files written.
+    Files of an earlier report that this one no longer produces are removed from figures/ and tables/."""
+    results = discover(roots)
+    written: list[Path] = []
+    figures: list[tuple[str, str]] = []
+    tables: list[tuple[str, str]] = []
+
+    def figure(fig, filename: str, title: str) -> None:
+        path = out / FIGURES / filename
+        save_figure(fig, path)
+        _pyplot().close(fig)
+        written.append(path)
+        figures.append((f"{FIGURES}/{filename}", title))
+
+    def table(text: str, filename: str, title: str) -> None:
+        path = out / TABLES_DIR / filename
+        _write_text(path, text)
+        written.append(path)
+        tables.append((f"{TABLES_DIR}/{filename}", title))
+
+    for key, (title, _) in TABLES.items():
+        table(accuracy_table(results, key), f"{key}.md", title + ", paper against ours")
+    table(runs_table(results), "runs.md", "Every training run")
+    table(profile_ratios_table(results), "fig2b-ratios.md", "Figure 2b in numbers (ratios per profile)")
+    table(benchmarks_table(results), "benchmarks.md", "Saved pytest-benchmark runs, with their work counters")
+
+    from .exact_solve import exact_solve_title, plot_exact_solve
+    from .profile import plot_profile, profile_title
+
+    for name, frame in results.exact_solve:
+        figure(plot_exact_solve(frame, exact_solve_title(frame) + f"\n({name})"), f"fig2a-{_slug(name)}.png",
+               f"Figure 2a, meta-gradient error against inner steps: `{name}`")
+    for name, frame in results.profiles:
+        figure(plot_profile(frame, profile_title(frame) + f"\n({name})"), f"fig2b-{_slug(name)}.png",
+               f"Figure 2b, time and memory against inner steps: `{name}`")
+    for setting in SETTINGS:
+        runs = [run for run in results.runs if run.setting == setting]
+        if runs:
+            figure(plot_validation(runs, setting), f"validation-{setting}.png",
+                   f"Validation accuracy against meta-iterations and training time, {setting_label(setting)}")
+    figure(plot_test_accuracy(results.runs), "test-accuracy.png",
+           "Test accuracy with 95% CI per algorithm and setting, the paper's value marked")
+
+    index = out / "index.md"
+    _write_text(index, _index(results, figures, tables))
+    written.append(index)
+    for folder in (out / FIGURES, out / TABLES_DIR):
+        for stale in sorted(folder.glob("*")):
+            if stale.suffix in (".png", ".md") and stale not in written:
+                stale.unlink()
+    return written

@@ -1,0 +1,163 @@
+"""`metagrad report`: tables from result files only, missing cells as missing, byte-for-byte
+regeneration of the committed tables, and re-runs that never clobber results half-way."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import regenerate as regenerate_module
+from bench.cli import main
+from bench.paper import PAPER_ACCURACY
+from bench.presets import preset
+from bench.regenerate import Experiment, regenerate
+from bench.report import discover, render_report, representative_run
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTES = ROOT.parent / "shared" / "paper" / "NOTES.md"
+
+
+def _notes() -> str:
+    if not NOTES.is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"paper notes missing: {NOTES}")
+        pytest.skip(f"paper notes missing: {NOTES}")
+    return NOTES.read_text()
+
+
+def test_paper_numbers_are_those_of_the_notes():
+    text = _notes()
+    rows = {"MAML": "maml", "first-order MAML": "fomaml", "Reptile": "reptile", "iMAML, GD": "imaml-gd",
+            "iMAML, Hessian-free": "imaml-hf"}
+    settings = ("omniglot-5w1s", "omniglot-5w5s", "omniglot-20w1s", "omniglot-20w5s")
+    for label, variant in rows.items():
+        line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+        cells = [cell.strip() for cell in line.strip("|").split("|")[1:]]
+        for setting, cell in zip(settings, cells, strict=True):
+            paper = PAPER_ACCURACY[(setting, variant)]
+            assert f"{paper.mean} ± {paper.ci}" == cell, (setting, variant)
+    table3 = next(line for line in text.splitlines() if line.startswith("Table 3"))
+    printed = re.findall(r"(\d+\.\d+) ± (\d+\.\d+)", table3)
+    ours = [PAPER_ACCURACY[("mini-imagenet-5w1s", v)] for v in rows.values()]
+    assert printed == [(p.mean, p.ci) for p in ours]
+
+
+def test_committed_tables_and_index_regenerate_byte_for_byte(tmp_path):
+    render_report([ROOT / "reports"], tmp_path)
+    committed = sorted(p.relative_to(ROOT / "reports") for p in (ROOT / "reports" / "tables").glob("*.md"))
+    assert committed, "reports/tables is not committed"
+    regenerated = sorted(p.relative_to(tmp_path) for p in (tmp_path / "tables").glob("*.md"))
+    assert regenerated == committed
+    for relative in [*committed, Path("index.md")]:
+        assert (tmp_path / relative).read_bytes() == (ROOT / "reports" / relative).read_bytes(), relative
+    assert {p.name for p in (tmp_path / "figures").glob("*.png")} == \
+        {p.name for p in (ROOT / "reports" / "figures").glob("*.png")}
+
+
+def _fake_run(folder: Path, preset_name: str, accuracy: float | None, iterations: int = 40,
+              **hyperparameters) -> None:
+    """A run folder as `metagrad train` and `metagrad eval` write it, with known numbers."""
+    config = preset(preset_name)
+    config["hyperparameters"] = {**config["hyperparameters"], **hyperparameters}
+    config.update(device="cpu", filters=None, seed=0)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"config": config, "device_name": "Test CPU", "threads": 2}))
+    pd.DataFrame({"iteration": [iterations // 2, iterations], "train_time_s": [30.0, 60.0],
+                  "val_accuracy": [0.4, 0.45], "val_ci95": [0.02, 0.02]}).to_csv(folder / "metrics.csv", index=False)
+    if accuracy is not None:
+        (folder / "eval.json").write_text(json.dumps({
+            "accuracy": accuracy, "ci95": 0.01, "tasks": 600, "split": "test", "iteration": iterations,
+            "train_time_s": 60.0, "threads": 2}))
+
+
+def _row(table: str, setting: str, algorithm: str) -> list[str]:
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:2] == [setting, algorithm]:
+            return cells
+    raise AssertionError(f"no row {setting} / {algorithm}")
+
+
+def test_numbers_come_from_the_result_files_and_missing_cells_say_so(tmp_path):
+    results = tmp_path / "results"
+    _fake_run(results / "a", "omniglot-20w5s-maml", accuracy=0.5)
+    _fake_run(results / "b", "mini-imagenet-5w1s-reptile", accuracy=None)  # trained, never evaluated
+    render_report([results], tmp_path / "out")
+    table2 = (tmp_path / "out" / "tables" / "table2-omniglot.md").read_text()
+    assert "1 of 20 cells" in table2
+    assert _row(table2, "Omniglot 20-way 5-shot", "MAML") == [
+        "Omniglot 20-way 5-shot", "MAML", "98.9 ± 0.2", "50.00", "-48.90", "± 1.00", "600", "Test CPU (2 threads)",
+        "40 of 60,000 it, 1.0 min", "`a`"]
+    assert _row(table2, "Omniglot 5-way 1-shot", "Reptile")[3:] == ["missing", "—", "—", "—", "—", "—", "no run"]
+    table3 = (tmp_path / "out" / "tables" / "table3-mini-imagenet.md").read_text()
+    assert "0 of 5 cells" in table3
+    assert _row(table3, "Mini-ImageNet 5-way 1-shot", "Reptile")[3] == "missing"
+    assert _row(table3, "Mini-ImageNet 5-way 1-shot", "Reptile")[-1] == "not evaluated: b"
+    index = (tmp_path / "out" / "index.md").read_text()
+    assert "Figure 2a (no exact_solve.csv)" in index and "Figure 2b (no profile.csv)" in index
+    assert (tmp_path / "out" / "figures" / "test-accuracy.png").stat().st_size > 0
+    assert (tmp_path / "out" / "figures" / "validation-omniglot-20w5s.png").is_file()
+
+
+def test_a_cell_shows_the_run_matching_the_preset_then_the_longest(tmp_path):
+    _fake_run(tmp_path / "long-but-off-preset", "omniglot-5w1s-imaml-gd", 0.9, iterations=500, inner_lr=0.1)
+    _fake_run(tmp_path / "short", "omniglot-5w1s-imaml-gd", 0.6, iterations=40)
+    _fake_run(tmp_path / "longer", "omniglot-5w1s-imaml-gd", 0.7, iterations=80)
+    runs = discover([tmp_path]).runs
+    assert representative_run(runs, "omniglot-5w1s", "imaml-gd").name == "longer"
+    off = next(r for r in runs if r.name == "long-but-off-preset")
+    assert off.differences == ["inner_lr 0.1 (preset 0.03)"]
+    assert representative_run(runs, "omniglot-5w1s", "maml") is None
+
+
+def test_stale_report_files_are_removed_and_results_are_not(tmp_path):
+    _fake_run(tmp_path / "run", "omniglot-5w1s-maml", 0.5)
+    render_report([tmp_path], tmp_path)
+    assert (tmp_path / "figures" / "validation-omniglot-5w1s.png").is_file()
+    (tmp_path / "run" / "eval.json").unlink()
+    (tmp_path / "run" / "metrics.csv").unlink()  # no longer a run: its validation figure must go
+    render_report([tmp_path], tmp_path)
+    assert not (tmp_path / "figures" / "validation-omniglot-5w1s.png").exists()
+    assert (tmp_path / "run" / "config.json").is_file()
+
+
+def test_report_cli_rejects_bad_input_in_one_line(tmp_path):
+    command = [sys.executable, "-m", "bench.cli", "report", "--out", str(tmp_path / "out"),
+               "--results", str(tmp_path / "nowhere")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "no such folder" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_rerun_refuses_to_replace_results_without_overwrite(tmp_path, capsys):
+    (tmp_path / "exact-solve").mkdir()
+    assert main(["report", "--out", str(tmp_path), "--quick"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert not (tmp_path / "index.md").exists()
+
+
+def test_rerun_replaces_a_result_only_when_its_commands_finished(tmp_path, monkeypatch):
+    target = tmp_path / "exact-solve"
+    target.mkdir()
+    (target / "earlier.txt").write_text("earlier result")
+    failing = Experiment("exact-solve", (("exact-solve", "--out", "{dir}", "--inner-steps", "1", "--seeds", "1",
+                                          "--tasks", "1"), ("exact-solve", "--out", "{dir}", "--tasks", "0")))
+    monkeypatch.setattr(regenerate_module, "QUICK", (failing,))
+    with pytest.raises(Exception, match="earlier results"):
+        regenerate(tmp_path, quick=True, overwrite=True, progress=False)
+    assert (target / "earlier.txt").read_text() == "earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exact-solve"]  # no half-done folder left
+
+    tiny = Experiment("exact-solve", (("exact-solve", "--out", "{dir}", "--inner-steps", "1,2", "--seeds", "1",
+                                       "--tasks", "1"),))
+    monkeypatch.setattr(regenerate_module, "QUICK", (tiny,))
+    assert regenerate(tmp_path, quick=True, overwrite=True, progress=False) == [target]
+    assert sorted(p.name for p in target.iterdir()) == ["exact_solve.csv", "exact_solve.png"]
+    assert len(pd.read_csv(target / "exact_solve.csv")) == 2 * 6  # 2 step counts x 6 variants, one seed
