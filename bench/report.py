@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .atomic import atomic_path, save_figure
+from .atomic import save_figure, write_text
 from .paper import PAPER_ACCURACY, TABLES
 from .presets import ALGORITHM_LABELS, SETTINGS, preset
 
@@ -91,60 +91,57 @@ class TrainingRun:
 
 @dataclass
 class Results:
-    exact_solve: list[tuple[str, pd.DataFrame]]
-    profiles: list[tuple[str, pd.DataFrame]]
-    runs: list[TrainingRun]
+    exact_solve: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    profiles: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+    runs: list[TrainingRun] = field(default_factory=list)
     benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # saved pytest-benchmark runs
 
 
-def _result_folders(root: Path, filename: str) -> list[Path]:
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in (FIGURES, TABLES_DIR))
-        if filename in files:
-            found.append(Path(folder))
-    return sorted(found)
-
-
-def _name(root: Path, folder: Path, prefix: str) -> str:
-    relative = folder.relative_to(root).as_posix()
+def _name(root: Path, path: Path, prefix: str) -> str:
+    relative = path.relative_to(root).as_posix()
     name = relative if relative != "." else root.name
     return f"{prefix}/{name}" if prefix else name
 
 
+def _training_run(folder: Path, name: str) -> TrainingRun | None:
+    saved = json.loads((folder / "config.json").read_text())
+    if "config" not in saved:
+        return None
+    evaluation = None
+    if (folder / "eval.json").is_file():
+        evaluation = json.loads((folder / "eval.json").read_text())
+        if evaluation.get("split") != "test":
+            evaluation = None
+    environment = {k: v for k, v in saved.items() if k != "config"}
+    return TrainingRun(name, saved["config"], environment, pd.read_csv(folder / "metrics.csv"), evaluation)
+
+
 def discover(roots: list[Path]) -> Results:
-    """Every result folder below ``roots``; names are paths relative to the root (prefixed by the
-    root's own name when there are several roots)."""
-    results = Results([], [], [])
+    """Every result below ``roots``, in one walk; names are paths relative to the root (prefixed by the
+    root's own name when there are several roots). The report's own figures/ and tables/ are skipped."""
+    results = Results()
     for root in roots:
         prefix = root.name if len(roots) > 1 else ""
-        for folder in _result_folders(root, "exact_solve.csv"):
-            results.exact_solve.append((_name(root, folder, prefix), pd.read_csv(folder / "exact_solve.csv")))
-        for folder in _result_folders(root, "profile.csv"):
-            results.profiles.append((_name(root, folder, prefix), pd.read_csv(folder / "profile.csv")))
-        for folder in _result_folders(root, "config.json"):
-            if not (folder / "metrics.csv").is_file():
-                continue
-            saved = json.loads((folder / "config.json").read_text())
-            if "config" not in saved:
-                continue
-            evaluation = None
-            if (folder / "eval.json").is_file():
-                evaluation = json.loads((folder / "eval.json").read_text())
-                if evaluation.get("split") != "test":
-                    evaluation = None
-            environment = {k: v for k, v in saved.items() if k != "config"}
-            results.runs.append(TrainingRun(_name(root, folder, prefix), saved["config"], environment,
-                                            pd.read_csv(folder / "metrics.csv"), evaluation))
-        for folder, dirs, files in sorted(os.walk(root)):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for filename in sorted(files):
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in (FIGURES, TABLES_DIR))
+            folder = Path(folder)
+            name = _name(root, folder, prefix)
+            if "exact_solve.csv" in files:
+                results.exact_solve.append((name, pd.read_csv(folder / "exact_solve.csv")))
+            if "profile.csv" in files:
+                results.profiles.append((name, pd.read_csv(folder / "profile.csv")))
+            if "config.json" in files and "metrics.csv" in files:
+                run = _training_run(folder, name)
+                if run is not None:
+                    results.runs.append(run)
+            for filename in files:
                 if re.fullmatch(r"\d{4}_.+\.json", filename):  # pytest-benchmark's --benchmark-save names
-                    saved = json.loads((Path(folder) / filename).read_text())
+                    saved = json.loads((folder / filename).read_text())
                     if "benchmarks" in saved and "machine_info" in saved:
-                        results.benchmarks.append((_name(root, Path(folder) / filename, prefix), saved))
+                        results.benchmarks.append((_name(root, folder / filename, prefix), saved))
+    for found in (results.exact_solve, results.profiles, results.benchmarks):
+        found.sort(key=lambda item: item[0])
     results.runs.sort(key=lambda run: run.name)
-    results.benchmarks.sort(key=lambda item: item[0])
     return results
 
 
@@ -397,11 +394,6 @@ def plot_test_accuracy(runs: list[TrainingRun]):
 
 # ---------------------------------------------------------------- the report
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def _index(results: Results, figures: list[tuple[str, str]], tables: list[tuple[str, str]]) -> str:
     lines = ["# metagrad reports", "",
              "Generated by `metagrad report` from the result folders listed below; regenerate with "
@@ -446,7 +438,7 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
 
     def table(text: str, filename: str, title: str) -> None:
         path = out / TABLES_DIR / filename
-        _write_text(path, text)
+        write_text(path, text)
         written.append(path)
         tables.append((f"{TABLES_DIR}/{filename}", title))
 
@@ -474,7 +466,7 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
            "Test accuracy with 95% CI per algorithm and setting, the paper's value marked")
 
     index = out / "index.md"
-    _write_text(index, _index(results, figures, tables))
+    write_text(index, _index(results, figures, tables))
     written.append(index)
     for folder in (out / FIGURES, out / TABLES_DIR):
         for stale in sorted(folder.glob("*")):

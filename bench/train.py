@@ -27,7 +27,7 @@ from tqdm import tqdm
 from algorithms import FunctionalModel, Task, cross_entropy_loss, make_algorithm
 from algorithms.protocol import ConfigError, require
 
-from .atomic import atomic_path, write_csv
+from .atomic import atomic_path, write_csv, write_text
 from .datasets import DATASETS, network, task_source
 from .machine import device_name
 from .tasks import EpisodeSpec
@@ -146,8 +146,7 @@ class Run:
         return TrainConfig(**saved["config"]), saved
 
     def write_config(self, config: TrainConfig, extra: dict[str, Any]) -> None:
-        with atomic_path(self.out / "config.json") as tmp:
-            tmp.write_text(json.dumps({"config": asdict(config), **extra}, indent=2) + "\n")
+        write_text(self.out / "config.json", json.dumps({"config": asdict(config), **extra}, indent=2) + "\n")
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -282,6 +281,5 @@ def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0
         "eval_time_s": time.perf_counter() - started, "preset": config.preset, "algorithm": config.algorithm,
         "dataset": config.dataset, "ways": config.ways, "shots": config.shots, **_environment(dev),
     }
-    with atomic_path(out / "eval.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(out / "eval.json", json.dumps(result, indent=2) + "\n")
     return result
