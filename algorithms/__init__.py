@@ -1,25 +1,32 @@
 """Meta-gradient algorithms behind one protocol, and their numerical parts."""
+from .batched import BatchedMetaGradient
 from .conjugate_gradient import CGResult, conjugate_gradient
 from .fomaml import FirstOrderMAML
-from .functional import Batch, FunctionalModel, Task, cross_entropy_loss, squared_error_loss
+from .functional import Batch, FunctionalModel, Task, TaskBatch, cross_entropy_loss, squared_error_loss
 from .hessian_vector_product import HessianOperator, hessian_vector_product, value_and_gradient
 from .imaml import IMAML
 from .inner_solvers import InnerSolution, gradient_descent, newton_cg
+from .lanczos import lanczos_ritz_values
 from .maml import MAML, maml_meta_gradient_torch_func
+from .minres import masked_minres, minres
 from .protocol import (
     ALGORITHMS,
     ConfigError,
     MetaGradient,
     MetaGradientAlgorithm,
     MetaGradientRecord,
+    algorithm_label,
+    algorithm_names,
     make_algorithm,
     proximal_objective,
 )
 from .reptile import Reptile
 
 __all__ = [
-    "ALGORITHMS", "Batch", "CGResult", "ConfigError", "FirstOrderMAML", "FunctionalModel", "HessianOperator", "IMAML",
-    "InnerSolution", "MAML", "MetaGradient", "MetaGradientAlgorithm", "MetaGradientRecord", "Reptile", "Task",
-    "conjugate_gradient", "cross_entropy_loss", "gradient_descent", "hessian_vector_product", "make_algorithm",
-    "maml_meta_gradient_torch_func", "newton_cg", "proximal_objective", "squared_error_loss", "value_and_gradient",
+    "ALGORITHMS", "Batch", "BatchedMetaGradient", "CGResult", "ConfigError", "FirstOrderMAML", "FunctionalModel",
+    "HessianOperator", "IMAML", "InnerSolution", "MAML", "MetaGradient", "MetaGradientAlgorithm",
+    "MetaGradientRecord", "Reptile", "Task", "TaskBatch", "algorithm_label", "algorithm_names", "conjugate_gradient",
+    "cross_entropy_loss", "gradient_descent", "hessian_vector_product", "lanczos_ritz_values", "make_algorithm",
+    "maml_meta_gradient_torch_func", "masked_minres", "minres", "newton_cg", "proximal_objective",
+    "squared_error_loss", "value_and_gradient",
 ]

@@ -22,6 +22,14 @@ class CGResult:
     converged: bool
 
 
+def check_budget(max_iterations: int, tolerance: float) -> None:
+    """The arguments every Krylov solver here takes: an iteration budget and a relative tolerance."""
+    if max_iterations < 0:
+        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+
+
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor],
     b: Tensor,
@@ -33,10 +41,7 @@ def conjugate_gradient(
     Stops when ||r|| <= tolerance * ||b||. A direction with p^T A p <= 0 (A not positive
     definite along p) stops the solve before it would divide by that curvature; the result says so.
     """
-    if max_iterations < 0:
-        raise ValueError(f"max_iterations must be >= 0, got {max_iterations}")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    check_budget(max_iterations, tolerance)
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
@@ -73,3 +78,66 @@ def conjugate_gradient(
         negative_curvature=negative_curvature,
         converged=converged,
     )
+
+
+@dataclass(frozen=True)
+class MaskedCGResult:
+    """``conjugate_gradient``'s answer as tensors (scalars per task under ``vmap``), read by nobody mid-solve."""
+
+    x: Tensor
+    iterations: Tensor  # updates of x made
+    matvecs: Tensor  # products with A that the reference solver would have taken
+    residual_norm: Tensor
+    relative_residual: Tensor
+    negative_curvature: Tensor  # bool
+    converged: Tensor  # bool
+
+
+def masked_conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor],
+    b: Tensor,
+    max_iterations: int,
+    tolerance: float = 0.0,
+) -> MaskedCGResult:
+    """``conjugate_gradient`` with a fixed budget and no data-dependent control flow.
+
+    It always runs ``max_iterations`` products; once the reference solver would have stopped (the
+    tolerance reached, or a direction with p^T A p <= 0 met), a mask freezes x, r, p and the counts,
+    so the result is the reference's, value for value. Nothing is read back to the host, which is
+    what lets ``torch.func.vmap`` batch it over tasks and a CUDA graph capture it.
+    """
+    check_budget(max_iterations, tolerance)
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rr = torch.dot(r, r)
+    b_norm = rr.sqrt()
+    zero = torch.zeros((), dtype=torch.long, device=b.device)
+    iterations, matvecs = zero, zero
+    negative_curvature = torch.zeros((), dtype=torch.bool, device=b.device)
+    converged = b_norm == 0.0
+    active = ~converged
+    for _ in range(max_iterations):
+        ap = matvec(p)
+        matvecs = matvecs + active.long()
+        curvature = torch.dot(p, ap)
+        meets_curvature = active & (curvature <= 0.0)
+        negative_curvature = negative_curvature | meets_curvature
+        step = active & ~meets_curvature
+        alpha = torch.where(step, rr / torch.where(step, curvature, torch.ones_like(curvature)), torch.zeros_like(rr))
+        # where(), not a product with a zero alpha: a frozen task's product may hold inf or nan
+        x = torch.where(step, x + alpha * p, x)
+        r = torch.where(step, r - alpha * ap, r)
+        rr_next = torch.where(step, torch.dot(r, r), rr)
+        iterations = iterations + step.long()
+        reached = step & (rr_next.sqrt() <= tolerance * b_norm)
+        converged = converged | reached
+        moves_on = step & ~reached
+        beta = torch.where(moves_on, rr_next / torch.where(moves_on, rr, torch.ones_like(rr)), torch.zeros_like(rr))
+        p = torch.where(moves_on, r + beta * p, p)
+        rr = rr_next
+        active = moves_on
+    residual = rr.sqrt()
+    relative = torch.where(b_norm > 0, residual / torch.where(b_norm > 0, b_norm, torch.ones_like(b_norm)),
+                           torch.zeros_like(residual))
+    return MaskedCGResult(x, iterations, matvecs, residual, relative, negative_curvature, converged)

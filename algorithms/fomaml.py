@@ -6,7 +6,8 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from .functional import FunctionalModel, Task
+from . import batched
+from .functional import FunctionalModel, Task, TaskBatch
 from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient, register
 
 
@@ -14,6 +15,8 @@ from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientReco
 @dataclass(frozen=True)
 class FirstOrderMAML(InnerGradientDescentConfig):
     name: ClassVar[str] = "fomaml"
+    label: ClassVar[str] = "first-order MAML"
+    order: ClassVar[int] = 1
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         inner = self.inner_solution(model, theta, task.support)
@@ -25,3 +28,12 @@ class FirstOrderMAML(InnerGradientDescentConfig):
             grad_evals=inner.grad_evals + 1,
         )
         return MetaGradient(gradient, record, inner.phi)
+
+    def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            phi = self.functional_inner_solution(model, theta, sx, sy).phi
+            query_loss, gradient, accuracy = batched.query_loss_and_gradient(model, phi, qx, qy)
+            return gradient, batched.record(inner_loss=batched.support_loss(model, sx, sy)(phi), query_loss=query_loss,
+                                            query_accuracy=accuracy, grad_evals=self.inner_steps + 1), phi
+
+        return batched.over_tasks(per_task, theta, tasks)

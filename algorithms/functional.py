@@ -40,6 +40,41 @@ class Task:
         return Task(self.support.to(device, dtype), self.query.to(device, dtype))
 
 
+@dataclass(frozen=True)
+class TaskBatch:
+    """A meta-batch of tasks with one spec: each set's tensors stacked along a leading task axis.
+
+    ``support.x`` is [tasks, support size, ...], ``support.y`` [tasks, support size], and so on: the
+    unit the batched engine works on (one ``vmap`` over the leading axis). ``task(i)`` is task i as
+    the per-task engine sees it, so both engines can be handed the very same tasks.
+    """
+
+    support: Batch
+    query: Batch
+
+    @property
+    def size(self) -> int:
+        return self.support.x.shape[0]
+
+    def task(self, index: int) -> Task:
+        return Task(Batch(self.support.x[index], self.support.y[index]), Batch(self.query.x[index], self.query.y[index]))
+
+    def tasks(self) -> list[Task]:
+        return [self.task(i) for i in range(self.size)]
+
+    @staticmethod
+    def stack(tasks: list[Task]) -> TaskBatch:
+        """The batch of ``tasks``, which must share their shapes (one episode spec)."""
+
+        def stacked(batches: list[Batch]) -> Batch:
+            return Batch(torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches]))
+
+        return TaskBatch(stacked([t.support for t in tasks]), stacked([t.query for t in tasks]))
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
+        return TaskBatch(self.support.to(device, dtype), self.query.to(device, dtype))
+
+
 def squared_error_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """0.5 * mean squared error: the paper's regression loss (Appendix F.1)."""
     return 0.5 * (prediction.reshape(target.shape) - target).pow(2).mean()

@@ -48,3 +48,12 @@ class HessianOperator:
 def hessian_vector_product(objective: Objective, x: Tensor, v: Tensor) -> Tensor:
     """One product (grad^2 f)(x) v; use ``HessianOperator`` for several at the same x."""
     return HessianOperator(objective, x)(v)
+
+
+def forward_over_reverse_hvp(objective: Objective, x: Tensor, v: Tensor) -> Tensor:
+    """(grad^2 f)(x) v as the directional derivative of the gradient: ``jvp`` of ``torch.func.grad``.
+
+    The batched engine's product: it composes with ``vmap`` over tasks through BatchNorm, where
+    reverse-over-reverse (``vjp`` of ``grad``) refuses to run under ``vmap``. Pure, no graph kept.
+    """
+    return torch.func.jvp(torch.func.grad(objective), (x,), (v,))[1]

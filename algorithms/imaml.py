@@ -6,6 +6,13 @@
 3. g solves (I + H/lam) g = v by conjugate gradient, H the Hessian of L_train at phi, used through
    Hessian-vector products only.
 
+Beside the paper's CG (``meta_solver="cg"``, which stops where it meets non-positive curvature of
+I + H/lam), ``meta_solver="minres"`` minimizes the residual over the same Krylov space and never
+divides by curvature, and ``damping = mu > 0`` solves the Levenberg-Marquardt system
+(I + H/lam + mu I) g = v instead, which is positive definite once mu exceeds -(1 + lambda_min(H)/lam).
+Either way the budget is ``cg_steps`` products and the record's ``cg_*`` fields describe the solve
+(for ``damping > 0``, of the damped system).
+
 ``cg_steps = 0`` returns g = v, the identity approximation of (I + H/lam)^-1: first-order MAML on
 the same inner problem, exactly.
 """
@@ -14,12 +21,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
-from .conjugate_gradient import conjugate_gradient
-from .functional import Batch, FunctionalModel, Task
-from .hessian_vector_product import HessianOperator
-from .inner_solvers import InnerSolution, gradient_descent, newton_cg
+from . import batched
+from .conjugate_gradient import conjugate_gradient, masked_conjugate_gradient
+from .functional import Batch, FunctionalModel, Task, TaskBatch
+from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp
+from .inner_solvers import (
+    InnerSolution,
+    MaskedInnerSolution,
+    functional_gradient_descent,
+    gradient_descent,
+    masked_newton_cg,
+    newton_cg,
+)
+from .minres import masked_minres, minres
 from .protocol import (
     MetaGradient,
     MetaGradientRecord,
@@ -31,12 +48,15 @@ from .protocol import (
 )
 
 INNER_SOLVERS = ("gd", "newton-cg")
+META_SOLVERS = {"cg": (conjugate_gradient, masked_conjugate_gradient), "minres": (minres, masked_minres)}
 
 
 @register
 @dataclass(frozen=True)
 class IMAML:
     name: ClassVar[str] = "imaml"
+    label: ClassVar[str] = "iMAML"
+    order: ClassVar[int] = 3
     lam: float = 2.0
     inner_solver: str = "gd"  # "gd" or "newton-cg" (Hessian-free)
     inner_steps: int = 16  # GD steps, or Newton iterations for newton-cg
@@ -44,6 +64,8 @@ class IMAML:
     newton_cg_steps: int = 5  # CG steps for each Newton direction (newton-cg only)
     cg_steps: int = 5  # CG steps for the meta-gradient
     cg_tolerance: float = 0.0  # stop the meta-gradient CG once ||r|| <= tol ||v||
+    meta_solver: str = "cg"  # the paper's "cg", or "minres" (symmetric indefinite systems)
+    damping: float = 0.0  # mu: solve (I + H/lam + mu I) g = v
 
     def __post_init__(self) -> None:
         validate_inner_loop(self.name, self.inner_steps, self.inner_lr, self.lam, lam_positive=True)
@@ -53,6 +75,9 @@ class IMAML:
         require(isinstance(self.newton_cg_steps, int) and self.newton_cg_steps >= 1,
                 f"imaml: newton_cg_steps must be an integer >= 1, got {self.newton_cg_steps!r}")
         require(self.cg_tolerance >= 0, f"imaml: cg_tolerance must be >= 0, got {self.cg_tolerance!r}")
+        require(self.meta_solver in META_SOLVERS,
+                f"imaml: meta_solver must be one of {', '.join(META_SOLVERS)}, got {self.meta_solver!r}")
+        require(self.damping >= 0, f"imaml: damping must be >= 0, got {self.damping!r}")
 
     def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> InnerSolution:
         objective = proximal_objective(model, support, theta, self.lam)
@@ -73,7 +98,7 @@ class IMAML:
             grad_evals=inner.grad_evals + 1,
             hvp_evals=inner.hvp_evals,
             loss_evals=inner.loss_evals,
-            negative_curvature=inner.negative_curvature,
+            inner_negative_curvature=inner.negative_curvature,
         )
         if self.cg_steps == 0:
             record.inner_loss = model.loss(phi, task.support).item()
@@ -81,10 +106,44 @@ class IMAML:
         hessian = HessianOperator(lambda p: model.loss(p, task.support), phi)
         record.grad_evals += 1
         record.inner_loss = hessian.value.item()
-        solve = conjugate_gradient(lambda u: u + hessian(u) / self.lam, v, self.cg_steps, self.cg_tolerance)
+        solve = META_SOLVERS[self.meta_solver][0](lambda u: (1.0 + self.damping) * u + hessian(u) / self.lam, v,
+                                                  self.cg_steps, self.cg_tolerance)
         record.hvp_evals += hessian.products
         record.cg_iterations = solve.iterations
         record.cg_residual = solve.relative_residual
-        record.negative_curvature |= solve.negative_curvature
+        record.negative_curvature = solve.negative_curvature
         gradient = solve.x if solve.iterations > 0 else v
         return MetaGradient(gradient, record, phi)
+
+    def functional_inner_solution(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor) -> MaskedInnerSolution:
+        """``inner_solution`` as a pure function of one task's support tensors (the batched engine's)."""
+        objective = batched.proximal(model, x, y, theta, self.lam)
+        if self.inner_solver == "gd":
+            return functional_gradient_descent(objective, theta, self.inner_steps, self.inner_lr)
+        return masked_newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
+
+    def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
+        return batched.adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, tasks)
+
+    def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        """``meta_gradient`` for every task at once: the masked CG and forward-over-reverse products."""
+
+        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            inner = self.functional_inner_solution(model, theta, sx, sy)
+            phi = inner.phi
+            query_loss, v, accuracy = batched.query_loss_and_gradient(model, phi, qx, qy)
+            support_loss = batched.support_loss(model, sx, sy)
+            counts = dict(inner_loss=support_loss(phi), query_loss=query_loss, query_accuracy=accuracy,
+                          grad_evals=inner.grad_evals + 1, hvp_evals=inner.hvp_evals, loss_evals=inner.loss_evals,
+                          inner_negative_curvature=inner.negative_curvature)
+            if self.cg_steps == 0:
+                return v, batched.record(**counts), phi
+            solve = META_SOLVERS[self.meta_solver][1](
+                lambda u: (1.0 + self.damping) * u + forward_over_reverse_hvp(support_loss, phi, u) / self.lam, v,
+                self.cg_steps, self.cg_tolerance)
+            counts.update(grad_evals=counts["grad_evals"] + 1, hvp_evals=counts["hvp_evals"] + solve.matvecs,
+                          cg_iterations=solve.iterations, cg_residual=solve.relative_residual,
+                          negative_curvature=solve.negative_curvature)
+            return torch.where(solve.iterations > 0, solve.x, v), batched.record(**counts), phi
+
+        return batched.over_tasks(per_task, theta, tasks)

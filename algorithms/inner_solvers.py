@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .conjugate_gradient import conjugate_gradient
-from .hessian_vector_product import HessianOperator, value_and_gradient
+from .conjugate_gradient import conjugate_gradient, masked_conjugate_gradient
+from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp, value_and_gradient
 
 Objective = Callable[[Tensor], Tensor]
 
@@ -24,6 +24,17 @@ class InnerSolution:
     hvp_evals: int = 0
     loss_evals: int = 0
     negative_curvature: bool = False
+
+
+@dataclass(frozen=True)
+class MaskedInnerSolution:
+    """``InnerSolution`` as tensors, for the batched engine (per-task scalars under ``vmap``)."""
+
+    phi: Tensor
+    grad_evals: Tensor
+    hvp_evals: Tensor
+    loss_evals: Tensor
+    negative_curvature: Tensor
 
 
 def gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float) -> InnerSolution:
@@ -82,3 +93,65 @@ def newton_cg(
                 step *= 0.5
     return InnerSolution(phi=phi, grad_evals=grad_evals, hvp_evals=hvp_evals, loss_evals=loss_evals,
                          negative_curvature=negative_curvature)
+
+
+def functional_gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float) -> MaskedInnerSolution:
+    """``gradient_descent`` as a pure ``torch.func`` function: the same steps, batchable with ``vmap``."""
+    phi = start
+    grad = torch.func.grad(objective)
+    for _ in range(steps):
+        phi = phi - lr * grad(phi)
+    zero = torch.zeros((), dtype=torch.long, device=start.device)
+    return MaskedInnerSolution(phi, zero + steps, zero, zero, torch.zeros((), dtype=torch.bool, device=start.device))
+
+
+def masked_newton_cg(
+    objective: Objective,
+    start: Tensor,
+    iterations: int,
+    cg_steps: int,
+    armijo: float = 1e-4,
+    max_halvings: int = 30,
+    gradient_tolerance: float = 0.0,
+    cg_tolerance: float = 0.0,
+) -> MaskedInnerSolution:
+    """``newton_cg`` without data-dependent control flow, for ``vmap`` and graph capture.
+
+    The same iterations: directions by ``masked_conjugate_gradient`` with forward-over-reverse
+    Hessian-vector products, the steepest-descent fallbacks, and the Armijo backtracking as a fixed
+    ladder of the ``max_halvings + 1`` candidate steps 1, 1/2, 1/4, ..., every one evaluated, the first
+    acceptable one taken. A task the reference would have stopped (gradient below tolerance) is
+    frozen by a mask. Counts are what the reference counts. The price is the ladder: every candidate
+    costs a forward pass, where the reference usually stops at the first.
+    """
+    phi = start
+    zero = torch.zeros((), dtype=torch.long, device=start.device)
+    grad_evals = hvp_evals = loss_evals = zero
+    negative_curvature = torch.zeros((), dtype=torch.bool, device=start.device)
+    alive = torch.ones((), dtype=torch.bool, device=start.device)
+    value_and_grad = torch.func.grad_and_value(objective)
+    for _ in range(iterations):
+        grad, value = value_and_grad(phi)
+        grad_evals = grad_evals + alive.long()
+        alive = alive & (grad.norm() > gradient_tolerance)
+        solve = masked_conjugate_gradient(lambda u, at=phi: forward_over_reverse_hvp(objective, at, u), -grad, cg_steps,
+                                          cg_tolerance)
+        hvp_evals = hvp_evals + torch.where(alive, solve.matvecs, zero)
+        negative_curvature = negative_curvature | (alive & solve.negative_curvature)
+        direction = torch.where(solve.iterations > 0, solve.x, -grad)
+        slope = torch.dot(grad, direction)
+        uphill = slope >= 0
+        direction = torch.where(uphill, -grad, direction)
+        slope = torch.where(uphill, -torch.dot(grad, grad), slope)
+        accepted = ~alive  # a stopped task takes no step
+        chosen = phi
+        step = 1.0
+        for _ in range(max_halvings + 1):
+            trial = phi + step * direction
+            loss_evals = loss_evals + (~accepted).long()
+            ok = ~accepted & (objective(trial) <= value + armijo * step * slope)
+            chosen = torch.where(ok, trial, chosen)
+            accepted = accepted | ok
+            step *= 0.5
+        phi = chosen
+    return MaskedInnerSolution(phi, grad_evals, hvp_evals, loss_evals, negative_curvature)

@@ -14,7 +14,8 @@ import higher
 import torch
 from torch import Tensor
 
-from .functional import FunctionalModel, Task
+from . import batched
+from .functional import FunctionalModel, Task, TaskBatch
 from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, register
 
 
@@ -22,6 +23,8 @@ from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientReco
 @dataclass(frozen=True)
 class MAML(InnerGradientDescentConfig):
     name: ClassVar[str] = "maml"
+    label: ClassVar[str] = "MAML"
+    order: ClassVar[int] = 0
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         theta = theta.detach().requires_grad_(True)
@@ -54,6 +57,28 @@ class MAML(InnerGradientDescentConfig):
             hvp_evals=self.inner_steps,
         )
         return MetaGradient(gradient.detach(), record, phi)
+
+    def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        """Nested ``torch.func.grad`` through the unrolled steps (as ``maml_meta_gradient_torch_func``), per task."""
+
+        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            def query_loss_of(th: Tensor):
+                # the proximal anchor is theta itself, differentiated through, as in the higher path
+                step = torch.func.grad(batched.proximal(model, sx, sy, th, self.lam))
+                phi = th
+                for _ in range(self.inner_steps):
+                    phi = phi - self.inner_lr * step(phi)
+                logits = model.forward(phi, qx)
+                loss = model.loss_fn(logits, qy)
+                return loss, (loss, logits, phi)
+
+            gradient, (loss, logits, phi) = torch.func.grad(query_loss_of, has_aux=True)(theta)
+            return gradient, batched.record(
+                inner_loss=batched.support_loss(model, sx, sy)(phi), query_loss=loss,
+                query_accuracy=batched.accuracy(logits, qy), grad_evals=self.inner_steps + 1,
+                hvp_evals=self.inner_steps), phi
+
+        return batched.over_tasks(per_task, theta, tasks)
 
 
 def maml_meta_gradient_torch_func(config: MAML, model: FunctionalModel, theta: Tensor, task: Task) -> Tensor:

@@ -13,8 +13,9 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from .functional import Batch, FunctionalModel, Task
-from .inner_solvers import InnerSolution, gradient_descent
+from .batched import BatchedMetaGradient, adapt_over_tasks, proximal
+from .functional import Batch, FunctionalModel, Task, TaskBatch
+from .inner_solvers import InnerSolution, MaskedInnerSolution, functional_gradient_descent, gradient_descent
 
 
 class ConfigError(ValueError):
@@ -44,7 +45,8 @@ class MetaGradientRecord:
     loss_evals: int = 0
     cg_iterations: int = 0
     cg_residual: float | None = None  # relative residual ||b - A g|| / ||b|| of the meta-gradient solve
-    negative_curvature: bool = False  # CG met p^T A p <= 0 (in the meta-gradient or the inner solver)
+    negative_curvature: bool = False  # the meta-gradient's CG met p^T A p <= 0
+    inner_negative_curvature: bool = False  # the inner solver's CG (Newton-CG) met it on its way to phi
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -58,7 +60,9 @@ class MetaGradient:
 
 
 class MetaGradientAlgorithm(Protocol):
-    name: ClassVar[str]
+    name: ClassVar[str]  # the registry's key, as the command line and result files spell it
+    label: ClassVar[str]  # how tables and figures name it
+    order: ClassVar[int]  # its place in tables, figures and default sweeps
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient: ...
 
@@ -66,13 +70,31 @@ class MetaGradientAlgorithm(Protocol):
         """The inner loop alone, for evaluation: task parameters phi adapted from theta on ``support``."""
         ...
 
+    def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> BatchedMetaGradient:
+        """The batched engine: every task's ``meta_gradient`` at once (``vmap``), diagnostics as tensors."""
+        ...
 
-ALGORITHMS: dict[str, type] = {}
+    def batched_adapt(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
+        """``adapt`` for every task of the batch: phi [tasks, parameters]."""
+        ...
+
+
+ALGORITHMS: dict[str, type] = {}  # the one list of algorithms: name -> class (with its label)
 
 
 def register(cls: type) -> type:
     ALGORITHMS[cls.name] = cls
     return cls
+
+
+def algorithm_names() -> tuple[str, ...]:
+    """The registered algorithms' names in their display order."""
+    return tuple(sorted(ALGORITHMS, key=lambda name: ALGORITHMS[name].order))
+
+
+def algorithm_label(name: str) -> str:
+    """The registered algorithm's label (``name`` itself for anything unregistered)."""
+    return ALGORITHMS[name].label if name in ALGORITHMS else name
 
 
 def make_algorithm(name: str, **hyperparameters: Any) -> MetaGradientAlgorithm:
@@ -82,6 +104,16 @@ def make_algorithm(name: str, **hyperparameters: Any) -> MetaGradientAlgorithm:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(hyperparameters) - known)
     require(not unknown, f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
+    for f in fields(cls):  # the type of each value, before the dataclass compares it with numbers
+        if f.name in hyperparameters:
+            value, default = hyperparameters[f.name], f.default
+            if isinstance(default, float):
+                ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            elif isinstance(default, int):
+                ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            else:
+                ok, kind = isinstance(value, type(default)), type(default).__name__
+            require(ok, f"{name}: {f.name} must be {kind}, got {value!r}")
     return cls(**hyperparameters)
 
 
@@ -122,6 +154,8 @@ class InnerGradientDescentConfig:
     ``lam > 0`` on the proximal objective G (MAML, first-order MAML, Reptile)."""
 
     name: ClassVar[str] = "inner-gd"
+    label: ClassVar[str] = "inner gradient descent"
+    order: ClassVar[int] = 99
     inner_steps: int = 5
     inner_lr: float = 0.4
     lam: float = 0.0
@@ -136,3 +170,10 @@ class InnerGradientDescentConfig:
     def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> InnerSolution:
         return gradient_descent(proximal_objective(model, support, theta, self.lam), theta, self.inner_steps,
                                 self.inner_lr)
+
+    def functional_inner_solution(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor) -> MaskedInnerSolution:
+        """``inner_solution`` as a pure function of one task's support tensors (the batched engine's)."""
+        return functional_gradient_descent(proximal(model, x, y, theta, self.lam), theta, self.inner_steps, self.inner_lr)
+
+    def batched_adapt(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
+        return adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, batch)

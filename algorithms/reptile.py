@@ -12,7 +12,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .functional import FunctionalModel, Task
+from . import batched
+from .functional import FunctionalModel, Task, TaskBatch
 from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, register
 
 
@@ -20,6 +21,8 @@ from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientReco
 @dataclass(frozen=True)
 class Reptile(InnerGradientDescentConfig):
     name: ClassVar[str] = "reptile"
+    label: ClassVar[str] = "Reptile"
+    order: ClassVar[int] = 2
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         inner = self.inner_solution(model, theta, task.support)
@@ -32,3 +35,14 @@ class Reptile(InnerGradientDescentConfig):
                 grad_evals=inner.grad_evals,
             )
         return MetaGradient(theta.detach() - inner.phi, record, inner.phi)
+
+    def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            phi = self.functional_inner_solution(model, theta, sx, sy).phi
+            logits = model.forward(phi, qx)
+            return theta - phi, batched.record(
+                inner_loss=batched.support_loss(model, sx, sy)(phi), query_loss=model.loss_fn(logits, qy),
+                query_accuracy=batched.accuracy(logits, qy), grad_evals=self.inner_steps), phi
+
+        with torch.no_grad():
+            return batched.over_tasks(per_task, theta, tasks)

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from algorithms.protocol import ConfigError
 
+# Commands whose --out names a folder (spectrum's names a CSV file).
+FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "report")
+
 
 class UsageError(Exception):
     """Bad input that the user can fix: printed as one line, exit code 2."""
@@ -36,9 +39,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+
+
+def _add_data_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+
+
 def _exact_solve(args: argparse.Namespace) -> None:
-    from .atomic import save_figure, write_csv
-    from .exact_solve import ExactSolveConfig, exact_solve_title, plot_exact_solve, run_exact_solve
+    from .exact_solve import ExactSolveConfig, write_exact_solve
     from .linear_regression import LinearRegressionConfig
 
     if args.device != "cpu":
@@ -48,9 +58,7 @@ def _exact_solve(args: argparse.Namespace) -> None:
     config = ExactSolveConfig(task=task, inner_steps=args.inner_steps,
                               seeds=tuple(range(args.seed, args.seed + args.seeds)),
                               tasks_per_seed=args.tasks, inner_lr=args.inner_lr)
-    frame = run_exact_solve(config, progress=not args.no_progress)
-    write_csv(frame, args.out / "exact_solve.csv")
-    save_figure(plot_exact_solve(frame, exact_solve_title(frame)), args.out / "exact_solve.png")
+    frame = write_exact_solve(config, args.out, progress=not args.no_progress)
     summary = frame.groupby(["label", "inner_steps"], sort=False)["rel_error"].mean().unstack()
     print(summary.to_string(float_format=lambda v: f"{v:.2e}"))
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")
@@ -61,8 +69,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _profile(args: argparse.Namespace) -> None:
-    from .atomic import save_figure, write_csv
-    from .profile import ProfileConfig, plot_profile, profile_title, ratios, run_profile
+    from .profile import ProfileConfig, ratios, write_profile
 
     _check_device(args.device)
     config = ProfileConfig(dataset=args.dataset, ways=args.ways, shots=args.shots, queries=args.queries,
@@ -71,9 +78,7 @@ def _profile(args: argparse.Namespace) -> None:
                            cg_sweep_inner_steps=args.cg_sweep_inner_steps, lam=args.lam, inner_lr=args.inner_lr,
                            repeats=args.repeats, rss=not args.no_rss, device=args.device, seed=args.seed,
                            data_root=args.data_root)
-    frame = run_profile(config, progress=not args.no_progress)
-    write_csv(frame, args.out / "profile.csv")
-    save_figure(plot_profile(frame, profile_title(frame)), args.out / "profile.png")
+    frame = write_profile(config, args.out, progress=not args.no_progress)
     shown = ["algorithm", "inner_steps", "cg_steps", "time_s", "peak_bytes", "saved_bytes", "flops", "grad_evals",
              "hvp_evals", "status"]
     print(frame[shown].to_string(index=False))
@@ -94,34 +99,36 @@ def _key_values(text: str) -> tuple[str, object]:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .presets import preset
-    from .train import TrainConfig, train
+    from .train import TrainConfig, train, train_config
 
-    _set_threads(args)
-    if args.resume:  # the run's own config; only --iterations and --max-minutes may change
+    if args.resume:  # the run's own config; only --iterations, --max-minutes and --engine may change
         from dataclasses import asdict
 
         from .train import Run
 
-        fields = asdict(Run(args.out).read_config()[0])
-    elif args.preset:
-        fields = preset(args.preset)
-    else:
+        saved_config, saved = Run(args.out).read_config()
+        fields = asdict(saved_config)
+        if args.threads is None and args.device == "cpu":  # the threads it ran with: float sums depend on them
+            args.threads = saved.get("threads")
+    elif not args.preset:
         missing = [flag for flag, value in (("--dataset", args.dataset), ("--algorithm", args.algorithm)) if value is None]
         if missing:
             raise UsageError(f"give --preset, or {' and '.join(missing)} (see --help)")
-        fields = {"dataset": args.dataset, "algorithm": args.algorithm}
-    hyperparameters = dict(fields.get("hyperparameters", {}))
-    hyperparameters.update(dict(args.set or []))
-    fields["hyperparameters"] = hyperparameters
-    for name in ("ways", "shots", "queries", "meta_batch", "meta_lr", "iterations", "validate_every",
-                 "validation_tasks", "checkpoint_every", "max_minutes", "filters", "data_root"):
-        value = getattr(args, name)
-        if value is not None:
-            fields[name] = value
-    fields.update(seed=args.seed, device=args.device)
+    _set_threads(args)
     _check_device(args.device)
-    config = TrainConfig(**fields)
+    overrides = {name: getattr(args, name) for name in (
+        "ways", "shots", "queries", "meta_batch", "meta_lr", "iterations", "validate_every", "validation_tasks",
+        "checkpoint_every", "max_minutes", "filters", "data_root")}
+    if args.resume:  # only how long to train and the engine may change; train() keeps the rest
+        for name in ("iterations", "max_minutes"):
+            if overrides[name] is not None:
+                fields[name] = overrides[name]
+        fields.update(engine=args.engine if args.engine != "auto" else fields["engine"], cuda_graph=args.cuda_graph)
+        config = TrainConfig(**fields)
+    else:
+        config = train_config(args.preset, dict(args.set or []), dataset=args.dataset, algorithm=args.algorithm,
+                              seed=args.seed, device=args.device, dtype=args.dtype, cuda_graph=args.cuda_graph,
+                              engine=None if args.engine == "auto" else args.engine, **overrides)
     last = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     if last:
         print(f"iteration {last['iteration']}: validation accuracy {last['val_accuracy']:.4f} ± {last['val_ci95']:.4f} "
@@ -136,10 +143,46 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.device is not None:
         _check_device(args.device)
     result = evaluate_run(args.run_dir, split=args.split, tasks=args.tasks, seed=args.seed, device=args.device,
-                          progress=not args.no_progress)
+                          engine=None if args.engine == "auto" else args.engine, progress=not args.no_progress)
     print(f"{args.split} accuracy {100 * result['accuracy']:.2f} ± {100 * result['ci95']:.2f} % over {result['tasks']} "
           f"tasks (checkpoint at iteration {result['iteration']})")
     print(f"wrote {args.run_dir / 'eval.json'}")
+
+
+def _throughput(args: argparse.Namespace) -> None:
+    from .throughput import DEFAULT_PRESETS, ThroughputConfig, speedups, write_throughput
+
+    _check_device(args.device)
+    _set_threads(args)
+    config = ThroughputConfig(presets=args.presets or DEFAULT_PRESETS, engines=args.engines, meta_batch=args.meta_batch,
+                              filters=args.filters, iterations=args.iterations, warmup=args.warmup,
+                              device=args.device, cuda_graph=args.cuda_graph, seed=args.seed,
+                              data_root=args.data_root)
+    frame = write_throughput(config, args.out, progress=not args.no_progress)
+    shown = ["preset", "engine", "meta_batch", "tasks_per_s", "iteration_s", "grad_evals", "hvp_evals",
+             "max_rel_diff_vs_per_task", "max_rel_diff_float32"]
+    print(frame[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    ratios = speedups(frame)
+    if len(ratios):
+        print(ratios.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"wrote {args.out / 'throughput.csv'} and {args.out / 'throughput.png'}")
+
+
+def _spectrum(args: argparse.Namespace) -> None:
+    from .spectrum import SpectrumConfig, spectrum_path, write_spectrum
+
+    _set_threads(args)
+    config = SpectrumConfig(tasks=args.tasks, steps=args.steps, split=args.split, seed=args.seed, at_init=args.at_init)
+    out = args.out or spectrum_path(args.run_dir, config)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the CSV file to write")
+    frame = write_spectrum(args.run_dir, config, out, progress=not args.no_progress)
+    lam = frame["lam"].iloc[0]
+    print(f"iteration {frame['iteration'].iloc[0]}: I + H/lambda (lambda {lam:g}) indefinite for "
+          f"{int(frame['indefinite'].sum())} of {len(frame)} {args.split} tasks; lambda_min(H) from "
+          f"{frame['lambda_min'].min():.3g} to {frame['lambda_min'].max():.3g}, lambda_max(H) up to "
+          f"{frame['lambda_max'].max():.3g}")
+    print(f"wrote {out}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -163,9 +206,11 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _set_threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
+    if getattr(args, "threads", None) is not None:
         import torch
 
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
 
 
@@ -220,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--dataset", default="omniglot", choices=("omniglot", "synthetic", "random-images"),
                          help="omniglot (real characters, needs --data-root), random-images (same shapes), "
                               "or synthetic linear regression (default omniglot)")
-    profile.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    _add_data_root(profile)
     profile.add_argument("--ways", type=int, default=20, help="classes per task (default 20)")
     profile.add_argument("--shots", type=int, default=5, help="support images per class (default 5)")
     profile.add_argument("--queries", type=int, default=15, help="query images per class (default 15)")
@@ -240,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measure (CPU)")
     profile.set_defaults(run=_profile)
 
+    from algorithms import algorithm_names
+
+    from .engines import ENGINES
     from .presets import presets
 
     train = sub.add_parser(
@@ -255,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with its own settings; "
                             "--iterations and --max-minutes (total training time) may be raised")
     train.add_argument("--dataset", choices=("omniglot", "mini-imagenet"), help="without --preset")
-    train.add_argument("--algorithm", choices=("maml", "fomaml", "reptile", "imaml"), help="without --preset")
+    train.add_argument("--algorithm", choices=algorithm_names(), help="without --preset")
     train.add_argument("--set", type=_key_values, action="append", metavar="KEY=VALUE",
                        help="algorithm hyperparameter, e.g. --set inner_steps=10 --set inner_solver=newton-cg")
     for flag, kind, text in (("--ways", int, "classes per task"), ("--shots", int, "support images per class"),
@@ -267,10 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
                              ("--max-minutes", float, "stop after this much training time (checkpointed)"),
                              ("--filters", int, "ConvNet filters (default 64 Omniglot, 32 Mini-ImageNet)")):
         train.add_argument(flag, type=kind, default=None, help=text + " (overrides the preset)")
-    train.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    _add_data_root(train)
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    train.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for torch (on --resume: the run's own, unless given)")
+    train.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
+                       help="per-task (the reference: one task after another) or batched (the meta-batch in one "
+                            "vmap); auto: the one measured faster on the device, batched on CUDA, per-task on "
+                            "the CPU (on --resume: the run's own)")
+    train.add_argument("--cuda-graph", action="store_true",
+                       help="batched engine on CUDA: capture the whole iteration as a CUDA graph and replay it")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                       help="parameters and images (default float32)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(run=_train)
 
@@ -286,9 +343,59 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tasks", type=int, default=600, help="number of tasks (default 600)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the task pool (default 0)")
     evaluate.add_argument("--device", default=None, help="default: the run's device")
-    evaluate.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    _add_threads(evaluate)
+    evaluate.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
+                          help="per-task or batched (chunks of the run's meta-batch); auto: batched on CUDA, "
+                               "per-task on the CPU. Both score the same tasks")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(run=_evaluate)
+
+    throughput = sub.add_parser(
+        "throughput",
+        help="tasks per second of each preset's training iteration, per-task engine against batched",
+        description="For each preset and engine: sample meta-batches from the preset's training split, compute "
+                    "their meta-gradients, step Adam; time whole iterations after a warm-up. Writes "
+                    "OUT/throughput.csv (preset, algorithm, engine, device, device_name, meta_batch, tasks_per_s, "
+                    "iteration_s, grad_evals, hvp_evals per task, max_rel_diff_vs_per_task: the batched engine's "
+                    "largest relative difference from the per-task reference over one meta-batch, in float64; "
+                    "max_rel_diff_float32: the same in float32) and "
+                    "OUT/throughput.png.",
+    )
+    _add_common(throughput)
+    throughput.add_argument("--presets", type=_names, default=None,
+                            help="comma-separated presets (default: the five Omniglot 5-way 1-shot rows)")
+    throughput.add_argument("--engines", type=_names, default=ENGINES,
+                            help=f"comma-separated, from {', '.join(ENGINES)} (default both)")
+    throughput.add_argument("--meta-batch", type=int, default=None, help="tasks per iteration (default: the preset's)")
+    throughput.add_argument("--filters", type=int, default=None, help="ConvNet filters (default: the preset's network)")
+    throughput.add_argument("--iterations", type=int, default=5, help="timed iterations per row (default 5)")
+    throughput.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+    _add_threads(throughput)
+    throughput.add_argument("--cuda-graph", action="store_true",
+                            help="batched rows: capture each iteration as a CUDA graph and replay it")
+    _add_data_root(throughput)
+    throughput.set_defaults(run=_throughput)
+
+    spectrum = sub.add_parser(
+        "spectrum",
+        help="is iMAML's system I + H/lambda positive definite at a run's checkpoint? (Lanczos, float64)",
+        description="For a fixed pool of tasks: adapt from the run's checkpoint (or its initialization) with the "
+                    "run's inner loop, then estimate the smallest and largest eigenvalues of the support loss's "
+                    "Hessian at the adapted parameters by Lanczos with Hessian-vector products, in float64. Writes "
+                    "a CSV (default RUN/spectrum.csv, or RUN/spectrum-init.csv with --at-init): lambda_min, "
+                    "lambda_max, the paper system's smallest eigenvalue 1 + lambda_min/lambda, whether it is "
+                    "indefinite, and a lower bound on the number of eigenvalues below -lambda.",
+    )
+    spectrum.add_argument("run_dir", type=Path, metavar="RUN", help="run folder written by metagrad train")
+    spectrum.add_argument("--out", type=Path, default=None, help="CSV to write (default RUN/spectrum.csv)")
+    spectrum.add_argument("--tasks", type=int, default=20, help="tasks in the pool (default 20)")
+    spectrum.add_argument("--steps", type=int, default=40, help="Lanczos steps per task (default 40)")
+    spectrum.add_argument("--split", default="train", choices=("train", "val", "test"))
+    spectrum.add_argument("--seed", type=int, default=0, help="seed of the task pool and start vectors (default 0)")
+    spectrum.add_argument("--at-init", action="store_true", help="the run's initial meta-parameters, not its checkpoint")
+    _add_threads(spectrum)
+    spectrum.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    spectrum.set_defaults(run=_spectrum)
 
     report = sub.add_parser(
         "report",
@@ -312,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--overwrite", action="store_true",
                         help="with --rerun/--quick: replace result folders that exist in OUT (each only once its "
                              "re-run has finished)")
-    report.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    _add_data_root(report)
     report.set_defaults(run=_report)
     return parser
 
@@ -321,6 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        out = getattr(args, "out", None)
+        if args.command in FOLDER_OUTPUTS and out is not None and out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file; give a folder for the results")
         args.run(args)
     except (UsageError, ConfigError) as error:
         print(f"metagrad {args.command}: error: {error}", file=sys.stderr)

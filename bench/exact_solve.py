@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, make_algorithm, squared_error_loss
+from algorithms import FunctionalModel, algorithm_label, make_algorithm, squared_error_loss
 from algorithms.protocol import require
 
 from .linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
@@ -35,12 +36,13 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("MAML", "maml"),
-    Variant("first-order MAML", "fomaml"),
-    Variant("Reptile", "reptile"),
-    Variant("iMAML, 2 CG steps", "imaml", 2),
-    Variant("iMAML, 5 CG steps", "imaml", 5),
-    Variant("iMAML, CG to convergence", "imaml", CONVERGED_CG_STEPS, {"cg_tolerance": CONVERGED_CG_TOLERANCE}),
+    Variant(algorithm_label("maml"), "maml"),
+    Variant(algorithm_label("fomaml"), "fomaml"),
+    Variant(algorithm_label("reptile"), "reptile"),
+    Variant(f"{algorithm_label('imaml')}, 2 CG steps", "imaml", 2),
+    Variant(f"{algorithm_label('imaml')}, 5 CG steps", "imaml", 5),
+    Variant(f"{algorithm_label('imaml')}, CG to convergence", "imaml", CONVERGED_CG_STEPS,
+            {"cg_tolerance": CONVERGED_CG_TOLERANCE}),
 )
 
 
@@ -133,3 +135,13 @@ def plot_exact_solve(frame: pd.DataFrame, title: str | None = None):
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def write_exact_solve(config: ExactSolveConfig, out: Path, progress: bool = True) -> pd.DataFrame:
+    """Run the sweep and write ``out/exact_solve.csv`` and ``out/exact_solve.png`` (each atomically)."""
+    from .atomic import save_figure, write_csv
+
+    frame = run_exact_solve(config, progress=progress)
+    write_csv(frame, out / "exact_solve.csv")
+    save_figure(plot_exact_solve(frame, exact_solve_title(frame)), out / "exact_solve.png")
+    return frame

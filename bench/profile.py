@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,14 +30,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, Task, cross_entropy_loss, make_algorithm, squared_error_loss
+from algorithms import FunctionalModel, Task, algorithm_label, algorithm_names, cross_entropy_loss, make_algorithm, squared_error_loss
 from algorithms.protocol import require
 
 from .machine import device_name
 from .memory import CudaMemory, SavedTensorPeak, nvml_used_bytes, subprocess_environment
 
 DATASETS = ("omniglot", "synthetic", "random-images")
-ALGORITHMS = ("maml", "fomaml", "reptile", "imaml")
+ALGORITHMS = algorithm_names()
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_bytes", "saved_bytes", "flops",
            "grad_evals", "hvp_evals", "cg_iterations", "negative_curvature", "sweep", "status", "time_iqr_s",
@@ -300,7 +301,6 @@ def run_profile(config: ProfileConfig, progress: bool = True) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-LABELS = {"maml": "MAML (higher)", "fomaml": "first-order MAML", "reptile": "Reptile", "imaml": "iMAML (GD + CG)"}
 STYLES = {"maml": ("C0", "-", "o"), "fomaml": ("C1", "--", "^"), "reptile": ("C2", "-.", "v"), "imaml": ("C3", "-", "s")}
 
 
@@ -335,7 +335,7 @@ def plot_profile(frame: pd.DataFrame, title: str):
             values = pd.to_numeric(group[column], errors="coerce") / scale
             color, style, marker = STYLES.get(name, (None, "-", "o"))
             ax.plot(group["inner_steps"], values, color=color, linestyle=style, marker=marker, markersize=4,
-                    label=LABELS.get(name, name))
+                    label=algorithm_label(name))
         if column != "time_s" and len(gradient):
             one = pd.to_numeric(gradient[column], errors="coerce").max() / scale
             if not math.isnan(one):
@@ -396,3 +396,13 @@ def ratios(frame: pd.DataFrame) -> dict[str, float]:
         out[f"imaml_time_over_fomaml_{steps}"] = over(value("imaml", steps, "time_s"), value("fomaml", steps, "time_s"))
         out[f"maml_time_over_fomaml_{steps}"] = over(value("maml", steps, "time_s"), value("fomaml", steps, "time_s"))
     return out
+
+
+def write_profile(config: ProfileConfig, out: Path, progress: bool = True) -> pd.DataFrame:
+    """Run the profile and write ``out/profile.csv`` and ``out/profile.png`` (each atomically)."""
+    from .atomic import save_figure, write_csv
+
+    frame = run_profile(config, progress=progress)
+    write_csv(frame, out / "profile.csv")
+    save_figure(plot_profile(frame, profile_title(frame)), out / "profile.png")
+    return frame

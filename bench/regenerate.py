@@ -1,117 +1,234 @@
 """Re-run every experiment behind reports/ on this machine: the README's commands, or small versions.
 
-Each experiment is a list of `metagrad` command lines sharing one result folder. It runs in a
-temporary folder beside its target and replaces the target only when all its commands have
-finished, so an interrupted or failed re-run leaves the earlier results in place.
+An experiment is a list of harness calls sharing one result folder, each built from the harness's own
+configuration (``ExactSolveConfig``, ``ProfileConfig``, ``TrainConfig``, ...) and shown as the
+``metagrad`` command line it equals. It runs in a temporary folder beside its target and replaces the
+target only when all its steps have finished, so an interrupted or failed re-run leaves the earlier
+results in place.
 """
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from algorithms.protocol import ConfigError
 
 
 @dataclass(frozen=True)
+class Options:
+    """What every experiment of one re-run shares: the command line's --seed, --device, --data-root."""
+
+    seed: int = 0
+    device: str = "cpu"
+    data_root: str | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Step:
+    command: str  # the `metagrad` command line it equals; "{dir}" is the result folder
+    run: Callable[[Path, Options], Any]
+    threads: int | None = None  # torch threads while it runs (the command's --threads)
+
+
+@dataclass(frozen=True)
 class Experiment:
     folder: str  # relative to OUT
-    commands: tuple[tuple[str, ...], ...]  # argv for bench.cli.main; "{dir}" is the result folder
+    steps: tuple[Step, ...]
     devices: tuple[str, ...] = ("cpu", "cuda")  # where --device may send it
 
 
-def _training(name: str, preset: str, *options: str, evaluate: tuple[str, ...] = ()) -> Experiment:
-    return Experiment(f"cpu-training/{name}", (
-        ("train", "--preset", preset, "--out", "{dir}", *options),
-        ("eval", "{dir}", *evaluate),
-    ))
+def _flags(**options: Any) -> str:
+    """``--name value`` for each option, as the command line spells it."""
+    parts = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, tuple):
+            parts.append(f"{flag} {','.join(str(v) for v in value)}")
+        elif value is not None and value is not False:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
 
 
-# The README's commands for the committed CPU results (reports/); one after the other about 5 hours
-# (they were run two at a time, one thread each: 30 minutes of training apiece, validation not counted).
+def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int = 3, tasks: int = 4,
+                distinct_eigenvalues: int = 0) -> Step:
+    from .exact_solve import ExactSolveConfig, write_exact_solve
+    from .linear_regression import LinearRegressionConfig
+
+    def run(folder: Path, options: Options):
+        settings = {"inner_steps": inner_steps} if inner_steps else {}
+        config = ExactSolveConfig(task=LinearRegressionConfig(distinct_eigenvalues=distinct_eigenvalues),
+                                  seeds=tuple(range(options.seed, options.seed + seeds)), tasks_per_seed=tasks,
+                                  **settings)
+        return write_exact_solve(config, folder, progress=options.progress)
+
+    flags = _flags(inner_steps=inner_steps, seeds=seeds if seeds != 3 else None, tasks=tasks if tasks != 4 else None,
+                   distinct_eigenvalues=distinct_eigenvalues or None)
+    return Step(f"metagrad exact-solve --out {{dir}} {flags}".rstrip(), run)
+
+
+def profile(**settings: Any) -> Step:
+    """``settings``: ProfileConfig fields."""
+    from .profile import ProfileConfig, write_profile
+
+    def run(folder: Path, options: Options):
+        config = ProfileConfig(**settings, seed=options.seed, device=options.device, data_root=options.data_root)
+        return write_profile(config, folder, progress=options.progress)
+
+    return Step(f"metagrad profile --out {{dir}} {_flags(**settings)}".rstrip(), run)
+
+
+def throughput(threads: int | None = None, **settings: Any) -> Step:
+    """``settings``: ThroughputConfig fields."""
+    from .throughput import ThroughputConfig, write_throughput
+
+    def run(folder: Path, options: Options):
+        config = ThroughputConfig(**settings, seed=options.seed, device=options.device, data_root=options.data_root)
+        return write_throughput(config, folder, progress=options.progress)
+
+    return Step(f"metagrad throughput --out {{dir}} {_flags(threads=threads, **settings)}".rstrip(), run, threads)
+
+
+def training(preset: str, hyperparameters: dict[str, Any] | None = None, threads: int | None = None,
+             **fields: Any) -> Step:
+    """``fields``: TrainConfig fields laid over the preset, as ``metagrad train``'s options are."""
+    from .train import train, train_config
+
+    def run(folder: Path, options: Options):
+        config = train_config(preset, hyperparameters, seed=options.seed, device=options.device,
+                              data_root=options.data_root, **fields)
+        return train(config, folder, progress=options.progress)
+
+    sets = " ".join(f"--set {key}={value}" for key, value in (hyperparameters or {}).items())
+    flags = " ".join(part for part in (sets, _flags(**fields, threads=threads)) if part)
+    return Step(f"metagrad train --preset {preset} --out {{dir}} {flags}".rstrip(), run, threads)
+
+
+def evaluation(tasks: int = 600, threads: int | None = None) -> Step:
+    from .train import evaluate_run
+
+    def run(folder: Path, options: Options):
+        return evaluate_run(folder, tasks=tasks, progress=options.progress)
+
+    return Step(f"metagrad eval {{dir}} {_flags(tasks=tasks if tasks != 600 else None, threads=threads)}".rstrip(),
+                run, threads)
+
+
+def spectrum(at_init: bool = False, threads: int | None = None, **settings: Any) -> Step:
+    """``settings``: SpectrumConfig fields."""
+    from .spectrum import SpectrumConfig, write_spectrum
+
+    def run(folder: Path, options: Options):
+        return write_spectrum(folder, SpectrumConfig(at_init=at_init, **settings), progress=options.progress)
+
+    return Step(f"metagrad spectrum {{dir}} {_flags(at_init=at_init, **settings, threads=threads)}".rstrip(), run,
+                threads)
+
+
+def _training(name: str, preset: str, hyperparameters: dict[str, Any] | None = None, threads: int | None = None,
+              evaluate: dict[str, Any] | None = None, folder: str = "cpu-training",
+              spectra: dict[str, Any] | None = None, **fields: Any) -> Experiment:
+    steps = [training(preset, hyperparameters, threads, **fields), evaluation(**(evaluate or {}))]
+    if spectra is not None:  # the system's spectrum at the start and at the end of the run
+        steps += [spectrum(at_init=True, **spectra), spectrum(**spectra)]
+    return Experiment(f"{folder}/{name}", tuple(steps))
+
+
+# iMAML-GD when I + H/lambda is indefinite (README, "When iMAML's system is indefinite"): each lambda with
+# each meta-gradient solver, equal iterations, the same seed and so the same tasks; at a size the CPU fits.
+CURVATURE_LAMBDAS = (0.5, 2, 8, 24)
+CURVATURE_SOLVERS = {"cg": {}, "minres": {"meta_solver": "minres"}, "damped-cg": {"damping": 1}}
+CURVATURE_SETTINGS = {
+    "omniglot-5w1s": {"filters": 32, "meta_batch": 8, "iterations": 300, "validate_every": 25, "validation_tasks": 50},
+    "omniglot-20w5s": {"filters": 16, "meta_batch": 4, "iterations": 100, "validate_every": 10,
+                       "validation_tasks": 20},
+}
+CURVATURE = tuple(
+    _training(f"{setting}-lam{lam}-{solver}", f"{setting}-imaml-gd", {"lam": lam, **solver_settings}, threads=1,
+              evaluate={"tasks": 200, "threads": 1}, folder="cpu-curvature",
+              spectra={"tasks": 10, "steps": 30, "threads": 1}, **options)
+    for setting, options in CURVATURE_SETTINGS.items() for lam in CURVATURE_LAMBDAS
+    for solver, solver_settings in CURVATURE_SOLVERS.items())
+
+_TIME_BOXED = {"max_minutes": 30, "validate_every": 25, "threads": 1}
+
+# The README's commands for the committed CPU results (reports/); one after the other about 7 hours
+# (the training runs were run two at a time, one thread each: 30 minutes of training apiece, validation
+# not counted; the curvature study two at a time took 40 minutes).
 FULL = (
-    Experiment("exact-solve", (("exact-solve", "--out", "{dir}"),), devices=("cpu",)),
-    Experiment("exact-solve-5-eigenvalues", (("exact-solve", "--out", "{dir}", "--distinct-eigenvalues", "5"),),
-               devices=("cpu",)),
-    Experiment("profile-cpu", (("profile", "--out", "{dir}"),)),
-    _training("omniglot-5w1s-imaml-gd-lr0.1", "omniglot-5w1s-imaml-gd", "--set", "inner_lr=0.1",
-              "--max-minutes", "30", "--validate-every", "25", "--threads", "1"),
-    _training("omniglot-5w1s-imaml-hf", "omniglot-5w1s-imaml-hf", "--max-minutes", "30", "--validate-every", "25",
-              "--threads", "1"),
-    _training("omniglot-5w1s-imaml-gd-lr0.03", "omniglot-5w1s-imaml-gd", "--max-minutes", "25",
-              "--validate-every", "25", "--threads", "2"),
-    *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", "--max-minutes", "30", "--validate-every", "25",
-                "--threads", "1", evaluate=("--threads", "1"))
+    Experiment("exact-solve", (exact_solve(),), devices=("cpu",)),
+    Experiment("exact-solve-5-eigenvalues", (exact_solve(distinct_eigenvalues=5),), devices=("cpu",)),
+    Experiment("profile-cpu", (profile(),)),
+    _training("omniglot-5w1s-imaml-gd-lr0.1", "omniglot-5w1s-imaml-gd", {"inner_lr": 0.1}, **_TIME_BOXED),
+    _training("omniglot-5w1s-imaml-hf", "omniglot-5w1s-imaml-hf", **_TIME_BOXED),
+    _training("omniglot-5w1s-imaml-gd-lr0.03", "omniglot-5w1s-imaml-gd", max_minutes=25, validate_every=25, threads=2),
+    *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", evaluate={"threads": 1}, **_TIME_BOXED)
       for variant in ("maml", "fomaml", "reptile", "imaml-gd")),
-    _training("mini-imagenet-5w1s-maml", "mini-imagenet-5w1s-maml", "--max-minutes", "30", "--validate-every", "25",
-              "--threads", "1", evaluate=("--threads", "1")),
+    _training("mini-imagenet-5w1s-maml", "mini-imagenet-5w1s-maml", evaluate={"threads": 1}, **_TIME_BOXED),
+    Experiment("throughput-cpu", (throughput(threads=2, iterations=3),)),
+    *CURVATURE,
 )
 
-_QUICK_TRAIN = ("--filters", "16", "--meta-batch", "4", "--iterations", "150", "--validate-every", "25",
-                "--validation-tasks", "20")
+_QUICK_TRAIN = {"filters": 16, "meta_batch": 4, "iterations": 150, "validate_every": 25, "validation_tasks": 20}
 
 # The same pipeline at smoke-test size: a few minutes on 2 CPU cores.
 QUICK = (
-    Experiment("exact-solve", (("exact-solve", "--out", "{dir}", "--inner-steps", "1,10,100", "--seeds", "1",
-                                "--tasks", "2"),), devices=("cpu",)),
-    Experiment("exact-solve-5-eigenvalues", (("exact-solve", "--out", "{dir}", "--inner-steps", "1,10,100",
-                                              "--seeds", "1", "--tasks", "2", "--distinct-eigenvalues", "5"),),
-               devices=("cpu",)),
-    Experiment("profile-cpu", (("profile", "--out", "{dir}", "--filters", "16", "--inner-steps", "1,4,16",
-                                "--cg-sweep", "1,5", "--repeats", "1", "--no-rss"),)),
-    *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", *_QUICK_TRAIN, evaluate=("--tasks", "100"))
+    Experiment("exact-solve", (exact_solve(inner_steps=(1, 10, 100), seeds=1, tasks=2),), devices=("cpu",)),
+    Experiment("exact-solve-5-eigenvalues", (exact_solve(inner_steps=(1, 10, 100), seeds=1, tasks=2,
+                                                         distinct_eigenvalues=5),), devices=("cpu",)),
+    Experiment("profile-cpu", (profile(filters=16, inner_steps=(1, 4, 16), cg_sweep=(1, 5), repeats=1, rss=False),)),
+    *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", evaluate={"tasks": 100}, **_QUICK_TRAIN)
       for variant in ("maml", "fomaml", "reptile", "imaml-gd", "imaml-hf")),
 )
 
 
-def _argv(command: tuple[str, ...], folder: Path, seed: int, device: str, data_root: str | None,
-          progress: bool) -> list[str]:
-    argv = [part.replace("{dir}", str(folder)) for part in command]
-    if argv[0] in ("exact-solve", "profile", "train"):
-        argv += ["--seed", str(seed)]
-    if argv[0] in ("profile", "train"):
-        argv += ["--device", device]
-        if data_root:
-            argv += ["--data-root", data_root]
-    if not progress:
-        argv.append("--no-progress")
-    return argv
+def run_experiment(experiment: Experiment, target: Path, options: Options) -> Path:
+    """Run ``experiment`` beside ``target`` and put it there once every step has finished."""
+    work = target.with_name(f".{target.name}.rerun")
+    if work.exists():
+        shutil.rmtree(work)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        for step in experiment.steps:
+            print("  " + step.command.replace("{dir}", str(work)), flush=True)
+            threads = torch.get_num_threads()
+            if step.threads:
+                torch.set_num_threads(step.threads)
+            try:
+                step.run(work, options)
+            finally:
+                torch.set_num_threads(threads)
+    except BaseException as error:
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(error, Exception):
+            raise ConfigError(f"re-running {experiment.folder} failed ({error}); the earlier results in {target} "
+                              "are untouched") from error
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    work.rename(target)
+    return target
 
 
 def regenerate(out: Path, quick: bool = False, overwrite: bool = False, seed: int = 0, device: str = "cpu",
                data_root: str | None = None, progress: bool = True) -> list[Path]:
     """Run the experiments into ``out``; returns their result folders."""
-    from .cli import main
-
     kind = "cuda" if device.startswith("cuda") else "cpu"
     experiments = [e for e in (QUICK if quick else FULL) if kind in e.devices]
     existing = [e.folder for e in experiments if (out / e.folder).exists()]
     if existing and not overwrite:
         raise ConfigError(f"{out} already holds {', '.join(existing)}; pass --overwrite to replace them, or choose "
                           "another --out")
+    options = Options(seed=seed, device=device, data_root=data_root, progress=progress)
     done = []
     for number, experiment in enumerate(experiments, 1):
-        target = out / experiment.folder
-        work = target.with_name(f".{target.name}.rerun")
-        if work.exists():
-            shutil.rmtree(work)
-        work.parent.mkdir(parents=True, exist_ok=True)
         print(f"[{number}/{len(experiments)}] {experiment.folder}", flush=True)
-        try:
-            for command in experiment.commands:
-                argv = _argv(command, work, seed, device, data_root, progress)
-                print("  metagrad " + " ".join(argv), flush=True)
-                status = main(argv)
-                if status == 130:
-                    raise KeyboardInterrupt
-                if status != 0:
-                    raise ConfigError(f"re-running {experiment.folder} failed (metagrad {argv[0]} exited {status}); "
-                                      f"the earlier results in {target} are untouched")
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
-        done.append(target)
+        done.append(run_experiment(experiment, out / experiment.folder, options))
     return done

@@ -20,10 +20,16 @@ import pandas as pd
 
 from .atomic import save_figure, write_text
 from .paper import PAPER_ACCURACY, TABLES
-from .presets import ALGORITHM_LABELS, SETTINGS, preset
+from .presets import ALGORITHM_LABELS, EXTRA_VARIANTS, SETTINGS, preset
 
 FIGURES, TABLES_DIR = "figures", "tables"
-VARIANT_COLORS = {"maml": "C0", "fomaml": "C1", "reptile": "C2", "imaml-gd": "C3", "imaml-hf": "C4"}
+# Runs below a folder of this name are the study of iMAML's indefinite systems (bench/regenerate.py,
+# CURVATURE): reduced networks and changed lambdas, shown in their own table and figures, never as a
+# cell of Tables 2 and 3.
+CURVATURE_STUDY = "cpu-curvature"
+VARIANT_COLORS = {"maml": "C0", "fomaml": "C1", "reptile": "C2", "imaml-gd": "C3", "imaml-hf": "C4",
+                  "imaml-gd-minres": "C5"}
+VARIANT_LABELS = {**ALGORITHM_LABELS, **EXTRA_VARIANTS}
 RUN_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
 
 
@@ -34,6 +40,11 @@ class TrainingRun:
     environment: dict[str, Any]  # config.json's other fields: device_name, torch, threads, ...
     metrics: pd.DataFrame
     evaluation: dict[str, Any] | None  # eval.json on the test split
+    spectra: dict[str, pd.DataFrame] = field(default_factory=dict)  # "init" / "end": metagrad spectrum's CSVs
+
+    @property
+    def in_curvature_study(self) -> bool:
+        return CURVATURE_STUDY in Path(self.name).parts
 
     @property
     def setting(self) -> str:
@@ -95,6 +106,7 @@ class Results:
     profiles: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
     runs: list[TrainingRun] = field(default_factory=list)
     benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # saved pytest-benchmark runs
+    throughputs: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # metagrad throughput
 
 
 def _name(root: Path, path: Path, prefix: str) -> str:
@@ -113,7 +125,10 @@ def _training_run(folder: Path, name: str) -> TrainingRun | None:
         if evaluation.get("split") != "test":
             evaluation = None
     environment = {k: v for k, v in saved.items() if k != "config"}
-    return TrainingRun(name, saved["config"], environment, pd.read_csv(folder / "metrics.csv"), evaluation)
+    spectra = {key: pd.read_csv(folder / filename) for key, filename in (("init", "spectrum-init.csv"),
+                                                                         ("end", "spectrum.csv"))
+               if (folder / filename).is_file()}
+    return TrainingRun(name, saved["config"], environment, pd.read_csv(folder / "metrics.csv"), evaluation, spectra)
 
 
 def discover(roots: list[Path]) -> Results:
@@ -130,6 +145,8 @@ def discover(roots: list[Path]) -> Results:
                 results.exact_solve.append((name, pd.read_csv(folder / "exact_solve.csv")))
             if "profile.csv" in files:
                 results.profiles.append((name, pd.read_csv(folder / "profile.csv")))
+            if "throughput.csv" in files:
+                results.throughputs.append((name, pd.read_csv(folder / "throughput.csv")))
             if "config.json" in files and "metrics.csv" in files:
                 run = _training_run(folder, name)
                 if run is not None:
@@ -139,7 +156,7 @@ def discover(roots: list[Path]) -> Results:
                     saved = json.loads((folder / filename).read_text())
                     if "benchmarks" in saved and "machine_info" in saved:
                         results.benchmarks.append((_name(root, folder / filename, prefix), saved))
-    for found in (results.exact_solve, results.profiles, results.benchmarks):
+    for found in (results.exact_solve, results.profiles, results.benchmarks, results.throughputs):
         found.sort(key=lambda item: item[0])
     results.runs.sort(key=lambda run: run.name)
     return results
@@ -178,6 +195,11 @@ def _training(run: TrainingRun) -> str:
         f"{run.iterations:,} of {planned:,} it, {minutes:.0f} min"
 
 
+def table_runs(results: Results) -> list[TrainingRun]:
+    """The runs that may stand for a cell of Tables 2 and 3, and in the validation and test figures."""
+    return [run for run in results.runs if not run.in_curvature_study]
+
+
 def accuracy_table(results: Results, key: str) -> str:
     title, settings = TABLES[key]
     header = ["Setting", "Algorithm", "Paper (%)", "Ours (%)", "Ours − paper", "Our 95% CI", "Test tasks", "Device",
@@ -186,9 +208,9 @@ def accuracy_table(results: Results, key: str) -> str:
     for setting in settings:
         for variant, label in ALGORITHM_LABELS.items():
             paper = PAPER_ACCURACY[(setting, variant)]
-            run = representative_run(results.runs, setting, variant)
+            run = representative_run(table_runs(results), setting, variant)
             if run is None:
-                unevaluated = [r.name for r in results.runs if r.setting == setting and r.variant == variant]
+                unevaluated = [r.name for r in table_runs(results) if r.setting == setting and r.variant == variant]
                 note = "not evaluated: " + ", ".join(unevaluated) if unevaluated else "no run"
                 rows.append([setting_label(setting), label, f"{paper.mean} ± {paper.ci}", "missing", "—", "—", "—",
                              "—", "—", note])
@@ -233,7 +255,7 @@ def runs_table(results: Results) -> str:
         else:
             test, loss_text = "not evaluated", "—"
         label = setting_label(run.setting) if run.setting in SETTINGS else run.setting
-        rows.append([f"`{run.name}`", label, ALGORITHM_LABELS.get(run.variant, run.variant),
+        rows.append([f"`{run.name}`", label, VARIANT_LABELS.get(run.variant, run.variant),
                      "; ".join(run.differences) or "—", run.device, _training(run), best_text, last_text, test,
                      loss_text])
     intro = (f"# Training runs\n\n{len(results.runs)} runs found. Validation accuracy is on a fixed pool of "
@@ -254,6 +276,134 @@ def profile_ratios_table(results: Results) -> str:
     if not columns:
         return intro + "No profiles were found.\n"
     return intro + _markdown_table(["Ratio"] + [f"`{name}`" for name in columns], rows)
+
+
+def throughput_table(results: Results) -> str:
+    """Tasks per second of each engine per preset and device, and their ratio, from each throughput.csv."""
+    from .throughput import speedups
+
+    intro = ("# Tasks per second, per-task engine against batched\n\n"
+             "Whole training iterations (sampling, meta-gradients, Adam) per second times the meta-batch, per "
+             "engine (`metagrad throughput`). The last columns are the batched engine's largest relative "
+             "difference from the per-task reference over one meta-batch: in float64 (do the engines compute "
+             "the same thing?) and in float32 (how far does rounding move the solvers' discrete decisions?).\n\n")
+    rows = []
+    for name, frame in results.throughputs:
+        ratios = speedups(frame).set_index("preset")
+        for preset_name, group in frame.groupby("preset", sort=False):
+            first = group.iloc[0]
+            batched = group[group["engine"] == "batched"]
+            graph = bool(batched["cuda_graph"].any()) if "cuda_graph" in batched else False
+            rows.append([
+                f"`{name}`", preset_name, f"{first['device_name']} ({first['threads']} threads)"
+                if first["device"] == "cpu" else str(first["device_name"]), str(int(first["meta_batch"])),
+                *(f"{float(group[group['engine'] == e]['tasks_per_s'].iloc[0]):.3g}" if (group["engine"] == e).any()
+                  else "—" for e in ("per-task", "batched")),
+                f"{float(ratios.loc[preset_name, 'batched_over_per_task']):.2f}" if preset_name in ratios.index else "—",
+                "yes" if graph else "no",
+                f"{float(batched['max_rel_diff_vs_per_task'].iloc[0]):.1e}" if len(batched) else "—",
+                f"{float(batched['max_rel_diff_float32'].iloc[0]):.1e}" if len(batched) and
+                "max_rel_diff_float32" in batched else "—",
+            ])
+    if not rows:
+        return intro + "No throughput results.\n"
+    return intro + _markdown_table(["Result", "Preset", "Device", "Meta-batch", "Per-task (tasks/s)",
+                                    "Batched (tasks/s)", "Batched / per-task", "CUDA graph", "Max rel. diff (float64)",
+                                    "Max rel. diff (float32)"], rows)
+
+
+def _curvature_key(run: TrainingRun) -> tuple:
+    h = run.config["hyperparameters"]
+    return (run.setting, float(h.get("lam", 2.0)), h.get("meta_solver", "cg"), float(h.get("damping", 0.0)))
+
+
+def _solver_name(run: TrainingRun) -> str:
+    h = run.config["hyperparameters"]
+    solver = h.get("meta_solver", "cg")
+    return f"{solver}, damping {float(h['damping']):g}" if float(h.get("damping", 0.0)) else solver
+
+
+def curvature_table(results: Results) -> str:
+    """The curvature study: per run, how often the meta-gradient system met non-positive curvature, the
+    solve's residual, the spectrum at the start and the end, and the accuracy reached."""
+    runs = sorted((r for r in results.runs if r.in_curvature_study), key=_curvature_key)
+    intro = ("# iMAML's meta-gradient system when it is indefinite\n\nEach run: iMAML with gradient descent inside, "
+             "one lambda and one meta-gradient solver, equal iterations and seeds (so the same tasks). "
+             "'Indefinite' is the fraction of training tasks whose solve met p^T A p <= 0 (CG stops there; for "
+             "MINRES a Lanczos vector with v^T A v <= 0), over the whole run and over its last quarter; 'residual' "
+             "is the mean relative residual of the system solved; 'spectrum' is the share of `metagrad spectrum`'s "
+             "tasks whose I + H/lambda has a negative eigenvalue, at initialization and at the end. 'Dips' counts "
+             "the validations that fell from the one before, and compares the indefinite share of the training "
+             "windows that ended in a dip with that of the others.\n\n")
+    if not runs:
+        return intro + "No runs of the study were found.\n"
+    rows = []
+    for run in runs:
+        metrics = run.metrics.dropna(subset=["val_accuracy"])
+        h = run.config["hyperparameters"]
+        fraction = metrics.get("cg_negative_curvature_fraction")
+        quarter = metrics[metrics["iteration"] > 0.75 * metrics["iteration"].max()] if len(metrics) else metrics
+        last_val = metrics["val_accuracy"].iloc[-1] if len(metrics) else float("nan")
+        best = metrics.loc[metrics["val_accuracy"].idxmax()] if len(metrics) else None
+
+        def share(key: str, run: TrainingRun = run) -> str:
+            spectrum = run.spectra.get(key)
+            return f"{int(spectrum['indefinite'].sum())}/{len(spectrum)}" if spectrum is not None else "—"
+
+        test = (f"{100 * run.evaluation['accuracy']:.2f} ± {100 * run.evaluation['ci95']:.2f}"
+                if run.evaluation else "not evaluated")
+        # a dip: a validation that fell from the one before; its window's curvature against the others'
+        dip = metrics["val_accuracy"].diff() < 0
+        rising = metrics["val_accuracy"].diff() >= 0
+
+        def in_windows(mask: pd.Series, metrics: pd.DataFrame = metrics) -> str:
+            if "cg_negative_curvature_fraction" not in metrics or not mask.any():
+                return "—"
+            return f"{metrics.loc[mask, 'cg_negative_curvature_fraction'].mean():.2f}"
+
+        rows.append([
+            run.setting, f"{float(h.get('lam', 2.0)):g}", _solver_name(run), f"{run.iterations:,}",
+            f"{fraction.mean():.2f}" if fraction is not None else "—",
+            f"{quarter['cg_negative_curvature_fraction'].mean():.2f}" if fraction is not None else "—",
+            f"{metrics['cg_residual_mean'].mean():.3g}" if "cg_residual_mean" in metrics else "—",
+            f"{share('init')} → {share('end')}",
+            f"{int(dip.sum())}: {in_windows(dip)} / {in_windows(rising)}",
+            f"{100 * best['val_accuracy']:.1f} (it {int(best['iteration'])})" if best is not None else "—",
+            f"{100 * last_val:.1f}", test, f"`{run.name}`",
+        ])
+    return intro + _markdown_table(["Setting", "λ", "Solver", "Iterations", "Indefinite (all)", "Indefinite (last ¼)",
+                                    "Residual", "Spectrum: indefinite", "Dips: indefinite in dip / other windows",
+                                    "Best validation (%)",
+                                    "Last validation (%)", "Test (%)", "Run"], rows)
+
+
+def plot_curvature(runs: list[TrainingRun], setting: str):
+    """Validation accuracy and the share of tasks meeting non-positive curvature against iterations: one
+    color per lambda, one line style per solver."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    lambdas = sorted({_curvature_key(r)[1] for r in runs})
+    solvers = sorted({_solver_name(r) for r in runs})
+    styles = {solver: RUN_STYLES[i % len(RUN_STYLES)] for i, solver in enumerate(solvers)}
+    for run in sorted(runs, key=_curvature_key):
+        metrics = run.metrics.dropna(subset=["val_accuracy"])
+        color = f"C{lambdas.index(_curvature_key(run)[1])}"
+        style, marker = styles[_solver_name(run)]
+        label = f"λ {_curvature_key(run)[1]:g}, {_solver_name(run)}"
+        axes[0].plot(metrics["iteration"], 100 * metrics["val_accuracy"], color=color, linestyle=style, marker=marker,
+                     markersize=3, label=label)
+        axes[1].plot(metrics["iteration"], metrics["cg_negative_curvature_fraction"], color=color, linestyle=style,
+                     marker=marker, markersize=3, label=label)
+    axes[0].set_ylabel("validation accuracy (%)")
+    axes[1].set_ylabel("share of training tasks whose solve met p^T A p <= 0")
+    for ax in axes:
+        ax.set_xlabel("meta-iterations")
+        ax.grid(True, alpha=0.3)
+    axes[1].set_ylim(-0.05, 1.05)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"iMAML-GD, {setting_label(setting)}: lambda and meta-gradient solver (CPU, reduced network)")
+    fig.tight_layout()
+    return fig
 
 
 def _natural(text: str) -> list:
@@ -316,7 +466,7 @@ def plot_validation(runs: list[TrainingRun], setting: str):
         color = VARIANT_COLORS.get(run.variant)
         nth = seen[run.variant] = seen.get(run.variant, -1) + 1  # runs of one algorithm: same color, own style
         style, marker = RUN_STYLES[nth % len(RUN_STYLES)]
-        label = f"{ALGORITHM_LABELS.get(run.variant, run.variant)}: {run.name} ({run.device})"
+        label = f"{VARIANT_LABELS.get(run.variant, run.variant)}: {run.name} ({run.device})"
         x_time = metrics["train_time_s"] / 60
         minutes += list(x_time)
         for ax, x in ((axes[0], metrics["iteration"]), (axes[1], x_time)):
@@ -404,6 +554,7 @@ def _index(results: Results, figures: list[tuple[str, str]], tables: list[tuple[
     lines += [f"- exact-solve: `{name}`" for name, _ in results.exact_solve] or ["- exact-solve: none"]
     lines += [f"- profile: `{name}`" for name, _ in results.profiles] or ["- profile: none"]
     lines += [f"- benchmark run: `{name}`" for name, _ in results.benchmarks] or ["- benchmark runs: none"]
+    lines += [f"- throughput: `{name}`" for name, _ in results.throughputs] or ["- throughput: none"]
     for run in results.runs:
         state = "evaluated" if run.evaluation else "not evaluated"
         lines.append(f"- training run: `{run.name}` ({state})")
@@ -447,9 +598,12 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
     table(runs_table(results), "runs.md", "Every training run")
     table(profile_ratios_table(results), "fig2b-ratios.md", "Figure 2b in numbers (ratios per profile)")
     table(benchmarks_table(results), "benchmarks.md", "Saved pytest-benchmark runs, with their work counters")
+    table(throughput_table(results), "throughput.md", "Tasks per second, per-task engine against batched")
+    table(curvature_table(results), "curvature.md", "iMAML's meta-gradient system when it is indefinite: lambda and solver")
 
     from .exact_solve import exact_solve_title, plot_exact_solve
     from .profile import plot_profile, profile_title
+    from .throughput import plot_throughput
 
     for name, frame in results.exact_solve:
         figure(plot_exact_solve(frame, exact_solve_title(frame) + f"\n({name})"), f"fig2a-{_slug(name)}.png",
@@ -457,12 +611,19 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
     for name, frame in results.profiles:
         figure(plot_profile(frame, profile_title(frame) + f"\n({name})"), f"fig2b-{_slug(name)}.png",
                f"Figure 2b, time and memory against inner steps: `{name}`")
+    for name, frame in results.throughputs:
+        figure(plot_throughput(frame), f"throughput-{_slug(name)}.png", f"Tasks per second per engine: `{name}`")
     for setting in SETTINGS:
-        runs = [run for run in results.runs if run.setting == setting]
+        runs = [run for run in table_runs(results) if run.setting == setting]
         if runs:
             figure(plot_validation(runs, setting), f"validation-{setting}.png",
                    f"Validation accuracy against meta-iterations and training time, {setting_label(setting)}")
-    figure(plot_test_accuracy(results.runs), "test-accuracy.png",
+    for setting in SETTINGS:
+        runs = [run for run in results.runs if run.in_curvature_study and run.setting == setting]
+        if runs:
+            figure(plot_curvature(runs, setting), f"curvature-{setting}.png",
+                   f"iMAML-GD with each lambda and meta-gradient solver, {setting_label(setting)}")
+    figure(plot_test_accuracy(table_runs(results)), "test-accuracy.png",
            "Test accuracy with 95% CI per algorithm and setting, the paper's value marked")
 
     index = out / "index.md"

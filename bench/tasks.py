@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from algorithms import Batch, Task
+from algorithms import Batch, Task, TaskBatch
 from algorithms.protocol import require
 
 
@@ -60,12 +60,23 @@ class ImageClassTasks:
             Batch(_to_float(torch.cat(query), dtype), labels.repeat_interleave(spec.queries)),
         )
 
-    def fixed_pool(self, count: int, seed: int) -> Iterator[Task]:
+    def sample_batch(self, generator: torch.Generator, count: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
+        """``count`` tasks stacked for the batched engine: the very tasks ``count`` calls of ``sample`` draw,
+        so the per-task and batched engines see one task stream."""
+        return TaskBatch.stack([self.sample(generator, dtype) for _ in range(count)])
+
+    def fixed_pool(self, count: int, seed: int, dtype: torch.dtype = torch.float32) -> Iterator[Task]:
         """The same ``count`` tasks, in order, for every caller with the same seed (evaluation pools).
         Generated one at a time: 600 Mini-ImageNet tasks would not fit in memory at once."""
         generator = torch.Generator().manual_seed(seed)
         for _ in range(count):
-            yield self.sample(generator)
+            yield self.sample(generator, dtype)
+
+    def fixed_pool_batches(self, count: int, seed: int, size: int, dtype: torch.dtype = torch.float32) -> Iterator[TaskBatch]:
+        """``fixed_pool``'s tasks, in order, stacked ``size`` at a time (the last batch may be smaller)."""
+        generator = torch.Generator().manual_seed(seed)
+        for start in range(0, count, size):
+            yield self.sample_batch(generator, min(size, count - start), dtype)
 
 
 def _to_float(x: Tensor, dtype: torch.dtype) -> Tensor:

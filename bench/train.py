@@ -5,6 +5,12 @@ an Adam step on theta. Reptile's "meta-gradient" is theta - phi and goes through
 Validation runs every ``validate_every`` iterations on a fixed pool of validation tasks.
 Checkpoints hold everything the run depends on (theta, Adam's state, the task sampler's random
 state, the metrics so far), so ``--resume`` continues exactly where the checkpoint was written.
+
+Two engines compute the meta-batch's meta-gradients from one task stream: ``per-task`` (the
+reference: ``meta_gradient`` task after task) and ``batched`` (``batched_meta_gradient``: the whole
+meta-batch in one ``vmap``). Their runs are the same up to floating-point summation order. Diagnostics
+accumulate as device tensors and are read once per logged step, so the batched engine's iteration
+never waits on the host.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import platform
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,17 +30,23 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, Task, cross_entropy_loss, make_algorithm
+from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from algorithms.batched import query_scores
 from algorithms.protocol import ConfigError, require
 
 from .atomic import atomic_path, write_csv, write_text
 from .datasets import DATASETS, network, task_source
+from .engines import ENGINES, default_engine
 from .machine import device_name
-from .tasks import EpisodeSpec
+from .steps import Window, training_step
+from .tasks import EpisodeSpec, ImageClassTasks
 
 CHECKPOINT = "checkpoint.pt"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 METRICS_COLUMNS = ["iteration", "train_time_s", "tasks", "train_query_loss", "train_query_accuracy",
-                   "val_accuracy", "val_ci95", "val_tasks", "tasks_per_s", "grad_evals", "hvp_evals"]
+                   "val_accuracy", "val_ci95", "val_tasks", "tasks_per_s", "grad_evals", "hvp_evals",
+                   "cg_negative_curvature_fraction", "cg_iterations_mean", "cg_residual_mean",
+                   "inner_negative_curvature_fraction", "engine"]
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,16 @@ class TrainConfig:
     device: str = "cpu"
     data_root: str | None = None
     preset: str | None = None
+    engine: str = "per-task"  # per-task (the reference) or batched (one vmap over the meta-batch)
+    cuda_graph: bool = False  # batched engine on CUDA: capture the iteration once, replay it (bench/steps.py)
+    dtype: str = "float32"  # float64 for the tests that compare engines and runs exactly
 
     def __post_init__(self) -> None:
+        require(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        require(not self.cuda_graph or (self.engine == "batched" and self.device.startswith("cuda")),
+                "CUDA graphs need the batched engine on a CUDA device")
+        require(self.filters is None or self.filters >= 1, f"filters must be >= 1, got {self.filters}")
         require(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
         EpisodeSpec(self.ways, self.shots, self.queries)
         require(self.meta_batch >= 1, f"meta batch must be >= 1, got {self.meta_batch}")
@@ -75,6 +95,19 @@ class TrainConfig:
     @property
     def spec(self) -> EpisodeSpec:
         return EpisodeSpec(self.ways, self.shots, self.queries)
+
+
+def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any] | None = None,
+                 **fields: Any) -> TrainConfig:
+    """What ``metagrad train`` runs: a preset (or none) with the given fields (None: keep the preset's)
+    and algorithm hyperparameters laid over it; the engine, unless given, the one faster on the device."""
+    from .presets import preset
+
+    base = preset(preset_name) if preset_name else {}
+    merged = {**base, **{name: value for name, value in fields.items() if value is not None}}
+    merged["hyperparameters"] = {**base.get("hyperparameters", {}), **(hyperparameters or {})}
+    merged.setdefault("engine", default_engine(merged.get("device", "cpu")))
+    return TrainConfig(**merged)
 
 
 @contextmanager
@@ -103,20 +136,36 @@ def mean_and_ci95(values: list[float]) -> tuple[float, float]:
     return mean, 1.96 * math.sqrt(variance / n)
 
 
-def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Iterable[Task], device: torch.device,
-             count: int, progress: bool = False, desc: str = "evaluate") -> tuple[float, float, int, float]:
-    """Adapt to each task's support set from theta, score the query set.
+def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: ImageClassTasks, count: int, seed: int,
+             engine: str, chunk: int, dtype: torch.dtype, progress: bool = False,
+             desc: str = "evaluate") -> tuple[float, float, int, float]:
+    """Adapt to each task of the fixed pool (``count`` tasks, ``seed``) from theta, score its query set.
 
-    Returns the mean query accuracy, its 95% CI half-width, the number of tasks, and the mean support
-    loss after adaptation (how well the inner solver did its job)."""
-    accuracies, support_losses = [], []
-    for task in tqdm(tasks, total=count, desc=desc, unit="task", disable=not progress, leave=False):
-        task = task.to(device)
-        phi = algorithm.adapt(model, theta, task.support)
-        with torch.no_grad():
-            _, accuracy = model.loss_and_accuracy(phi, task.query)
-            support_losses.append(model.loss(phi, task.support).item())
-        accuracies.append(accuracy)
+    The batched engine adapts ``chunk`` tasks at a time; both engines score the same tasks. Returns the
+    mean query accuracy, its 95% CI half-width, the number of tasks, and the mean support loss after
+    adaptation (how well the inner solver did its job)."""
+    device = theta.device
+    accuracies: list[float] = []
+    support_losses: list[float] = []
+    bar = tqdm(total=count, desc=desc, unit="task", disable=not progress, leave=False)
+    if engine == "batched":
+        for batch in tasks.fixed_pool_batches(count, seed, chunk, dtype):
+            batch = batch.to(device)
+            phi = algorithm.batched_adapt(model, theta, batch)
+            accuracy, _, support_loss = query_scores(model, phi, batch)
+            accuracies += accuracy.tolist()
+            support_losses += support_loss.tolist()
+            bar.update(batch.size)
+    else:
+        for task in tasks.fixed_pool(count, seed, dtype):
+            task = task.to(device)
+            phi = algorithm.adapt(model, theta, task.support)
+            with torch.no_grad():
+                _, accuracy = model.loss_and_accuracy(phi, task.query)
+                support_losses.append(model.loss(phi, task.support).item())
+            accuracies.append(accuracy)
+            bar.update()
+    bar.close()
     mean, ci = mean_and_ci95(accuracies)
     return mean, ci, len(accuracies), sum(support_losses) / len(support_losses)
 
@@ -126,6 +175,9 @@ def _environment(device: torch.device) -> dict[str, Any]:
         "device_name": device_name(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
     }
+
+
+CHECKPOINT_KEYS = ("theta", "optimizer", "sampler", "iteration", "train_time_s", "tasks", "window", "rows")
 
 
 class Run:
@@ -140,48 +192,74 @@ class Run:
 
     def read_config(self) -> tuple[TrainConfig, dict[str, Any]]:
         path = self.out / "config.json"
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"{self.out} is a file, not a run folder")
         if not path.is_file():
             raise ConfigError(f"{self.out} is not a training run (no config.json)")
-        saved = json.loads(path.read_text())
-        return TrainConfig(**saved["config"]), saved
+        try:
+            saved = json.loads(path.read_text())
+            return TrainConfig(**saved["config"]), saved
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path} is corrupt or not a metagrad config ({type(error).__name__})") from None
 
     def write_config(self, config: TrainConfig, extra: dict[str, Any]) -> None:
         write_text(self.out / "config.json", json.dumps({"config": asdict(config), **extra}, indent=2) + "\n")
+
+    def load_checkpoint(self, device: torch.device) -> dict[str, Any]:
+        """The checkpoint's contents, or a one-line error naming the file when it is not a whole one."""
+        if not self.checkpoint.is_file():
+            raise ConfigError(f"{self.out} has no {CHECKPOINT}")
+        try:
+            state = torch.load(self.checkpoint, map_location=device)
+        except Exception as error:  # torch.load raises many kinds on a truncated or foreign file
+            raise ConfigError(f"{self.checkpoint} is truncated or not a metagrad checkpoint "
+                              f"({type(error).__name__})") from None
+        if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+            raise ConfigError(f"{self.checkpoint} is not a checkpoint of this metagrad version (missing keys)")
+        return state
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train (or continue) the run in ``out``; returns the last metrics row."""
     run = Run(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the run")
     if resume:
         saved_config, _ = run.read_config()
-        if not run.checkpoint.is_file():
-            raise ConfigError(f"nothing to resume in {out}: no {CHECKPOINT}")
-        # only how long to train may change on resume
+        # only how long to train, and which engine computes it, may change on resume
         config = TrainConfig(**{**asdict(saved_config), "iterations": config.iterations,
-                                "max_minutes": config.max_minutes})
+                                "max_minutes": config.max_minutes, "engine": config.engine,
+                                "cuda_graph": config.cuda_graph})
     elif (out / "config.json").exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
 
     device = torch.device(config.device)
+    dtype = DTYPES[config.dtype]
+    state = run.load_checkpoint(device) if resume else None
     train_source = task_source(config.dataset, "train", config.spec, config.data_root, config.split_seed)
     val_source = task_source(config.dataset, "val", config.spec, config.data_root, config.split_seed)
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
     torch.manual_seed(config.seed)
-    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device), cross_entropy_loss)
+    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=device, dtype=dtype),
+                            cross_entropy_loss)
     theta = model.flat_parameters().clone()
-    optimizer = torch.optim.Adam([theta], lr=config.meta_lr)
+    optimizer = torch.optim.Adam([theta], lr=config.meta_lr, capturable=config.cuda_graph)
     sampler = torch.Generator().manual_seed(config.seed)
+    window = Window(device)
     rows: list[dict[str, Any]] = []
-    window: list[tuple[float, float]] = []  # (query loss, accuracy) of each task since the last validation
-    start_iteration, train_time, totals = 0, 0.0, {"tasks": 0, "grad_evals": 0, "hvp_evals": 0}
+    start_iteration, train_time, tasks_done = 0, 0.0, 0
 
-    if resume:
-        state = torch.load(run.checkpoint, map_location=device)
+    if state is not None:
         theta.copy_(state["theta"])
         optimizer.load_state_dict(state["optimizer"])
+        if config.cuda_graph:  # a checkpoint written without graphs resumes with them, and the reverse
+            optimizer.param_groups[0]["capturable"] = True
+            for values in optimizer.state.values():
+                values["step"] = values["step"].to(device=device, dtype=torch.float32)
         sampler.set_state(state["sampler"])
-        start_iteration, train_time, totals, rows = state["iteration"], state["train_time_s"], state["totals"], state["rows"]
-        window = state["window"]
+        start_iteration, train_time, tasks_done, rows = (state["iteration"], state["train_time_s"], state["tasks"],
+                                                         state["rows"])
+        window.load(state["window"])
     else:
         out.mkdir(parents=True, exist_ok=True)
         run.write_config(config, {
@@ -190,66 +268,82 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
         })
 
     def save_checkpoint(iteration: int) -> None:
+        if not bool(torch.isfinite(theta).all()):
+            raise ConfigError(f"training diverged: the meta-parameters are not finite at iteration {iteration}; "
+                              f"{run.checkpoint} keeps the last finite state (iteration {last_saved[0]}). "
+                              "Try a smaller inner_lr or meta_lr")
         with atomic_path(run.checkpoint) as tmp:
             torch.save({"theta": theta, "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
-                        "iteration": iteration, "train_time_s": train_time, "totals": totals, "rows": rows,
-                        "window": window}, tmp)
+                        "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done, "rows": rows,
+                        "window": window.state()}, tmp)
         write_csv(pd.DataFrame(rows, columns=METRICS_COLUMNS), out / "metrics.csv")
+        last_saved[0] = iteration
 
+    step = training_step(config.engine, algorithm, model, theta, optimizer, window, graph=config.cuda_graph)
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    last_saved = [start_iteration]
+    if state is None:  # a run is resumable, and has a finite state to fall back on, from its first moment
+        save_checkpoint(0)
     iteration = start_iteration
     in_flight = False
     deadline = None if config.max_minutes is None else config.max_minutes * 60.0
     bar = tqdm(total=config.iterations, initial=start_iteration, desc=f"train {config.preset or config.algorithm}",
                unit="it", disable=not progress)
+    synchronize()
+    # training time is counted between synchronizations, validation and checkpoints excluded
+    segment_start: float | None = time.perf_counter()
     try:
-        while iteration < config.iterations and (deadline is None or train_time < deadline):
-            # what an interrupted iteration must give back: the sampler's draws and its counts
-            sampler_state, totals_before, window_before = sampler.get_state(), dict(totals), len(window)
+        while iteration < config.iterations and (deadline is None or
+                                                  train_time + time.perf_counter() - segment_start < deadline):
+            # what an interrupted iteration must give back: the sampler's draws and the window's sums
+            sampler_state, window_before = sampler.get_state(), window.snapshot()
             in_flight = True
-            started = time.perf_counter()
-            total = torch.zeros_like(theta)
-            for _ in range(config.meta_batch):
-                task = train_source.tasks.sample(sampler).to(device)
-                result = algorithm.meta_gradient(model, theta, task)
-                total += result.gradient
-                record = result.record
-                window.append((record.query_loss, record.query_accuracy))
-                totals["grad_evals"] += record.grad_evals
-                totals["hvp_evals"] += record.hvp_evals
+            batch = train_source.tasks.sample_batch(sampler, config.meta_batch, dtype)
             with deferred_interrupt():  # the step and its bookkeeping happen together or not at all
-                optimizer.zero_grad()
-                theta.grad = total / config.meta_batch
-                optimizer.step()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                train_time += time.perf_counter() - started
-                totals["tasks"] += config.meta_batch
+                step(batch)
+                tasks_done += config.meta_batch
                 iteration += 1
                 in_flight = False
             bar.update()
-            bar.set_postfix(loss=f"{window[-1][0]:.3f}", acc=f"{sum(a for _, a in window) / len(window):.3f}")
-            last = iteration == config.iterations or (deadline is not None and train_time >= deadline)
-            if iteration % config.validate_every == 0 or last:
-                val, ci, n, _ = evaluate(algorithm, model, theta, val_source.tasks.fixed_pool(
-                    config.validation_tasks, config.validation_seed), device, config.validation_tasks)
+            elapsed = train_time + time.perf_counter() - segment_start
+            last = iteration == config.iterations or (deadline is not None and elapsed >= deadline)
+            log = iteration % config.validate_every == 0 or last
+            if log or iteration % config.checkpoint_every == 0:
+                synchronize()
+                train_time += time.perf_counter() - segment_start
+                segment_start = None
+            if log:
+                means, work = window.read()
+                if not math.isfinite(means["train_query_loss"]):
+                    raise ConfigError(f"training diverged: the query loss is not finite in the iterations up to "
+                                      f"{iteration}; {run.checkpoint} keeps the last finite state (iteration "
+                                      f"{last_saved[0]}). Try a smaller inner_lr or meta_lr")
+                val, ci, n, _ = evaluate(algorithm, model, theta, val_source.tasks, config.validation_tasks,
+                                         config.validation_seed, config.engine, config.meta_batch, dtype)
                 rows.append({
-                    "iteration": iteration, "train_time_s": train_time, "tasks": totals["tasks"],
-                    "train_query_loss": sum(loss for loss, _ in window) / len(window),
-                    "train_query_accuracy": sum(a for _, a in window) / len(window),
+                    "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done,
+                    "train_query_loss": means["train_query_loss"], "train_query_accuracy": means["train_query_accuracy"],
                     "val_accuracy": val, "val_ci95": ci, "val_tasks": n,
-                    "tasks_per_s": totals["tasks"] / train_time if train_time else float("nan"),
-                    "grad_evals": totals["grad_evals"], "hvp_evals": totals["hvp_evals"],
+                    "tasks_per_s": tasks_done / train_time if train_time else float("nan"),
+                    **work, **{k: v for k, v in means.items() if not k.startswith("train_")}, "engine": config.engine,
                 })
                 window.clear()
+                bar.set_postfix(loss=f"{means['train_query_loss']:.3f}", acc=f"{means['train_query_accuracy']:.3f}")
                 bar.write(f"iteration {iteration}: validation accuracy {val:.4f} ± {ci:.4f}")
-            if iteration % config.checkpoint_every == 0 or last:
+            if log or iteration % config.checkpoint_every == 0:
                 save_checkpoint(iteration)
+                segment_start = time.perf_counter()
     except KeyboardInterrupt:
         if in_flight:  # drop the unfinished iteration: the resumed run redraws the same tasks
             sampler.set_state(sampler_state)
-            totals.clear()
-            totals.update(totals_before)
-            del window[window_before:]
+            window.load(window_before)
+        if segment_start is not None:  # else the interruption came during validation, which is not training time
+            synchronize()
+            train_time += time.perf_counter() - segment_start
         save_checkpoint(iteration)
         bar.close()
         raise
@@ -258,28 +352,35 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
 
 
 def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0, device: str | None = None,
-                 progress: bool = True) -> dict[str, Any]:
-    """Evaluate a run's last checkpoint on a fixed pool of ``tasks`` tasks; writes ``eval.json``."""
+                 engine: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a run's last checkpoint on a fixed pool of ``tasks`` tasks; writes ``eval.json``.
+
+    ``engine`` defaults to the one measured faster on the device; both score the same tasks."""
     run = Run(out)
     config, saved = run.read_config()
-    if not run.checkpoint.is_file():
-        raise ConfigError(f"{out} has no {CHECKPOINT} to evaluate")
     require(tasks >= 1, f"tasks must be >= 1, got {tasks}")
     require(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
     dev = torch.device(device or config.device)
-    state = torch.load(run.checkpoint, map_location=dev)
+    engine = engine or default_engine(str(dev))
+    require(engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    dtype = DTYPES[config.dtype]
+    state = run.load_checkpoint(dev)
     source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed)
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
-    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(dev), cross_entropy_loss)
+    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=dev, dtype=dtype),
+                            cross_entropy_loss)
+    theta = state["theta"].to(device=dev, dtype=dtype)
+    if not bool(torch.isfinite(theta).all()):
+        raise ConfigError(f"{run.checkpoint} holds non-finite parameters: the run diverged; nothing to evaluate")
     started = time.perf_counter()
-    accuracy, ci95, n, support_loss = evaluate(algorithm, model, state["theta"].to(dev), source.tasks.fixed_pool(tasks, seed), dev,
-                                 tasks, progress=progress, desc=f"eval {split}")
+    accuracy, ci95, n, support_loss = evaluate(algorithm, model, theta, source.tasks, tasks, seed, engine,
+                                               config.meta_batch, dtype, progress=progress, desc=f"eval {split}")
     result = {
         "accuracy": accuracy, "ci95": ci95, "tasks": n, "split": split, "seed": seed,
         "support_loss_after_adaptation": support_loss,
         "split_digest": source.split.digest, "iteration": state["iteration"], "train_time_s": state["train_time_s"],
         "eval_time_s": time.perf_counter() - started, "preset": config.preset, "algorithm": config.algorithm,
-        "dataset": config.dataset, "ways": config.ways, "shots": config.shots, **_environment(dev),
+        "dataset": config.dataset, "ways": config.ways, "shots": config.shots, "engine": engine, **_environment(dev),
     }
     write_text(out / "eval.json", json.dumps(result, indent=2) + "\n")
     return result

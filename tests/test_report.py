@@ -16,7 +16,7 @@ from bench import regenerate as regenerate_module
 from bench.cli import main
 from bench.paper import PAPER_ACCURACY
 from bench.presets import preset
-from bench.regenerate import Experiment, regenerate
+from bench.regenerate import Experiment, exact_solve, regenerate
 from bench.report import discover, render_report, representative_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,17 +147,39 @@ def test_rerun_replaces_a_result_only_when_its_commands_finished(tmp_path, monke
     target = tmp_path / "exact-solve"
     target.mkdir()
     (target / "earlier.txt").write_text("earlier result")
-    failing = Experiment("exact-solve", (("exact-solve", "--out", "{dir}", "--inner-steps", "1", "--seeds", "1",
-                                          "--tasks", "1"), ("exact-solve", "--out", "{dir}", "--tasks", "0")))
+    failing = Experiment("exact-solve", (exact_solve(inner_steps=(1,), seeds=1, tasks=1), exact_solve(tasks=0)))
     monkeypatch.setattr(regenerate_module, "QUICK", (failing,))
     with pytest.raises(Exception, match="earlier results"):
         regenerate(tmp_path, quick=True, overwrite=True, progress=False)
     assert (target / "earlier.txt").read_text() == "earlier result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exact-solve"]  # no half-done folder left
 
-    tiny = Experiment("exact-solve", (("exact-solve", "--out", "{dir}", "--inner-steps", "1,2", "--seeds", "1",
-                                       "--tasks", "1"),))
+    tiny = Experiment("exact-solve", (exact_solve(inner_steps=(1, 2), seeds=1, tasks=1),))
     monkeypatch.setattr(regenerate_module, "QUICK", (tiny,))
     assert regenerate(tmp_path, quick=True, overwrite=True, progress=False) == [target]
     assert sorted(p.name for p in target.iterdir()) == ["exact_solve.csv", "exact_solve.png"]
     assert len(pd.read_csv(target / "exact_solve.csv")) == 2 * 6  # 2 step counts x 6 variants, one seed
+
+
+def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2(tmp_path):
+    study = tmp_path / "cpu-curvature" / "omniglot-20w5s-lam0.5-minres"
+    _fake_run(study, "omniglot-20w5s-imaml-gd", 0.8, lam=0.5, meta_solver="minres")
+    metrics = pd.DataFrame({"iteration": [10, 20, 30, 40], "train_time_s": [1.0, 2.0, 3.0, 4.0],
+                            "val_accuracy": [0.4, 0.5, 0.45, 0.6], "val_ci95": 0.02,
+                            "cg_negative_curvature_fraction": [0.0, 0.2, 0.6, 0.4], "cg_residual_mean": 0.5})
+    metrics.to_csv(study / "metrics.csv", index=False)
+    pd.DataFrame({"indefinite": [True, False]}).to_csv(study / "spectrum-init.csv", index=False)
+    pd.DataFrame({"indefinite": [True, True]}).to_csv(study / "spectrum.csv", index=False)
+    render_report([tmp_path], tmp_path / "out")
+    table2 = (tmp_path / "out" / "tables" / "table2-omniglot.md").read_text()
+    assert _row(table2, "Omniglot 20-way 5-shot", "iMAML, GD")[3] == "missing"
+    curvature = (tmp_path / "out" / "tables" / "curvature.md").read_text()
+    row = next(line for line in curvature.splitlines() if "omniglot-20w5s-lam0.5-minres" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # lambda, solver, iterations, indefinite over the run and its last quarter (iteration > 30), the
+    # spectrum's share at the start and the end, one dip (40 -> 45 at iteration 30) whose window was 0.6
+    # indefinite against 0.2 and 0.4 for the rising windows, best and last validation, test accuracy
+    assert cells[1:11] == ["0.5", "minres", "40", "0.30", "0.40", "0.5", "1/2 → 2/2", "1: 0.60 / 0.30", "60.0 (it 40)",
+                           "60.0"]
+    assert cells[11] == "80.00 ± 1.00"
+    assert (tmp_path / "out" / "figures" / "curvature-omniglot-20w5s.png").stat().st_size > 0

@@ -10,6 +10,7 @@ import torch
 
 import algorithms.imaml
 from bench.cli import main
+from bench.datasets import network
 from bench.presets import presets
 from bench.train import TrainConfig, evaluate_run, train
 
@@ -72,28 +73,35 @@ def test_resume_continues_exactly(tmp_path):
                                   pd.read_csv(tmp_path / "split" / "metrics.csv")[columns])
 
 
-def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["per-task", "batched"])
+def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch, engine):
+    """Ctrl-C in the third iteration: the checkpoint holds two, and resuming gives the uninterrupted run."""
     root = require_data("omniglot-py")
     config = replace(brief_config("omniglot", "imaml-gd", 3, root), validate_every=3, checkpoint_every=10,
-                     validation_tasks=5)
+                     validation_tasks=5, engine=engine)
     train(config, tmp_path / "straight", progress=False)
+    method = "meta_gradient" if engine == "per-task" else "batched_meta_gradient"
+    third = 2 * config.meta_batch + 1 if engine == "per-task" else 3  # calls before the interruption
     calls = {"n": 0}
-    original = algorithms.imaml.IMAML.meta_gradient
+    original = getattr(algorithms.imaml.IMAML, method)
 
     def interrupt_in_third_iteration(self, *args):
         calls["n"] += 1
-        if calls["n"] == 2 * config.meta_batch + 1:
+        if calls["n"] == third:
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(algorithms.imaml.IMAML, "meta_gradient", interrupt_in_third_iteration)
+    monkeypatch.setattr(algorithms.imaml.IMAML, method, interrupt_in_third_iteration)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "cut", progress=False)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt")["iteration"] == 2
-    monkeypatch.setattr(algorithms.imaml.IMAML, "meta_gradient", original)
+    monkeypatch.setattr(algorithms.imaml.IMAML, method, original)
     train(config, tmp_path / "cut", resume=True, progress=False)
     assert torch.equal(torch.load(tmp_path / "straight" / "checkpoint.pt")["theta"],
                        torch.load(tmp_path / "cut" / "checkpoint.pt")["theta"])
+    columns = ["iteration", "train_query_loss", "val_accuracy", "grad_evals", "hvp_evals", "cg_iterations_mean"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "straight" / "metrics.csv")[columns],
+                                  pd.read_csv(tmp_path / "cut" / "metrics.csv")[columns])
 
 
 def test_presets_cover_tables_2_and_3():
@@ -106,6 +114,9 @@ def test_presets_cover_tables_2_and_3():
         ("newton-cg", 3, 5, 5, 2.0)
     gd = table["mini-imagenet-5w1s-imaml-gd"]["hyperparameters"]
     assert (gd["inner_steps"], gd["lam"], gd["cg_steps"]) == (10, 0.5, 5)
+    minres = table["omniglot-5w1s-imaml-gd-minres"]
+    TrainConfig(**minres)
+    assert minres["hyperparameters"] == {**table["omniglot-5w1s-imaml-gd"]["hyperparameters"], "meta_solver": "minres"}
 
 
 @pytest.mark.parametrize("argv,fragment", [
@@ -128,3 +139,108 @@ def test_bad_training_input_is_one_line_exit_2_and_writes_nothing(tmp_path, caps
 def test_eval_of_a_folder_that_is_no_run_is_exit_2(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--no-progress"]) == 2
     assert "not a training run" in capsys.readouterr().err
+
+
+def float64_config(root, variant: str = "imaml-gd", iterations: int = 4, **changes) -> TrainConfig:
+    config = replace(brief_config("omniglot", variant, iterations, root), filters=4, validate_every=2,
+                     checkpoint_every=1, validation_tasks=6, dtype="float64")
+    return replace(config, **changes)
+
+
+@pytest.mark.parametrize("variant", ["maml", "imaml-gd", "imaml-hf"])
+def test_batched_training_is_the_per_task_run(tmp_path, variant):
+    """Same task stream, same steps: the two engines' runs agree up to summation order (float64)."""
+    root = require_data("omniglot-py")
+    for engine in ("per-task", "batched"):
+        train(float64_config(root, variant, engine=engine), tmp_path / engine, progress=False)
+    a = torch.load(tmp_path / "per-task" / "checkpoint.pt")["theta"]
+    b = torch.load(tmp_path / "batched" / "checkpoint.pt")["theta"]
+    # A convolution's bias just ahead of BatchNorm has an analytically zero gradient (the normalization
+    # subtracts it again); numerically it is 1e-16 noise, which Adam divides by (|g| + 1e-8) into steps of
+    # 1e-10, different in each engine. Everything else must agree to 1e-10.
+    module = network("omniglot", 5, 4)
+    modules = dict(module.named_modules())
+    ahead_of_batchnorm = torch.cat([torch.full((p.numel(),), name.endswith(".bias") and isinstance(
+        modules[name.rsplit(".", 1)[0]], torch.nn.Conv2d)) for name, p in module.named_parameters()])
+    rest = ~ahead_of_batchnorm
+    assert ((a[rest] - b[rest]).norm() / a[rest].norm()).item() < 1e-10
+    assert (a[ahead_of_batchnorm] - b[ahead_of_batchnorm]).abs().max().item() < 1e-6
+    per_task, batched = (pd.read_csv(tmp_path / e / "metrics.csv") for e in ("per-task", "batched"))
+    exact = ["iteration", "tasks", "val_accuracy", "grad_evals", "hvp_evals", "cg_negative_curvature_fraction",
+             "cg_iterations_mean", "inner_negative_curvature_fraction"]
+    pd.testing.assert_frame_equal(per_task[exact], batched[exact])
+    close = ["train_query_loss", "train_query_accuracy", "cg_residual_mean"]
+    pd.testing.assert_frame_equal(per_task[close], batched[close], rtol=1e-9)
+    assert list(batched["engine"]) == ["batched"] * len(batched)
+    evaluations = [evaluate_run(tmp_path / "batched", split="val", tasks=10, engine=e, progress=False)
+                   for e in ("per-task", "batched")]
+    assert evaluations[0]["accuracy"] == evaluations[1]["accuracy"]
+    assert evaluations[0]["support_loss_after_adaptation"] == pytest.approx(
+        evaluations[1]["support_loss_after_adaptation"], rel=1e-10)
+
+
+def test_metrics_record_how_often_the_meta_gradient_system_was_indefinite(tmp_path):
+    """A small lambda makes I + H/lambda indefinite: the fraction is recorded, and it is not zero."""
+    root = require_data("omniglot-py")
+    hyperparameters = {"lam": 0.05, "inner_steps": 4, "inner_lr": 0.1, "cg_steps": 5}
+    train(float64_config(root, iterations=2, hyperparameters=hyperparameters, engine="batched"), tmp_path / "run",
+          progress=False)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert (metrics["cg_negative_curvature_fraction"] > 0).all()
+    assert ((metrics["cg_iterations_mean"] > 0) & (metrics["cg_iterations_mean"] < 5)).all()
+    assert (metrics["cg_residual_mean"] > 0).all()
+
+
+def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_path, capsys):
+    root = require_data("omniglot-py")
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "maml",
+            "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4", "--meta-batch", "2",
+            "--iterations", "6", "--validate-every", "2", "--checkpoint-every", "1", "--validation-tasks", "2",
+            "--set", "inner_steps=3", "--set", "inner_lr=1e30", "--data-root", str(root)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "diverged" in err and err.count("\n") == 0, err
+    state = torch.load(out / "checkpoint.pt")
+    assert torch.isfinite(state["theta"]).all()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "config"])
+@pytest.mark.parametrize("command", ["resume", "eval"])
+def test_a_damaged_run_folder_is_a_one_line_error_and_is_left_alone(tmp_path, capsys, damage, command):
+    root = require_data("omniglot-py")
+    out = tmp_path / "run"
+    train(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), out, progress=False)
+    target = out / ("config.json" if damage == "config" else "checkpoint.pt")
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2] if damage != "garbage" else b"not a checkpoint at all")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    argv = (["train", "--out", str(out), "--resume", "--iterations", "2"] if command == "resume"
+            else ["eval", str(out), "--tasks", "2"])
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert target.name in err and err.count("\n") == 0, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--set", "lam=abc"], "lam must be a number"),
+    (["--set", "inner_steps=2.5"], "inner_steps must be an integer"),
+    (["--threads", "-1"], "--threads"),
+    (["--filters", "0"], "filters"),
+])
+def test_more_bad_training_input_is_one_line_exit_2(tmp_path, capsys, argv, fragment):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "imaml",
+                 *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and err.count("\n") == 0, err
+    assert not out.exists()
+
+
+def test_out_naming_a_file_is_one_line_exit_2(tmp_path, capsys):
+    out = tmp_path / "a-file"
+    out.write_text("keep me")
+    assert main(["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "imaml"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert out.read_text() == "keep me"

@@ -10,12 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from algorithms import algorithm_names
 from bench.profile import Measure, ProfileConfig, build_problem, count_work, runner
 
 from ..data_paths import require_data
 
 INNER_STEPS = (1, 4, 16)
-ALGORITHMS = ("maml", "fomaml", "reptile", "imaml")
+ALGORITHMS = algorithm_names()
 
 
 def _config(problem: str) -> ProfileConfig:

@@ -1,0 +1,117 @@
+"""The batched engine's common parts: a meta-batch in one ``vmap``, diagnostics as device tensors.
+
+Every algorithm writes its per-task computation once more as a pure ``torch.func`` function of
+(theta, support x, support y, query x, query y) that returns the task's meta-gradient and its
+diagnostics; ``over_tasks`` maps it over the leading task axis of a ``TaskBatch``. The map is
+outermost, ``vmap(grad(f))`` and never ``grad(vmap(f))``, so that BatchNorm's batch statistics are
+those of each task's own set, as in the per-task engine. Nothing here reads a value back to the
+host: the engine can run a whole iteration without synchronizing, and be captured as a graph.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .functional import FunctionalModel, TaskBatch
+
+# The per-task record's fields that the batched engine reports, one tensor [tasks] each.
+DIAGNOSTICS = ("inner_loss", "query_loss", "query_accuracy", "grad_evals", "hvp_evals", "loss_evals",
+               "cg_iterations", "cg_residual", "negative_curvature", "inner_negative_curvature")
+
+# (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
+PerTask = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, dict[str, Tensor], Tensor]]
+# (theta, support x, support y) -> phi
+Adapt = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class BatchedMetaGradient:
+    """Each task's meta-gradient ([tasks, parameters]) and diagnostics ({field: [tasks]}), on the device."""
+
+    gradients: Tensor
+    diagnostics: dict[str, Tensor]
+    adapted: Tensor | None = None  # [tasks, parameters]: each task's phi
+
+    @property
+    def gradient(self) -> Tensor:
+        """The meta-batch's mean meta-gradient: what the outer optimizer steps on."""
+        return self.gradients.mean(dim=0)
+
+
+def support_loss(model: FunctionalModel, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+    return lambda flat: model.loss_fn(model.forward(flat, x), y)
+
+
+def proximal(model: FunctionalModel, x: Tensor, y: Tensor, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
+    """G(phi) = L(phi) + lam/2 ||phi - theta||^2, written as ``protocol.proximal_objective`` writes it."""
+    loss = support_loss(model, x, y)
+    if not lam:
+        return loss
+    return lambda phi: loss(phi) + 0.5 * lam * (phi - theta).pow(2).sum()
+
+
+def accuracy(logits: Tensor, y: Tensor) -> Tensor:
+    """Fraction of correct labels, in float64 as the per-task record has it; nan for regression targets
+    (the record's None)."""
+    if y.is_floating_point():
+        return torch.full((), float("nan"), dtype=torch.float64, device=logits.device)
+    return (logits.argmax(dim=-1) == y).to(torch.float64).mean()
+
+
+def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """L_test(phi), grad L_test(phi) and the query accuracy from one forward and one backward."""
+
+    def loss_with_logits(flat: Tensor) -> tuple[Tensor, Tensor]:
+        logits = model.forward(flat, x)
+        return model.loss_fn(logits, y), logits
+
+    grad, (loss, logits) = torch.func.grad_and_value(loss_with_logits, has_aux=True)(phi)
+    return loss, grad, accuracy(logits, y)
+
+
+def record(**values: Tensor | int | float | bool) -> dict[str, Tensor]:
+    """A full diagnostics dict from the fields given; the rest take the per-task record's defaults."""
+    defaults = {"inner_loss": float("nan"), "query_loss": float("nan"), "query_accuracy": float("nan"),
+                "grad_evals": 0, "hvp_evals": 0, "loss_evals": 0, "cg_iterations": 0, "cg_residual": float("nan"),
+                "negative_curvature": False, "inner_negative_curvature": False}
+    unknown = set(values) - set(defaults)
+    if unknown:
+        raise KeyError(f"not a diagnostics field: {', '.join(sorted(unknown))}")
+    reference = next(v for v in values.values() if isinstance(v, Tensor))
+    out = {}
+    for name, default in defaults.items():
+        value = values.get(name, default)
+        if not isinstance(value, Tensor):  # a fill kernel, not a copy from the host: capturable in a CUDA graph
+            dtype = torch.bool if isinstance(default, bool) else torch.long if isinstance(default, int) else reference.dtype
+            value = torch.full((), value, dtype=dtype, device=reference.device)
+        out[name] = value
+    return out
+
+
+def over_tasks(per_task: PerTask, theta: Tensor, batch: TaskBatch) -> BatchedMetaGradient:
+    """``per_task`` mapped over the batch's tasks, theta shared: one call, no host synchronization."""
+    mapped = torch.func.vmap(per_task, in_dims=(None, 0, 0, 0, 0), randomness="error")
+    gradients, diagnostics, adapted = mapped(theta.detach(), batch.support.x, batch.support.y, batch.query.x,
+                                             batch.query.y)
+    return BatchedMetaGradient(gradients, diagnostics, adapted)
+
+
+def adapt_over_tasks(adapt: Adapt, theta: Tensor, batch: TaskBatch) -> Tensor:
+    """Each task's adapted parameters [tasks, parameters], theta shared."""
+    with torch.no_grad():
+        return torch.func.vmap(adapt, in_dims=(None, 0, 0), randomness="error")(theta.detach(), batch.support.x,
+                                                                                batch.support.y)
+
+
+def query_scores(model: FunctionalModel, phi: Tensor, batch: TaskBatch) -> tuple[Tensor, Tensor, Tensor]:
+    """Per task: query accuracy and loss at phi [tasks, parameters], and the support loss there."""
+
+    def scores(p: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        logits = model.forward(p, qx)
+        return accuracy(logits, qy), model.loss_fn(logits, qy), support_loss(model, sx, sy)(p)
+
+    with torch.no_grad():
+        return torch.func.vmap(scores)(phi, batch.support.x, batch.support.y, batch.query.x, batch.query.y)

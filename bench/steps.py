@@ -1,0 +1,172 @@
+"""One outer iteration of meta-training, by either engine: meta-gradients, the Adam step, the diagnostics.
+
+``PerTaskStep`` is the reference: ``meta_gradient`` task after task. ``BatchedStep`` runs the whole
+meta-batch through ``batched_meta_gradient`` (one ``vmap``) on fixed input buffers, so that on CUDA
+the iteration can be captured once as a CUDA graph and replayed (``graph=True``): eager ``vmap`` on
+these small networks is launch-bound. Both add their diagnostics to a ``Window`` of device tensors;
+nothing is read back to the host inside an iteration.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from algorithms import FunctionalModel, MetaGradientRecord, TaskBatch
+
+# Sums over the tasks since the last logged step, one slot each, kept on the device (see ``Window``).
+WINDOW = ("tasks", "query_loss", "query_accuracy", "cg_negative_curvature", "cg_iterations", "cg_residual",
+          "cg_residual_tasks", "inner_negative_curvature")
+# Eager iterations before a CUDA graph is captured: they allocate Adam's state and warm up the kernels
+# (and are real iterations of the run).
+GRAPH_WARMUP = 3
+
+
+def per_task_diagnostics(records: list[MetaGradientRecord], device: torch.device) -> dict[str, Tensor]:
+    """The per-task engine's records in the batched engine's form: one tensor [tasks] per field."""
+
+    def column(name: str, dtype: torch.dtype) -> Tensor:
+        values = [getattr(r, name) for r in records]
+        values = [float("nan") if v is None else v for v in values]
+        return torch.tensor(values, dtype=dtype, device=device)
+
+    return {"query_loss": column("query_loss", torch.float64), "query_accuracy": column("query_accuracy", torch.float64),
+            "grad_evals": column("grad_evals", torch.long), "hvp_evals": column("hvp_evals", torch.long),
+            "cg_iterations": column("cg_iterations", torch.long), "cg_residual": column("cg_residual", torch.float64),
+            "negative_curvature": column("negative_curvature", torch.bool),
+            "inner_negative_curvature": column("inner_negative_curvature", torch.bool)}
+
+
+class Window:
+    """Sums of the training diagnostics since the last logged step, and the run's work totals, as device
+    tensors: adding a meta-batch costs no host synchronization; ``read`` is the one per logged step."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(WINDOW), dtype=torch.float64, device=device)
+        self.work = torch.zeros(2, dtype=torch.long, device=device)  # grad_evals, hvp_evals since the start
+
+    def add(self, diagnostics: dict[str, Tensor]) -> None:
+        residual = diagnostics["cg_residual"].double()
+        has_residual = ~torch.isnan(residual)
+        self.sums += torch.stack([
+            torch.full((), float(residual.numel()), dtype=torch.float64, device=residual.device),
+            diagnostics["query_loss"].double().sum(), diagnostics["query_accuracy"].double().sum(),
+            diagnostics["negative_curvature"].double().sum(), diagnostics["cg_iterations"].double().sum(),
+            torch.where(has_residual, residual, torch.zeros_like(residual)).sum(), has_residual.double().sum(),
+            diagnostics["inner_negative_curvature"].double().sum(),
+        ])
+        self.work += torch.stack([diagnostics["grad_evals"].sum(), diagnostics["hvp_evals"].sum()])
+
+    def read(self) -> tuple[dict[str, float], dict[str, int]]:
+        """Means over the window's tasks, and the work totals (one host read)."""
+        sums = dict(zip(WINDOW, self.sums.tolist()))
+        grad_evals, hvp_evals = self.work.tolist()
+        tasks = sums["tasks"] or float("nan")
+        residual_tasks = sums["cg_residual_tasks"]
+        means = {
+            "train_query_loss": sums["query_loss"] / tasks, "train_query_accuracy": sums["query_accuracy"] / tasks,
+            "cg_negative_curvature_fraction": sums["cg_negative_curvature"] / tasks,
+            "cg_iterations_mean": sums["cg_iterations"] / tasks,
+            "cg_residual_mean": sums["cg_residual"] / residual_tasks if residual_tasks else float("nan"),
+            "inner_negative_curvature_fraction": sums["inner_negative_curvature"] / tasks,
+        }
+        return means, {"grad_evals": grad_evals, "hvp_evals": hvp_evals}
+
+    def clear(self) -> None:
+        self.sums.zero_()
+
+    def state(self) -> dict[str, Tensor]:
+        """A copy on the CPU, for checkpoints."""
+        return {"sums": self.sums.cpu().clone(), "work": self.work.cpu().clone()}
+
+    def snapshot(self) -> dict[str, Tensor]:
+        """A copy on the device, to roll back an interrupted iteration without a host synchronization."""
+        return {"sums": self.sums.clone(), "work": self.work.clone()}
+
+    def load(self, state: dict[str, Tensor]) -> None:
+        self.sums.copy_(state["sums"])
+        self.work.copy_(state["work"])
+
+
+class PerTaskStep:
+    """The reference engine: each task's ``meta_gradient`` in turn, their mean, one Adam step."""
+
+    def __init__(self, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
+                 window: Window):
+        self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
+
+    def __call__(self, batch: TaskBatch) -> None:
+        total, records = torch.zeros_like(self.theta), []
+        for task in batch.tasks():
+            result = self.algorithm.meta_gradient(self.model, self.theta, task.to(self.theta.device))
+            total += result.gradient
+            records.append(result.record)
+        self.optimizer.zero_grad()
+        self.theta.grad = total / batch.size
+        self.optimizer.step()
+        self.window.add(per_task_diagnostics(records, self.theta.device))
+
+
+class BatchedStep:
+    """The batched engine on fixed input buffers; with ``graph`` (CUDA only) captured once and replayed.
+
+    Each call copies the sampled batch into the buffers, then runs (or replays) meta-gradients, the Adam
+    step and the window's sums. With ``graph``, the first ``GRAPH_WARMUP`` calls run eagerly on a side
+    stream (they are real iterations), the next captures the iteration and replays it, and every later
+    call only replays. The optimizer must be built with ``capturable=True`` for that.
+    """
+
+    def __init__(self, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
+                 window: Window, graph: bool = False):
+        if graph and theta.device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+        self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
+        self.graph = graph
+        self.inputs: TaskBatch | None = None
+        self.calls = 0
+        self.cuda_graph: torch.cuda.CUDAGraph | None = None
+
+    def _iteration(self) -> None:
+        result = self.algorithm.batched_meta_gradient(self.model, self.theta, self.inputs)
+        if self.theta.grad is None:
+            self.theta.grad = torch.zeros_like(self.theta)
+        self.theta.grad.copy_(result.gradient)  # in place: the graph's buffers stay the same tensors
+        self.optimizer.step()
+        self.window.add(result.diagnostics)
+
+    def _load(self, batch: TaskBatch) -> None:
+        device = self.theta.device
+        if self.inputs is None:
+            self.inputs = batch.to(device)
+            return
+        for buffer, fresh in ((self.inputs.support.x, batch.support.x), (self.inputs.support.y, batch.support.y),
+                              (self.inputs.query.x, batch.query.x), (self.inputs.query.y, batch.query.y)):
+            if device.type == "cuda" and fresh.device.type == "cpu":
+                fresh = fresh.pin_memory()  # an asynchronous copy: the host does not wait for the GPU
+            buffer.copy_(fresh, non_blocking=True)
+
+    def __call__(self, batch: TaskBatch) -> None:
+        self._load(batch)
+        self.calls += 1
+        if not self.graph:
+            self._iteration()
+        elif self.calls <= GRAPH_WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._iteration()
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            if self.cuda_graph is None:
+                self.cuda_graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.cuda_graph):  # records, runs nothing
+                    self._iteration()
+            self.cuda_graph.replay()
+
+
+def training_step(engine: str, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
+                  window: Window, graph: bool = False) -> PerTaskStep | BatchedStep:
+    if engine == "batched":
+        return BatchedStep(algorithm, model, theta, optimizer, window, graph)
+    if graph:
+        raise ValueError("CUDA graphs need the batched engine")
+    return PerTaskStep(algorithm, model, theta, optimizer, window)

@@ -1,0 +1,191 @@
+"""Tasks per second of whole training iterations, per preset and engine (``metagrad throughput``).
+
+One iteration is what ``metagrad train`` does between two logged steps: sample a meta-batch from the
+preset's training split, compute its meta-gradients with the engine, take the Adam step. After
+``warmup`` iterations, ``iterations`` are timed together (CUDA synchronized once at each end, as
+training does). Work per task (gradient and Hessian-vector-product evaluations) comes from the
+engine's own diagnostics. Each batched row also says how far its meta-gradients are from the
+per-task reference on one meta-batch, the largest relative difference over the tasks, in float64
+(``max_rel_diff_vs_per_task``) and in float32 (``max_rel_diff_float32``); TF32 off while comparing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
+from algorithms.protocol import require
+
+from .datasets import network, task_source
+from .engines import ENGINES
+from .machine import device_name
+from .presets import preset
+from .steps import GRAPH_WARMUP, Window, training_step
+from .tasks import EpisodeSpec
+
+COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
+           "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "iterations", "filters", "torch",
+           "threads"]
+DEFAULT_PRESETS = tuple(f"omniglot-5w1s-{variant}" for variant in ("maml", "fomaml", "reptile", "imaml-gd", "imaml-hf"))
+
+
+@dataclass(frozen=True)
+class ThroughputConfig:
+    presets: tuple[str, ...] = DEFAULT_PRESETS
+    engines: tuple[str, ...] = ENGINES
+    meta_batch: int | None = None  # None: each preset's own
+    filters: int | None = None  # None: each preset's network
+    iterations: int = 5  # timed iterations per row
+    warmup: int = 1
+    device: str = "cpu"
+    cuda_graph: bool = False  # batched rows captured as a CUDA graph (bench/steps.py)
+    seed: int = 0
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        require(not self.cuda_graph or self.device.startswith("cuda"), "CUDA graphs need a CUDA device")
+        for name in self.presets:
+            preset(name)  # an unknown preset is a ConfigError naming the known ones
+        unknown = sorted(set(self.engines) - set(ENGINES))
+        require(not unknown and self.engines, f"engines must be among {', '.join(ENGINES)}, got {', '.join(self.engines)}")
+        require(self.meta_batch is None or self.meta_batch >= 1, f"meta batch must be >= 1, got {self.meta_batch}")
+        require(self.filters is None or self.filters >= 1, f"filters must be >= 1, got {self.filters}")
+        require(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
+        require(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
+
+
+def _gradients(engine: str, algorithm, model: FunctionalModel, theta: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
+    """Each task's meta-gradient [tasks, parameters] by the engine."""
+    if engine == "batched":
+        return algorithm.batched_meta_gradient(model, theta, batch).gradients
+    return torch.stack([algorithm.meta_gradient(model, theta, task).gradient for task in batch.tasks()])
+
+
+def max_relative_difference(algorithm, model: FunctionalModel, theta: torch.Tensor, batch: TaskBatch,
+                            dtype: torch.dtype) -> float:
+    """The largest relative difference, over the batch's tasks, between the engines' meta-gradients, computed
+    in ``dtype`` (the network's BatchNorm keeps no buffers, so float64 parameters and images are all it takes).
+
+    In float64 it measures whether the engines compute the same thing; in float32 it also shows how far
+    rounding moves the solvers' discrete decisions (where CG meets curvature, which Armijo step passes)."""
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    theta, batch = theta.to(dtype), batch.to(theta.device, dtype)
+    try:
+        reference = _gradients("per-task", algorithm, model, theta, batch)
+        batched = _gradients("batched", algorithm, model, theta, batch)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    return float(((batched - reference).norm(dim=1) / reference.norm(dim=1).clamp_min(1e-300)).max())
+
+
+def measure(config: ThroughputConfig, name: str, engine: str) -> dict[str, Any]:
+    settings = preset(name)
+    device = torch.device(config.device)
+    meta_batch = config.meta_batch or settings["meta_batch"]
+    spec = EpisodeSpec(settings["ways"], settings["shots"], settings["queries"])
+    tasks = task_source(settings["dataset"], "train", spec, config.data_root).tasks
+    algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
+    torch.manual_seed(config.seed)
+    module = network(settings["dataset"], settings["ways"], config.filters).to(device)
+    model = FunctionalModel(module, cross_entropy_loss)
+    theta = model.flat_parameters().clone()
+    graph = config.cuda_graph and engine == "batched"
+    optimizer = torch.optim.Adam([theta], lr=settings["meta_lr"], capturable=graph)
+    generator = torch.Generator().manual_seed(config.seed)
+    window = Window(device)
+    step = training_step(engine, algorithm, model, theta, optimizer, window, graph=graph)
+
+    def iteration() -> None:
+        step(tasks.sample_batch(generator, meta_batch))
+
+    for _ in range(config.warmup + (GRAPH_WARMUP + 1 if graph else 0)):  # a graph is captured in the warm-up
+        iteration()
+    work_before = window.work.clone()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(config.iterations):
+        iteration()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - started
+    grad_evals, hvp_evals = ((window.work - work_before).double() / (config.iterations * meta_batch)).tolist()
+    differences = {torch.float64: 0.0, torch.float32: 0.0}
+    if engine == "batched":
+        batch = tasks.sample_batch(generator, meta_batch, torch.float64)
+        differences = {dtype: max_relative_difference(algorithm, model, theta, batch, dtype) for dtype in differences}
+    return {
+        "preset": name, "algorithm": settings["algorithm"], "engine": engine, "device": device.type,
+        "device_name": device_name(device), "meta_batch": meta_batch,
+        "tasks_per_s": config.iterations * meta_batch / elapsed, "iteration_s": elapsed / config.iterations,
+        "grad_evals": grad_evals, "hvp_evals": hvp_evals, "max_rel_diff_vs_per_task": differences[torch.float64],
+        "max_rel_diff_float32": differences[torch.float32],
+        "cuda_graph": graph, "iterations": config.iterations, "filters": module.features[0].out_channels, "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def run_throughput(config: ThroughputConfig, progress: bool = True) -> pd.DataFrame:
+    rows = []
+    pairs = [(name, engine) for name in config.presets for engine in config.engines]
+    for name, engine in tqdm(pairs, desc="throughput", unit="row", disable=not progress):
+        rows.append(measure(config, name, engine))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Batched over per-task tasks/s, one row per preset (where both engines ran)."""
+    table = frame.pivot_table(index="preset", columns="engine", values="tasks_per_s", sort=False)
+    if not set(ENGINES) <= set(table.columns):
+        return pd.DataFrame(columns=["preset", "per-task", "batched", "batched_over_per_task"])
+    table["batched_over_per_task"] = table["batched"] / table["per-task"]
+    return table.reset_index()[["preset", "per-task", "batched", "batched_over_per_task"]]
+
+
+def plot_throughput(frame: pd.DataFrame):
+    """Tasks per second per preset, one bar per engine, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    presets = list(dict.fromkeys(frame["preset"]))
+    engines = [e for e in ENGINES if e in set(frame["engine"])]
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(presets) * len(engines) + 1.5))
+    height = 0.8 / len(engines)
+    for k, engine in enumerate(engines):
+        rows = frame[frame["engine"] == engine].set_index("preset")
+        values = [float(rows.loc[p, "tasks_per_s"]) if p in rows.index else 0.0 for p in presets]
+        positions = [i + k * height for i in range(len(presets))]
+        ax.barh(positions, values, height=height, label=engine, color=f"C{k}")
+        for y, v in zip(positions, values):
+            if v:
+                ax.text(v, y, f" {v:.3g}", va="center", fontsize=8)
+    ax.set_yticks([i + height * (len(engines) - 1) / 2 for i in range(len(presets))], presets)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("tasks per second (whole training iterations: sampling, meta-gradients, Adam)")
+    first = frame.iloc[0]
+    ax.set_title(f"{first['device_name']}, torch {first['torch']}, {first['threads']} threads, "
+                 f"meta-batch {', '.join(str(b) for b in dict.fromkeys(frame['meta_batch']))}", fontsize=9)
+    ax.legend()
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def write_throughput(config: ThroughputConfig, out: Path, progress: bool = True) -> pd.DataFrame:
+    """Measure and write ``out/throughput.csv`` and ``out/throughput.png`` (each atomically)."""
+    from .atomic import save_figure, write_csv
+
+    frame = run_throughput(config, progress=progress)
+    write_csv(frame, out / "throughput.csv")
+    save_figure(plot_throughput(frame), out / "throughput.png")
+    return frame

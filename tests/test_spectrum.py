@@ -1,0 +1,76 @@
+"""Lanczos, and `metagrad spectrum` against the explicit Hessian of a small real-data network (float64)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+from algorithms import FunctionalModel, cross_entropy_loss, lanczos_ritz_values, make_algorithm
+from bench.cli import main
+from bench.datasets import network, task_source
+from bench.spectrum import COLUMNS
+from bench.train import train
+
+from .data_paths import require_data
+from .test_batched_engine import random_symmetric
+from .test_training import float64_config
+
+
+def test_lanczos_finds_every_eigenvalue_after_n_steps_and_the_extremes_first():
+    eigenvalues = torch.linspace(-3.0, 10.0, 30, dtype=torch.float64)
+    a = random_symmetric(30, eigenvalues, seed=4)
+    start = torch.randn(30, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert torch.allclose(lanczos_ritz_values(lambda v: a @ v, start, 30), eigenvalues, atol=1e-10)
+    early = lanczos_ritz_values(lambda v: a @ v, start, 15)
+    assert early[0] >= eigenvalues[0] - 1e-12 and early[-1] <= eigenvalues[-1] + 1e-12  # interlacing
+    assert abs(early[0] - eigenvalues[0]) < 0.05 and abs(early[-1] - eigenvalues[-1]) < 0.05
+    for threshold in (-2.0, 0.0, 4.0):  # the count below a threshold never exceeds the true one
+        assert (early < threshold).sum() <= (eigenvalues < threshold).sum()
+
+
+def test_lanczos_stops_when_the_krylov_space_stops_growing():
+    a = random_symmetric(12, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64).repeat(4), seed=0)
+    ritz = lanczos_ritz_values(lambda v: a @ v, torch.ones(12, dtype=torch.float64), 12)
+    assert len(ritz) == 3 and torch.allclose(ritz, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+
+
+def test_spectrum_matches_the_explicit_hessian_and_flags_the_indefinite_system(tmp_path, capsys):
+    root = require_data("omniglot-py")
+    config = replace(float64_config(root, iterations=2, validate_every=2, validation_tasks=2), filters=2,
+                     hyperparameters={"lam": 0.05, "inner_steps": 3, "inner_lr": 0.1, "cg_steps": 3})
+    train(config, tmp_path / "run", progress=False)
+    out = tmp_path / "spectrum.csv"
+    assert main(["spectrum", str(tmp_path / "run"), "--tasks", "2", "--steps", "400", "--out", str(out),
+                 "--no-progress"]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == COLUMNS and len(frame) == 2
+    assert "indefinite for" in capsys.readouterr().out
+    # the first task, by hand: the explicit Hessian at the adapted parameters
+    state = torch.load(tmp_path / "run" / "checkpoint.pt")
+    model = FunctionalModel(network("omniglot", 5, 2).double(), cross_entropy_loss)
+    task = next(task_source("omniglot", "train", config.spec, str(root)).tasks.fixed_pool(1, 0, torch.float64))
+    phi = make_algorithm("imaml", **config.hyperparameters).adapt(model, state["theta"], task.support)
+    eigenvalues = torch.linalg.eigvalsh(torch.autograd.functional.hessian(lambda p: model.loss(p, task.support), phi))
+    first = frame.iloc[0]
+    assert first["lanczos_steps"] < 400  # stopped once the Krylov space was exhausted
+    assert first["lambda_min"] == pytest.approx(eigenvalues[0].item(), abs=1e-8)
+    assert first["lambda_max"] == pytest.approx(eigenvalues[-1].item(), rel=1e-8)
+    assert bool(first["indefinite"]) == (eigenvalues[0].item() < -0.05)
+    assert first["ritz_below_minus_lam"] <= int((eigenvalues < -0.05).sum())
+    assert bool(frame["indefinite"].any())  # lambda = 0.05 on this network: the paper's system is indefinite
+
+
+def test_spectrum_at_initialization_uses_the_runs_initial_parameters(tmp_path):
+    root = require_data("omniglot-py")
+    config = replace(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), filters=2)
+    train(config, tmp_path / "run", progress=False)
+    assert main(["spectrum", str(tmp_path / "run"), "--tasks", "1", "--steps", "5", "--at-init", "--no-progress"]) == 0
+    frame = pd.read_csv(tmp_path / "run" / "spectrum-init.csv")
+    assert frame["iteration"].tolist() == [0]
+
+
+def test_spectrum_of_a_folder_that_is_no_run_is_exit_2(tmp_path, capsys):
+    assert main(["spectrum", str(tmp_path), "--no-progress"]) == 2
+    assert "not a training run" in capsys.readouterr().err

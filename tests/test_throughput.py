@@ -1,0 +1,51 @@
+"""`metagrad throughput`: the CSV contract, the engines doing the same work, and bad input."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.throughput import COLUMNS
+
+from .data_paths import require_data
+
+
+def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, capsys):
+    root = require_data("omniglot-py")
+    out = tmp_path / "tp"
+    assert main(["throughput", "--out", str(out), "--presets", "omniglot-5w1s-maml,omniglot-5w1s-imaml-gd",
+                 "--filters", "4", "--meta-batch", "2", "--iterations", "1", "--warmup", "0",
+                 "--data-root", str(root), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "throughput.csv")
+    assert list(frame.columns) == COLUMNS
+    assert (out / "throughput.png").stat().st_size > 0
+    assert len(frame) == 4 and set(frame["engine"]) == {"per-task", "batched"}
+    assert (frame["tasks_per_s"] > 0).all() and (frame["meta_batch"] == 2).all()
+    for _, rows in frame.groupby("preset"):
+        per_task, batched = (rows[rows["engine"] == e].iloc[0] for e in ("per-task", "batched"))
+        assert per_task["grad_evals"] == batched["grad_evals"]
+        assert 0 <= batched["max_rel_diff_vs_per_task"] < 1e-10  # float64
+        assert 0 <= batched["max_rel_diff_float32"] < 1.0
+    imaml = frame[frame["algorithm"] == "imaml"]
+    assert (imaml["hvp_evals"] > 0).all()
+    assert "batched_over_per_task" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--presets", "omniglot-5w1s-protonet"], "unknown preset"),
+    (["--engines", "turbo"], "engines"),
+    (["--iterations", "0"], "iterations"),
+])
+def test_bad_throughput_input_is_one_line_exit_2(tmp_path, capsys, argv, fragment):
+    out = tmp_path / "tp"
+    assert main(["throughput", "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and err.count("\n") == 0, err
+    assert not out.exists()
+
+
+def test_throughput_out_naming_a_file_is_exit_2(tmp_path, capsys):
+    out = tmp_path / "file"
+    out.write_text("keep")
+    assert main(["throughput", "--out", str(out), "--no-progress"]) == 2
+    assert "is a file" in capsys.readouterr().err and out.read_text() == "keep"
