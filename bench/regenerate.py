@@ -31,6 +31,9 @@ class Options:
 
 @dataclass(frozen=True)
 class Step:
+    """One harness call. ``run`` imports its harness when it runs: nothing heavy at import, and the
+    harness functions are looked up by name (which tests rely on to replace them)."""
+
     command: str  # the `metagrad` command line it equals; "{dir}" is the result folder
     run: Callable[[Path, Options], Any]
     threads: int | None = None  # torch threads while it runs (the command's --threads)
@@ -59,10 +62,10 @@ def _flags(**options: Any) -> str:
 
 def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int = 3, tasks: int = 4,
                 distinct_eigenvalues: int = 0) -> Step:
-    from .exact_solve import ExactSolveConfig, write_exact_solve
-    from .linear_regression import LinearRegressionConfig
-
     def run(folder: Path, options: Options):
+        from .exact_solve import ExactSolveConfig, write_exact_solve
+        from .linear_regression import LinearRegressionConfig
+
         settings = {"inner_steps": inner_steps} if inner_steps else {}
         config = ExactSolveConfig(task=LinearRegressionConfig(distinct_eigenvalues=distinct_eigenvalues),
                                   seeds=tuple(range(options.seed, options.seed + seeds)), tasks_per_seed=tasks,
@@ -76,20 +79,22 @@ def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int = 3, task
 
 def profile(**settings: Any) -> Step:
     """``settings``: ProfileConfig fields."""
-    from .profile import ProfileConfig, write_profile
-
     def run(folder: Path, options: Options):
+        from .profile import ProfileConfig, write_profile
+
         config = ProfileConfig(**settings, seed=options.seed, device=options.device, data_root=options.data_root)
         return write_profile(config, folder, progress=options.progress)
 
-    return Step(f"metagrad profile --out {{dir}} {_flags(**settings)}".rstrip(), run)
+    shown = {name: value for name, value in settings.items() if name != "rss"}
+    no_rss = " --no-rss" if settings.get("rss") is False else ""  # the flag's name differs from the field's
+    return Step(f"metagrad profile --out {{dir}} {_flags(**shown)}{no_rss}".rstrip(), run)
 
 
 def throughput(threads: int | None = None, **settings: Any) -> Step:
     """``settings``: ThroughputConfig fields."""
-    from .throughput import ThroughputConfig, write_throughput
-
     def run(folder: Path, options: Options):
+        from .throughput import ThroughputConfig, write_throughput
+
         config = ThroughputConfig(**settings, seed=options.seed, device=options.device, data_root=options.data_root)
         return write_throughput(config, folder, progress=options.progress)
 
@@ -99,9 +104,9 @@ def throughput(threads: int | None = None, **settings: Any) -> Step:
 def training(preset: str, hyperparameters: dict[str, Any] | None = None, threads: int | None = None,
              **fields: Any) -> Step:
     """``fields``: TrainConfig fields laid over the preset, as ``metagrad train``'s options are."""
-    from .train import train, train_config
-
     def run(folder: Path, options: Options):
+        from .train import train, train_config
+
         config = train_config(preset, hyperparameters, seed=options.seed, device=options.device,
                               data_root=options.data_root, **fields)
         return train(config, folder, progress=options.progress)
@@ -112,9 +117,9 @@ def training(preset: str, hyperparameters: dict[str, Any] | None = None, threads
 
 
 def evaluation(tasks: int = 600, threads: int | None = None) -> Step:
-    from .train import evaluate_run
-
     def run(folder: Path, options: Options):
+        from .train import evaluate_run
+
         return evaluate_run(folder, tasks=tasks, progress=options.progress)
 
     return Step(f"metagrad eval {{dir}} {_flags(tasks=tasks if tasks != 600 else None, threads=threads)}".rstrip(),
@@ -123,9 +128,9 @@ def evaluation(tasks: int = 600, threads: int | None = None) -> Step:
 
 def spectrum(at_init: bool = False, threads: int | None = None, **settings: Any) -> Step:
     """``settings``: SpectrumConfig fields."""
-    from .spectrum import SpectrumConfig, write_spectrum
-
     def run(folder: Path, options: Options):
+        from .spectrum import SpectrumConfig, write_spectrum
+
         return write_spectrum(folder, SpectrumConfig(at_init=at_init, **settings), progress=options.progress)
 
     return Step(f"metagrad spectrum {{dir}} {_flags(at_init=at_init, **settings, threads=threads)}".rstrip(), run,

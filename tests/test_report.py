@@ -183,3 +183,42 @@ def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2
                            "60.0"]
     assert cells[11] == "80.00 ± 1.00"
     assert (tmp_path / "out" / "figures" / "curvature-omniglot-20w5s.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatch, quick):
+    """`--rerun` and `--quick` hand each harness a configuration it accepts, and each step's command
+    line names the same settings (the harnesses themselves are replaced by recorders here)."""
+    import bench.exact_solve
+    import bench.profile
+    import bench.spectrum
+    import bench.throughput
+    import bench.train
+
+    seen: list[tuple[str, object]] = []
+
+    def recorder(kind: str):
+        def record(config, folder, *args, **kwargs):
+            folder.mkdir(parents=True, exist_ok=True)  # what the harness would have written into
+            seen.append((kind, config))
+        return record
+
+    monkeypatch.setattr(bench.exact_solve, "write_exact_solve", recorder("exact-solve"))
+    monkeypatch.setattr(bench.profile, "write_profile", recorder("profile"))
+    monkeypatch.setattr(bench.throughput, "write_throughput", recorder("throughput"))
+    monkeypatch.setattr(bench.train, "train", recorder("train"))
+    monkeypatch.setattr(bench.train, "evaluate_run", lambda folder, **kwargs: seen.append(("eval", kwargs)))
+    monkeypatch.setattr(bench.spectrum, "write_spectrum",
+                        lambda folder, config, *args, **kwargs: seen.append(("spectrum", config)))
+    experiments = regenerate_module.QUICK if quick else regenerate_module.FULL
+    regenerate(tmp_path, quick=quick, overwrite=True, progress=False)
+    steps = [step for experiment in experiments for step in experiment.steps]
+    assert [kind for kind, _ in seen] == [step.command.split()[1] for step in steps]
+    for (kind, config), step in zip(seen, steps):
+        if kind == "train":
+            assert f"--preset {config.preset}" in step.command
+            for key, value in config.hyperparameters.items():
+                if f"--set {key}=" in step.command:
+                    assert f"--set {key}={value}" in step.command
+            if "--filters" in step.command:
+                assert f"--filters {config.filters}" in step.command

@@ -244,3 +244,21 @@ def test_out_naming_a_file_is_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "imaml"]) == 2
     assert "is a file" in capsys.readouterr().err
     assert out.read_text() == "keep me"
+
+
+def test_resume_restores_the_threads_the_run_was_started_with(tmp_path):
+    """Float sums depend on the thread count, so an exact resume needs the run's own (issue: 1.4825801879
+    against 1.4825801075 when they differed)."""
+    root = require_data("omniglot-py")
+    out = tmp_path / "run"
+    before = torch.get_num_threads()
+    common = ["--no-progress", "--dataset", "omniglot", "--algorithm", "fomaml", "--ways", "5", "--shots", "1",
+              "--queries", "2", "--filters", "4", "--meta-batch", "2", "--validate-every", "1", "--validation-tasks", "2",
+              "--data-root", str(root)]
+    try:
+        assert main(["train", "--out", str(out), "--iterations", "1", "--threads", "1", *common]) == 0
+        torch.set_num_threads(2)
+        assert main(["train", "--out", str(out), "--resume", "--iterations", "2", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
