@@ -59,6 +59,10 @@ def _exact_solve(args: argparse.Namespace) -> None:
                               seeds=tuple(range(args.seed, args.seed + args.seeds)),
                               tasks_per_seed=args.tasks, inner_lr=args.inner_lr)
     frame = write_exact_solve(config, args.out, progress=not args.no_progress)
+    if frame["diverged"].any():
+        print(f"metagrad exact-solve: warning: {int(frame['diverged'].sum())} of {len(frame)} configurations diverged "
+              f"(inner lr {frame['inner_lr'].iloc[0]:.3g}; gradient descent on G diverges from 2/L = "
+              f"{2 / task.smoothness:.3g} on); they are marked in the CSV's diverged column", file=sys.stderr)
     summary = frame.groupby(["label", "inner_steps"], sort=False)["rel_error"].mean().unstack()
     print(summary.to_string(float_format=lambda v: f"{v:.2e}"))
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")

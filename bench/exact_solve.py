@@ -24,7 +24,8 @@ CONVERGED_CG_STEPS = 200  # "CG run to convergence": a cap far above the ~35 ite
 CONVERGED_CG_TOLERANCE = 1e-14
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "seed", "error", "rel_error", "label", "tasks",
-           "cg_iterations", "grad_evals", "hvp_evals", "dim", "lam", "kappa", "distinct_eigenvalues", "inner_lr"]
+           "cg_iterations", "grad_evals", "hvp_evals", "dim", "lam", "kappa", "distinct_eigenvalues", "inner_lr",
+           "diverged"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True,
     """One row per variant x inner steps x seed: errors averaged over that seed's tasks."""
     cfg = config.task
     lr = config.inner_lr or cfg.default_inner_lr
+    # gradient descent on G, a quadratic with largest curvature L, diverges for steps of 2/L or more
+    unstable = lr >= 2.0 / cfg.smoothness
     model = FunctionalModel(LinearRegressor(cfg.dim), squared_error_loss)
     rows = []
     total = len(config.seeds) * config.tasks_per_seed * len(variants) * len(config.inner_steps)
@@ -91,14 +94,16 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True,
                         rel_errors.append(error / exact.norm().item())
                         records.append(result.record)
                         bar.update()
+                    error, rel_error = sum(errors) / len(errors), sum(rel_errors) / len(rel_errors)
                     rows.append({
                         "algorithm": variant.algorithm, "inner_steps": steps, "cg_steps": variant.cg_steps,
-                        "seed": seed, "error": sum(errors) / len(errors), "rel_error": sum(rel_errors) / len(rel_errors),
+                        "seed": seed, "error": error, "rel_error": rel_error,
                         "label": variant.label, "tasks": len(tasks),
                         "cg_iterations": sum(r.cg_iterations for r in records) / len(records),
                         "grad_evals": records[0].grad_evals, "hvp_evals": sum(r.hvp_evals for r in records) / len(records),
                         "dim": cfg.dim, "lam": cfg.lam, "kappa": cfg.kappa,
                         "distinct_eigenvalues": cfg.distinct_eigenvalues, "inner_lr": lr,
+                        "diverged": unstable or not (math.isfinite(error) and math.isfinite(rel_error)),
                     })
     return pd.DataFrame(rows, columns=COLUMNS)
 

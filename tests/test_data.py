@@ -109,3 +109,23 @@ def test_missing_and_broken_data_name_the_path(tmp_path):
     broken.write_bytes(b"not a png")
     with pytest.raises(ConfigError, match="unreadable image .*character01"):
         load_omniglot(fake)
+
+
+def test_an_image_changed_after_decoding_is_noticed(tmp_path, monkeypatch):
+    """The decode cache is keyed by every image's size and modification time, not the folder listing."""
+    monkeypatch.setenv("METAGRAD_CACHE", str(tmp_path / "cache"))
+    root = require_data("omniglot-py")
+    fake = tmp_path / "omni"
+    source = next((root / "omniglot-py" / "images_background").glob("*/character01"))
+    for part in ("images_background", "images_evaluation"):
+        target = fake / "omniglot-py" / part / "Alpha" / "character01"
+        target.mkdir(parents=True)
+        for f in sorted(source.glob("*.png")):
+            shutil.copy(f, target / f.name)
+    images, _ = load_omniglot(fake)  # decoded and cached
+    assert len(list((tmp_path / "cache").glob("omniglot-*.pt"))) == 1
+    assert torch.equal(load_omniglot(fake)[0], images)  # unchanged files: the cache answers
+    changed = fake / "omniglot-py" / "images_evaluation" / "Alpha" / "character01" / sorted(source.glob("*.png"))[0].name
+    changed.write_bytes(b"corrupted after decoding")
+    with pytest.raises(ConfigError, match="unreadable image .*character01"):
+        load_omniglot(fake)

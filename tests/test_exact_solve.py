@@ -85,3 +85,17 @@ def test_argument_errors_exit_2(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["exact-solve", "--out", str(tmp_path), "--inner-steps", "0,3"])
     assert exit_info.value.code == 2
+
+
+def test_a_divergent_inner_step_is_marked_and_said(tmp_path, capsys):
+    out = tmp_path / "es"
+    # L = kappa (lam + 1) = 300 by default: steps of 2/L = 0.0067 or more diverge
+    assert main(["exact-solve", "--out", str(out), "--inner-steps", "1,20", "--seeds", "1", "--tasks", "1",
+                 "--inner-lr", "0.01", "--no-progress"]) == 0
+    frame = pd.read_csv(out / "exact_solve.csv")
+    assert frame["diverged"].all()
+    err = capsys.readouterr().err
+    assert "12 of 12 configurations diverged" in err and "2/L = 0.00667" in err
+    assert main(["exact-solve", "--out", str(tmp_path / "ok"), "--inner-steps", "1,20", "--seeds", "1", "--tasks", "1",
+                 "--no-progress"]) == 0
+    assert not pd.read_csv(tmp_path / "ok" / "exact_solve.csv")["diverged"].any()
