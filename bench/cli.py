@@ -122,7 +122,7 @@ def _train(args: argparse.Namespace) -> None:
     _check_device(args.device)
     overrides = {name: getattr(args, name) for name in (
         "ways", "shots", "queries", "meta_batch", "meta_lr", "iterations", "validate_every", "validation_tasks",
-        "checkpoint_every", "max_minutes", "filters", "data_root")}
+        "checkpoint_every", "max_minutes", "filters", "data_root", "omniglot_split")}
     if args.resume:  # only how long to train and the engine may change; train() keeps the rest
         for name in ("iterations", "max_minutes"):
             if overrides[name] is not None:
@@ -187,6 +187,19 @@ def _spectrum(args: argparse.Namespace) -> None:
           f"{frame['lambda_min'].min():.3g} to {frame['lambda_min'].max():.3g}, lambda_max(H) up to "
           f"{frame['lambda_max'].max():.3g}")
     print(f"wrote {out}")
+
+
+def _lake_runs(args: argparse.Namespace) -> None:
+    from .lake import lake_runs
+
+    _set_threads(args)
+    if args.device is not None:
+        _check_device(args.device)
+    result = lake_runs(args.run_dir, device=args.device)
+    published = ", ".join(f"{who} {100 * rate:.1f}%" for who, rate in result["published_error_rate"].items())
+    print(f"Lake's 20 runs of 20-way one-shot classification: error {100 * result['error_rate']:.1f} ± "
+          f"{100 * result['ci95']:.1f}% (published: {published})")
+    print(f"wrote {args.run_dir / 'lake_runs.json'}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -319,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                              ("--max-minutes", float, "stop after this much training time (checkpointed)"),
                              ("--filters", int, "ConvNet filters (default 64 Omniglot, 32 Mini-ImageNet)")):
         train.add_argument(flag, type=kind, default=None, help=text + " (overrides the preset)")
+    train.add_argument("--omniglot-split", choices=("random", "lake"), default=None,
+                       help="Omniglot's classes: random (the paper's: 1200 of the 1623 characters for meta-training, "
+                            "423 for testing; default) or lake (Lake et al.: the 30 background alphabets for "
+                            "meta-training, the 20 evaluation alphabets for testing; see metagrad lake-runs)")
     _add_data_root(train)
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     train.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -400,6 +417,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(spectrum)
     spectrum.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     spectrum.set_defaults(run=_spectrum)
+
+    lake = sub.add_parser(
+        "lake-runs",
+        help="score a 20-way run trained on Lake's split on Lake et al.'s 20 one-shot runs",
+        description="Lake et al. (2015): 20 runs of 20-way one-shot classification drawn from Omniglot's evaluation "
+                    "alphabets. For each run, adapt from the checkpoint with the run's own inner loop on its 20 "
+                    "training images, classify its 20 test images together (BatchNorm batch statistics over them), "
+                    "and compare with the answer key. The run must be 20-way and trained with --omniglot-split lake. "
+                    "Writes RUN/lake_runs.json: per-run errors, the mean error rate with its 95% interval, and the "
+                    "published error rates (people 4.5%, Bayesian Program Learning 3.3%).",
+    )
+    lake.add_argument("run_dir", type=Path, metavar="RUN", help="run folder written by metagrad train")
+    lake.add_argument("--device", default=None, help="default: the run's device")
+    _add_threads(lake)
+    lake.set_defaults(run=_lake_runs)
 
     report = sub.add_parser(
         "report",

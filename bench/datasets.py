@@ -23,14 +23,17 @@ class TaskSource:
 
 
 def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | None = None,
-                split_seed: int = 1) -> TaskSource:
+                split_seed: int = 1, omniglot_split: str = "random") -> TaskSource:
+    """``split``: train, val or test; ``omniglot_split``: which classes those are (``omniglot_splits``)."""
     root = resolve_data_root(data_root)
     if dataset == "omniglot":
         from .omniglot import load_omniglot, omniglot_splits
 
         images, names = load_omniglot(root)
-        classes = omniglot_splits(names, seed=split_seed)[split]
+        classes = omniglot_splits(names, seed=split_seed, protocol=omniglot_split)[split]
         return TaskSource(ImageClassTasks(images, classes.classes, spec), classes)
+    if omniglot_split != "random":
+        raise ConfigError(f"the {omniglot_split!r} split is Omniglot's; {dataset} has its own fixed split")
     if dataset == "mini-imagenet":
         from .mini_imagenet import load_mini_imagenet
 

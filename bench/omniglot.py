@@ -43,8 +43,17 @@ def character_folders(root: Path) -> list[Path]:
     return folders
 
 
+def decode_image(source, size: int = IMAGE_SIZE) -> np.ndarray:
+    """One Omniglot bitmap (a path or a file object) as uint8 [size, size]: strokes 255, background 0."""
+    from PIL import Image
+
+    with Image.open(source) as im:
+        gray = im.convert("L").resize((size, size), Image.LANCZOS)
+    return 255 - np.asarray(gray, dtype=np.uint8)
+
+
 def _decode(folders: list[Path], size: int) -> tuple[Tensor, list[str]]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
     from tqdm import tqdm
 
     characters, names = [], []
@@ -55,11 +64,9 @@ def _decode(folders: list[Path], size: int) -> tuple[Tensor, list[str]]:
         images = []
         for f in files:
             try:
-                with Image.open(f) as im:
-                    gray = im.convert("L").resize((size, size), Image.LANCZOS)
+                images.append(decode_image(f, size))
             except (OSError, UnidentifiedImageError) as error:
                 raise ConfigError(f"unreadable image {f}: {error}") from None
-            images.append(255 - np.asarray(gray, dtype=np.uint8))  # strokes 255, background 0
         if len(images) != 20:
             raise ConfigError(f"Omniglot class {folder} has {len(images)} images, expected 20")
         characters.append(np.stack(images))
@@ -126,8 +133,32 @@ class ClassSplit:
         return hashlib.sha256(json.dumps(sorted(self.characters)).encode()).hexdigest()[:16]
 
 
+SPLIT_PROTOCOLS = ("random", "lake")
+
+
 def omniglot_splits(names: list[str], seed: int = 1, validation_characters: int = 100,
-                    rotations: bool = True) -> dict[str, ClassSplit]:
+                    rotations: bool = True, protocol: str = "random") -> dict[str, ClassSplit]:
+    """The train / val / test classes.
+
+    ``random`` (the paper's protocol, Santoro et al.): the 1623 characters shuffled with ``seed``, 1200
+    for meta-training (the last ``validation_characters`` of them for validation), 423 for testing.
+    ``lake`` (Lake et al. 2015): meta-training on the 964 characters of the 30 background alphabets
+    (``validation_characters`` of them, drawn with ``seed``, for validation), testing on the 659 of the
+    20 evaluation alphabets, from which Lake's 20 one-shot runs are drawn.
+    """
+    if protocol not in SPLIT_PROTOCOLS:
+        raise ConfigError(f"Omniglot split must be one of {', '.join(SPLIT_PROTOCOLS)}, got {protocol!r}")
+    turns = range(4) if rotations else range(1)
+    if protocol == "lake":
+        background = [i for i, name in enumerate(names) if name.startswith(BACKGROUND + "/")]
+        evaluation = [i for i, name in enumerate(names) if name.startswith(EVALUATION + "/")]
+        if not 0 <= validation_characters < len(background):
+            raise ConfigError(f"validation characters must be in [0, {len(background)}), got {validation_characters}")
+        order = [background[i] for i in torch.randperm(len(background), generator=torch.Generator().manual_seed(seed))]
+        parts = {"train": order[:len(order) - validation_characters], "val": order[len(order) - validation_characters:],
+                 "test": evaluation}
+        return {split: ClassSplit(split, tuple((c, r) for c in chars for r in turns), tuple(names[c] for c in chars))
+                for split, chars in parts.items()}
     if len(names) <= TRAIN_CHARACTERS:
         raise ConfigError(f"Omniglot has {len(names)} characters, need more than {TRAIN_CHARACTERS}")
     if not 0 <= validation_characters < TRAIN_CHARACTERS:
@@ -138,7 +169,6 @@ def omniglot_splits(names: list[str], seed: int = 1, validation_characters: int 
         "val": order[TRAIN_CHARACTERS - validation_characters:TRAIN_CHARACTERS],
         "test": order[TRAIN_CHARACTERS:],
     }
-    turns = range(4) if rotations else range(1)
     return {
         split: ClassSplit(split, tuple((c, r) for c in chars for r in turns), tuple(names[c] for c in chars))
         for split, chars in parts.items()

@@ -126,6 +126,15 @@ def evaluation(tasks: int = 600, threads: int | None = None) -> Step:
                 run, threads)
 
 
+def lake_runs(threads: int | None = None) -> Step:
+    def run(folder: Path, options: Options):
+        from .lake import lake_runs
+
+        return lake_runs(folder)
+
+    return Step(f"metagrad lake-runs {{dir}} {_flags(threads=threads)}".rstrip(), run, threads)
+
+
 def spectrum(at_init: bool = False, threads: int | None = None, **settings: Any) -> Step:
     """``settings``: SpectrumConfig fields."""
     def run(folder: Path, options: Options):
@@ -177,6 +186,9 @@ FULL = (
     *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", evaluate={"threads": 1}, **_TIME_BOXED)
       for variant in ("maml", "fomaml", "reptile", "imaml-gd")),
     _training("mini-imagenet-5w1s-maml", "mini-imagenet-5w1s-maml", evaluate={"threads": 1}, **_TIME_BOXED),
+    Experiment("cpu-training/omniglot-20w1s-maml-lake", (
+        training("omniglot-20w1s-maml", omniglot_split="lake", max_minutes=20, validate_every=25, threads=2),
+        evaluation(threads=2), lake_runs(threads=2))),
     Experiment("throughput-cpu", (throughput(threads=2, iterations=3),)),
     *CURVATURE,
 )

@@ -41,6 +41,7 @@ class TrainingRun:
     metrics: pd.DataFrame
     evaluation: dict[str, Any] | None  # eval.json on the test split
     spectra: dict[str, pd.DataFrame] = field(default_factory=dict)  # "init" / "end": metagrad spectrum's CSVs
+    lake: dict[str, Any] | None = None  # lake_runs.json: metagrad lake-runs
 
     @property
     def in_curvature_study(self) -> bool:
@@ -128,7 +129,9 @@ def _training_run(folder: Path, name: str) -> TrainingRun | None:
     spectra = {key: pd.read_csv(folder / filename) for key, filename in (("init", "spectrum-init.csv"),
                                                                          ("end", "spectrum.csv"))
                if (folder / filename).is_file()}
-    return TrainingRun(name, saved["config"], environment, pd.read_csv(folder / "metrics.csv"), evaluation, spectra)
+    lake = json.loads((folder / "lake_runs.json").read_text()) if (folder / "lake_runs.json").is_file() else None
+    return TrainingRun(name, saved["config"], environment, pd.read_csv(folder / "metrics.csv"), evaluation, spectra,
+                       lake)
 
 
 def discover(roots: list[Path]) -> Results:
@@ -197,7 +200,8 @@ def _training(run: TrainingRun) -> str:
 
 def table_runs(results: Results) -> list[TrainingRun]:
     """The runs that may stand for a cell of Tables 2 and 3, and in the validation and test figures."""
-    return [run for run in results.runs if not run.in_curvature_study]
+    return [run for run in results.runs if not run.in_curvature_study
+            and run.config.get("omniglot_split", "random") == "random"]  # Lake's split tests other characters
 
 
 def accuracy_table(results: Results, key: str) -> str:
@@ -321,6 +325,26 @@ def _solver_name(run: TrainingRun) -> str:
     h = run.config["hyperparameters"]
     solver = h.get("meta_solver", "cg")
     return f"{solver}, damping {float(h['damping']):g}" if float(h.get("damping", 0.0)) else solver
+
+
+def lake_table(results: Results) -> str:
+    """Runs trained on Lake's split: Lake's 20 one-shot runs and the 600 tasks of his evaluation alphabets."""
+    from .lake import PUBLISHED_ERROR
+
+    intro = ("# Lake et al.'s one-shot benchmark\n\nRuns meta-trained on Lake's background alphabets "
+             "(`--omniglot-split lake`), scored by `metagrad lake-runs` on his 20 runs of 20-way one-shot "
+             "classification (error rate over the runs, 95% interval) and by `metagrad eval` on 600 tasks of the "
+             "evaluation alphabets. Published error rates: "
+             + ", ".join(f"{who} {100 * rate:.1f}%" for who, rate in PUBLISHED_ERROR.items()) + ".\n\n")
+    runs = [run for run in results.runs if run.config.get("omniglot_split", "random") == "lake"]
+    if not runs:
+        return intro + "No runs on Lake's split were found.\n"
+    rows = [[f"`{run.name}`", VARIANT_LABELS.get(run.variant, run.variant),
+             f"{100 * run.lake['error_rate']:.1f} ± {100 * run.lake['ci95']:.1f}" if run.lake else "not scored",
+             f"{100 * (1 - run.evaluation['accuracy']):.1f} ± {100 * run.evaluation['ci95']:.1f}" if run.evaluation
+             else "not evaluated", run.device, _training(run)] for run in runs]
+    return intro + _markdown_table(["Run", "Algorithm", "Lake's 20 runs: error (%)",
+                                    "600 evaluation-alphabet tasks: error (%)", "Device", "Training"], rows)
 
 
 def curvature_table(results: Results) -> str:
@@ -599,6 +623,7 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
     table(profile_ratios_table(results), "fig2b-ratios.md", "Figure 2b in numbers (ratios per profile)")
     table(benchmarks_table(results), "benchmarks.md", "Saved pytest-benchmark runs, with their work counters")
     table(throughput_table(results), "throughput.md", "Tasks per second, per-task engine against batched")
+    table(lake_table(results), "lake-runs.md", "Lake et al.'s one-shot benchmark: runs on Lake's split")
     table(curvature_table(results), "curvature.md", "iMAML's meta-gradient system when it is indefinite: lambda and solver")
 
     from .exact_solve import exact_solve_title, plot_exact_solve

@@ -53,7 +53,7 @@ def run_spectrum(run_dir: Path, config: SpectrumConfig, progress: bool = True) -
         state = run.load_checkpoint(torch.device("cpu"))
         theta, iteration = state["theta"].double(), int(state["iteration"])
     source = task_source(train_config.dataset, config.split, train_config.spec, train_config.data_root,
-                         train_config.split_seed)
+                         train_config.split_seed, train_config.omniglot_split)
     rows = []
     pool = source.tasks.fixed_pool(config.tasks, config.seed, torch.float64)
     for index, task in enumerate(tqdm(pool, total=config.tasks, desc="spectrum", unit="task", disable=not progress)):

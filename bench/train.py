@@ -38,6 +38,7 @@ from .atomic import atomic_path, write_csv, write_text
 from .datasets import DATASETS, network, task_source
 from .engines import ENGINES, default_engine
 from .machine import device_name
+from .omniglot import SPLIT_PROTOCOLS
 from .steps import Window, training_step
 from .tasks import EpisodeSpec, ImageClassTasks
 
@@ -67,6 +68,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (with a checkpoint) after this much training time
     seed: int = 0
     split_seed: int = 1
+    omniglot_split: str = "random"  # which classes are train / val / test: "random" (the paper's) or "lake"
     validation_seed: int = 1234
     device: str = "cpu"
     data_root: str | None = None
@@ -76,6 +78,10 @@ class TrainConfig:
     dtype: str = "float32"  # float64 for the tests that compare engines and runs exactly
 
     def __post_init__(self) -> None:
+        require(self.omniglot_split in SPLIT_PROTOCOLS,
+                f"omniglot split must be one of {', '.join(SPLIT_PROTOCOLS)}, got {self.omniglot_split!r}")
+        require(self.omniglot_split == "random" or self.dataset == "omniglot",
+                f"the {self.omniglot_split!r} split is Omniglot's; {self.dataset} has its own fixed split")
         require(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         require(not self.cuda_graph or (self.engine == "batched" and self.device.startswith("cuda")),
@@ -236,8 +242,10 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     device = torch.device(config.device)
     dtype = DTYPES[config.dtype]
     state = run.load_checkpoint(device) if resume else None
-    train_source = task_source(config.dataset, "train", config.spec, config.data_root, config.split_seed)
-    val_source = task_source(config.dataset, "val", config.spec, config.data_root, config.split_seed)
+    train_source = task_source(config.dataset, "train", config.spec, config.data_root, config.split_seed,
+                               config.omniglot_split)
+    val_source = task_source(config.dataset, "val", config.spec, config.data_root, config.split_seed,
+                             config.omniglot_split)
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
     torch.manual_seed(config.seed)
     model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=device, dtype=dtype),
@@ -365,7 +373,8 @@ def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0
     require(engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     dtype = DTYPES[config.dtype]
     state = run.load_checkpoint(dev)
-    source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed)
+    source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
+                         config.omniglot_split)
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
     model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=dev, dtype=dtype),
                             cross_entropy_loss)

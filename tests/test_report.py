@@ -190,6 +190,7 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
     """`--rerun` and `--quick` hand each harness a configuration it accepts, and each step's command
     line names the same settings (the harnesses themselves are replaced by recorders here)."""
     import bench.exact_solve
+    import bench.lake
     import bench.profile
     import bench.spectrum
     import bench.throughput
@@ -208,6 +209,7 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
     monkeypatch.setattr(bench.throughput, "write_throughput", recorder("throughput"))
     monkeypatch.setattr(bench.train, "train", recorder("train"))
     monkeypatch.setattr(bench.train, "evaluate_run", lambda folder, **kwargs: seen.append(("eval", kwargs)))
+    monkeypatch.setattr(bench.lake, "lake_runs", lambda folder, **kwargs: seen.append(("lake-runs", kwargs)))
     monkeypatch.setattr(bench.spectrum, "write_spectrum",
                         lambda folder, config, *args, **kwargs: seen.append(("spectrum", config)))
     experiments = regenerate_module.QUICK if quick else regenerate_module.FULL
@@ -222,3 +224,18 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
                     assert f"--set {key}={value}" in step.command
             if "--filters" in step.command:
                 assert f"--filters {config.filters}" in step.command
+
+
+def test_a_run_on_lakes_split_is_in_the_lake_table_and_not_in_table_2(tmp_path):
+    run = tmp_path / "lake-run"
+    _fake_run(run, "omniglot-20w1s-maml", 0.9)
+    saved = json.loads((run / "config.json").read_text())
+    saved["config"]["omniglot_split"] = "lake"
+    (run / "config.json").write_text(json.dumps(saved))
+    (run / "lake_runs.json").write_text(json.dumps({"error_rate": 0.25, "ci95": 0.05, "runs": []}))
+    render_report([tmp_path], tmp_path / "out")
+    table2 = (tmp_path / "out" / "tables" / "table2-omniglot.md").read_text()
+    assert _row(table2, "Omniglot 20-way 1-shot", "MAML")[3] == "missing"
+    lake = (tmp_path / "out" / "tables" / "lake-runs.md").read_text()
+    row = next(line for line in lake.splitlines() if "`lake-run`" in line)
+    assert [c.strip() for c in row.strip("|").split("|")][1:4] == ["MAML", "25.0 ± 5.0", "10.0 ± 1.0"]

@@ -1,0 +1,102 @@
+"""Lake's split and his 20 one-shot runs: class lists, parsing, scoring with known answers, the command."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.lake import load_lake_runs, score_runs
+from bench.omniglot import BACKGROUND, EVALUATION, decode_image, load_omniglot, omniglot_splits
+from bench.train import train
+
+from .data_paths import require_data
+from .test_training import float64_config
+
+
+def test_lake_split_trains_on_background_alphabets_and_tests_on_evaluation_ones():
+    root = require_data("omniglot-py")
+    _, names = load_omniglot(root)
+    splits = omniglot_splits(names, protocol="lake")
+    counts = {split: len(s.characters) for split, s in splits.items()}
+    assert counts["train"] + counts["val"] == 964 and counts["val"] == 100 and counts["test"] == 659
+    for split in ("train", "val"):
+        assert all(name.startswith(BACKGROUND + "/") for name in splits[split].characters)
+    assert all(name.startswith(EVALUATION + "/") for name in splits["test"].characters)
+    assert not set(splits["train"].characters) & set(splits["val"].characters)
+    assert len(splits["train"].classes) == 4 * counts["train"]  # rotations as classes, as the paper's protocol
+    # the default split is untouched (the hash every committed eval.json records)
+    assert omniglot_splits(names)["test"].digest == "1850c89679f8795d"
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return load_lake_runs(require_data("omniglot-py"))
+
+
+def test_lake_runs_parse_into_twenty_runs_of_twenty_classes(runs):
+    assert [run.name for run in runs] == [f"run{k:02d}" for k in range(1, 21)]
+    for run in runs:
+        assert run.training.shape == run.test.shape == (20, 28, 28) and run.training.dtype == torch.uint8
+        assert sorted(run.answers.tolist()) == list(range(20))  # each class has one test image
+    # run01's key: item01 is class08 (class_labels.txt), decoded as the loader decodes Omniglot's bitmaps
+    assert runs[0].answers[0].item() == 7
+    assert runs[0].training.float().mean() < 128  # strokes bright on a dark background, as in training
+
+
+def test_scoring_counts_exactly_the_wrong_answers(runs):
+    def oracle(support_x, support_y, query_x):
+        run = next(r for r in runs if torch.equal((r.test.float() / 255).unsqueeze(1), query_x))
+        return run.answers
+
+    assert score_runs(runs, oracle)["errors"].sum() == 0
+    always_first = score_runs(runs, lambda sx, sy, qx: torch.zeros(len(qx), dtype=torch.long))
+    assert (always_first["error_rate"] == 19 / 20).all()  # one test image per class: class 0 is right once
+    nearest = score_runs(runs, lambda sx, sy, qx: torch.cdist(qx.flatten(1), sx.flatten(1)).argmin(1))
+    assert 0.3 < nearest["error_rate"].mean() < 0.95  # pixel nearest neighbour: far from chance, far from perfect
+
+
+def test_lake_runs_command_scores_a_lake_run_and_refuses_others(tmp_path, capsys):
+    root = require_data("omniglot-py")
+    config = replace(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), ways=20,
+                     omniglot_split="lake", dtype="float32")
+    train(config, tmp_path / "lake", progress=False)
+    assert main(["lake-runs", str(tmp_path / "lake")]) == 0
+    result = json.loads((tmp_path / "lake" / "lake_runs.json").read_text())
+    assert len(result["runs"]) == 20 and 0 <= result["error_rate"] <= 1
+    assert result["published_error_rate"] == {"people": 0.045, "Bayesian Program Learning": 0.033}
+    assert "published: people 4.5%" in capsys.readouterr().out
+    train(replace(config, omniglot_split="random"), tmp_path / "random", progress=False)
+    assert main(["lake-runs", str(tmp_path / "random")]) == 2
+    assert "--omniglot-split lake" in capsys.readouterr().err
+    assert not (tmp_path / "random" / "lake_runs.json").exists()
+
+
+def test_decode_image_is_the_loaders_processing():
+    root = require_data("omniglot-py")
+    images, _ = load_omniglot(root)
+    alphabet = sorted(p for p in (root / "omniglot-py" / BACKGROUND).iterdir() if p.is_dir())[0]
+    first = sorted(p for p in alphabet.iterdir() if p.is_dir())[0]  # the loader's first character
+    assert torch.equal(torch.from_numpy(decode_image(sorted(first.glob("*.png"))[0])), images[0, 0])
+
+
+def test_lakes_runs_use_only_characters_of_the_lake_test_split(runs):
+    """Each run image is one of the dataset's images (matched exactly after decoding): its 200 characters are
+    all in the lake split's test set, while the paper's split meta-trains on 127 of them."""
+    root = require_data("omniglot-py")
+    images, names = load_omniglot(root)
+    index: dict[bytes, list[int]] = {}
+    for position, image in enumerate(images.reshape(len(images) * 20, -1).numpy()):
+        index.setdefault(image.tobytes(), []).append(position)
+    characters = set()
+    for run in runs:
+        for image in torch.cat([run.training, run.test]):
+            match = index.get(image.reshape(-1).numpy().tobytes(), [])
+            assert len(match) == 1
+            characters.add(match[0] // 20)
+    assert len(characters) == 200
+    lake = omniglot_splits(names, protocol="lake")
+    assert characters <= {c for c, _ in lake["test"].classes}
+    assert len(characters & {c for c, _ in omniglot_splits(names)["train"].classes}) == 127
