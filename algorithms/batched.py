@@ -15,11 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .functional import FunctionalModel, TaskBatch
-
-# The per-task record's fields that the batched engine reports, one tensor [tasks] each.
-DIAGNOSTICS = ("inner_loss", "query_loss", "query_accuracy", "grad_evals", "hvp_evals", "loss_evals",
-               "cg_iterations", "cg_residual", "negative_curvature", "inner_negative_curvature")
+from .functional import Batch, FunctionalModel, TaskBatch
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
 PerTask = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, dict[str, Tensor], Tensor]]
@@ -42,11 +38,13 @@ class BatchedMetaGradient:
 
 
 def support_loss(model: FunctionalModel, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
-    return lambda flat: model.loss_fn(model.forward(flat, x), y)
+    batch = Batch(x, y)
+    return lambda flat: model.loss(flat, batch)
 
 
 def proximal(model: FunctionalModel, x: Tensor, y: Tensor, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
-    """G(phi) = L(phi) + lam/2 ||phi - theta||^2, written as ``protocol.proximal_objective`` writes it."""
+    """G(phi) = L(phi) + lam/2 ||phi - theta||^2 (paper Eq. 4). theta is not detached: MAML differentiates
+    through it; ``protocol.proximal_objective`` is this with theta held fixed."""
     loss = support_loss(model, x, y)
     if not lam:
         return loss

@@ -119,15 +119,7 @@ def make_algorithm(name: str, **hyperparameters: Any) -> MetaGradientAlgorithm:
 
 def proximal_objective(model: FunctionalModel, batch: Batch, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
     """G(phi) = L_train(phi) + lam/2 ||phi - theta||^2 with theta held fixed (paper Eq. 4)."""
-    anchor = theta.detach()
-
-    def objective(phi: Tensor) -> Tensor:
-        loss = model.loss(phi, batch)
-        if lam:
-            loss = loss + 0.5 * lam * (phi - anchor).pow(2).sum()
-        return loss
-
-    return objective
+    return proximal(model, batch.x, batch.y, theta.detach(), lam)
 
 
 def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, batch: Batch) -> tuple[float, Tensor, float | None]:

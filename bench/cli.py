@@ -305,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     from algorithms import algorithm_names
 
     from .engines import ENGINES
+    from .omniglot import SPLIT_PROTOCOLS
     from .presets import presets
 
     train = sub.add_parser(
@@ -332,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("--max-minutes", float, "stop after this much training time (checkpointed)"),
                              ("--filters", int, "ConvNet filters (default 64 Omniglot, 32 Mini-ImageNet)")):
         train.add_argument(flag, type=kind, default=None, help=text + " (overrides the preset)")
-    train.add_argument("--omniglot-split", choices=("random", "lake"), default=None,
+    train.add_argument("--omniglot-split", choices=SPLIT_PROTOCOLS, default=None,
                        help="Omniglot's classes: random (the paper's: 1200 of the 1623 characters for meta-training, "
                             "423 for testing; default) or lake (Lake et al.: the 30 background alphabets for "
                             "meta-training, the 20 evaluation alphabets for testing; see metagrad lake-runs)")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +22,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from algorithms import Batch, FunctionalModel, cross_entropy_loss, make_algorithm
+from algorithms import Batch
 from algorithms.protocol import ConfigError
 
 from .atomic import write_text
 from .data_root import resolve_data_root
-from .datasets import network
 from .omniglot import decode_image
 
 RUNS_ZIP = Path("omniglot-py") / "extras" / "one-shot-classification-all_runs.zip"
@@ -87,35 +85,27 @@ def score_runs(runs: list[LakeRun], predict: Predict, dtype: torch.dtype = torch
 
 def lake_runs(run_dir: Path, device: str | None = None) -> dict[str, Any]:
     """Score a training run's checkpoint on Lake's 20 runs; writes ``RUN/lake_runs.json``."""
-    from .train import DTYPES, Run
+    from .train import load_trained, mean_and_ci95
 
-    run = Run(run_dir)
-    config, _ = run.read_config()
+    trained = load_trained(run_dir, device)
+    config, algorithm, model, theta = trained.config, trained.algorithm, trained.model, trained.theta
     if config.dataset != "omniglot" or config.ways != 20:
         raise ConfigError(f"Lake's runs are 20-way Omniglot; {run_dir} is {config.ways}-way {config.dataset}")
     if config.omniglot_split != "lake":
         raise ConfigError(f"{run_dir} was trained on the {config.omniglot_split!r} split, whose training characters "
                           "include Lake's evaluation alphabets; train with --omniglot-split lake")
-    dev = torch.device(device or config.device)
-    dtype = DTYPES[config.dtype]
-    state = run.load_checkpoint(dev)
-    algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
-    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=dev, dtype=dtype),
-                            cross_entropy_loss)
-    theta = state["theta"].to(device=dev, dtype=dtype)
+    dev = theta.device
 
     def predict(support_x: Tensor, support_y: Tensor, query_x: Tensor) -> Tensor:
         phi = algorithm.adapt(model, theta, Batch(support_x.to(dev), support_y.to(dev)))
         with torch.no_grad():
             return model.forward(phi, query_x.to(dev)).argmax(dim=-1)
 
-    frame = score_runs(load_lake_runs(resolve_data_root(config.data_root)), predict, dtype)
-    rates = frame["error_rate"].tolist()
-    mean = sum(rates) / len(rates)
-    spread = math.sqrt(sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)) if len(rates) > 1 else float("nan")
+    frame = score_runs(load_lake_runs(resolve_data_root(config.data_root)), predict, theta.dtype)
+    error_rate, ci95 = mean_and_ci95(frame["error_rate"].tolist())
     result = {
-        "error_rate": mean, "ci95": 1.96 * spread / math.sqrt(len(rates)), "runs": frame.to_dict("records"),
-        "published_error_rate": PUBLISHED_ERROR, "iteration": state["iteration"], "preset": config.preset,
+        "error_rate": error_rate, "ci95": ci95, "runs": frame.to_dict("records"),
+        "published_error_rate": PUBLISHED_ERROR, "iteration": trained.iteration, "preset": config.preset,
         "algorithm": config.algorithm, "omniglot_split": config.omniglot_split,
         "protocol": "adapt on the run's 20 training images with the run's inner loop; the 20 test images "
                     "classified together (BatchNorm batch statistics over them)",

@@ -76,8 +76,8 @@ def _decode(folders: list[Path], size: int) -> tuple[Tensor, list[str]]:
 
 def files_digest(root: Path, folders: list[Path]) -> str:
     """A key for the decoded cache: every image's path, size and modification time, so that an image
-    changed after its class was decoded is decoded again (0.4 s for Omniglot's 32,460 files here, a
-    content hash would read all of them)."""
+    changed after its class was decoded is decoded again (one ``stat`` per file; a content hash would read
+    all of them)."""
     digest = hashlib.sha256()
     for folder in folders:
         for f in sorted(folder.glob("*.png")):
@@ -157,18 +157,17 @@ def omniglot_splits(names: list[str], seed: int = 1, validation_characters: int 
         order = [background[i] for i in torch.randperm(len(background), generator=torch.Generator().manual_seed(seed))]
         parts = {"train": order[:len(order) - validation_characters], "val": order[len(order) - validation_characters:],
                  "test": evaluation}
-        return {split: ClassSplit(split, tuple((c, r) for c in chars for r in turns), tuple(names[c] for c in chars))
-                for split, chars in parts.items()}
-    if len(names) <= TRAIN_CHARACTERS:
-        raise ConfigError(f"Omniglot has {len(names)} characters, need more than {TRAIN_CHARACTERS}")
-    if not 0 <= validation_characters < TRAIN_CHARACTERS:
-        raise ConfigError(f"validation characters must be in [0, {TRAIN_CHARACTERS}), got {validation_characters}")
-    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
-    parts = {
-        "train": order[:TRAIN_CHARACTERS - validation_characters],
-        "val": order[TRAIN_CHARACTERS - validation_characters:TRAIN_CHARACTERS],
-        "test": order[TRAIN_CHARACTERS:],
-    }
+    else:
+        if len(names) <= TRAIN_CHARACTERS:
+            raise ConfigError(f"Omniglot has {len(names)} characters, need more than {TRAIN_CHARACTERS}")
+        if not 0 <= validation_characters < TRAIN_CHARACTERS:
+            raise ConfigError(f"validation characters must be in [0, {TRAIN_CHARACTERS}), got {validation_characters}")
+        order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
+        parts = {
+            "train": order[:TRAIN_CHARACTERS - validation_characters],
+            "val": order[TRAIN_CHARACTERS - validation_characters:TRAIN_CHARACTERS],
+            "test": order[TRAIN_CHARACTERS:],
+        }
     return {
         split: ClassSplit(split, tuple((c, r) for c in chars for r in turns), tuple(names[c] for c in chars))
         for split, chars in parts.items()

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from algorithms import make_algorithm
+
 from .atomic import save_figure, write_text
 from .paper import PAPER_ACCURACY, TABLES
 from .presets import ALGORITHM_LABELS, EXTRA_VARIANTS, SETTINGS, preset
@@ -316,15 +318,19 @@ def throughput_table(results: Results) -> str:
                                     "Max rel. diff (float32)"], rows)
 
 
+def _imaml(run: TrainingRun):
+    """The run's iMAML with every hyperparameter, those the run left at their defaults included."""
+    return make_algorithm(run.config["algorithm"], **run.config["hyperparameters"])
+
+
 def _curvature_key(run: TrainingRun) -> tuple:
-    h = run.config["hyperparameters"]
-    return (run.setting, float(h.get("lam", 2.0)), h.get("meta_solver", "cg"), float(h.get("damping", 0.0)))
+    imaml = _imaml(run)
+    return (run.setting, float(imaml.lam), imaml.meta_solver, float(imaml.damping))
 
 
 def _solver_name(run: TrainingRun) -> str:
-    h = run.config["hyperparameters"]
-    solver = h.get("meta_solver", "cg")
-    return f"{solver}, damping {float(h['damping']):g}" if float(h.get("damping", 0.0)) else solver
+    imaml = _imaml(run)
+    return f"{imaml.meta_solver}, damping {imaml.damping:g}" if imaml.damping else imaml.meta_solver
 
 
 def lake_table(results: Results) -> str:
@@ -364,7 +370,6 @@ def curvature_table(results: Results) -> str:
     rows = []
     for run in runs:
         metrics = run.metrics.dropna(subset=["val_accuracy"])
-        h = run.config["hyperparameters"]
         fraction = metrics.get("cg_negative_curvature_fraction")
         quarter = metrics[metrics["iteration"] > 0.75 * metrics["iteration"].max()] if len(metrics) else metrics
         last_val = metrics["val_accuracy"].iloc[-1] if len(metrics) else float("nan")
@@ -386,7 +391,7 @@ def curvature_table(results: Results) -> str:
             return f"{metrics.loc[mask, 'cg_negative_curvature_fraction'].mean():.2f}"
 
         rows.append([
-            run.setting, f"{float(h.get('lam', 2.0)):g}", _solver_name(run), f"{run.iterations:,}",
+            run.setting, f"{_curvature_key(run)[1]:g}", _solver_name(run), f"{run.iterations:,}",
             f"{fraction.mean():.2f}" if fraction is not None else "—",
             f"{quarter['cg_negative_curvature_fraction'].mean():.2f}" if fraction is not None else "—",
             f"{metrics['cg_residual_mean'].mean():.3g}" if "cg_residual_mean" in metrics else "—",

@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, HessianOperator, cross_entropy_loss, lanczos_ritz_values, make_algorithm
+from algorithms import HessianOperator, lanczos_ritz_values
 from algorithms.protocol import require
 
-from .datasets import network, task_source
-from .train import Run
+from .datasets import task_source
+from .train import load_trained
 
 COLUMNS = ["task", "split", "iteration", "lam", "lambda_min", "lambda_max", "system_min_eigenvalue", "indefinite",
            "ritz_below_minus_lam", "lanczos_steps", "support_loss", "algorithm", "preset"]
@@ -40,18 +40,10 @@ class SpectrumConfig:
 
 
 def run_spectrum(run_dir: Path, config: SpectrumConfig, progress: bool = True) -> pd.DataFrame:
-    run = Run(run_dir)
-    train_config, _ = run.read_config()
-    algorithm = make_algorithm(train_config.algorithm, **train_config.hyperparameters)
-    lam = float(train_config.hyperparameters.get("lam", getattr(algorithm, "lam", 0.0)))
-    torch.manual_seed(train_config.seed)  # the initialization train() draws, before any checkpoint
-    module = network(train_config.dataset, train_config.ways, train_config.filters)
-    model = FunctionalModel(module.double(), cross_entropy_loss)
-    if config.at_init:
-        theta, iteration = model.flat_parameters(), 0
-    else:
-        state = run.load_checkpoint(torch.device("cpu"))
-        theta, iteration = state["theta"].double(), int(state["iteration"])
+    trained = load_trained(run_dir, "cpu", torch.float64, at_init=config.at_init)
+    train_config, algorithm, model, theta, iteration = (trained.config, trained.algorithm, trained.model,
+                                                        trained.theta, trained.iteration)
+    lam = float(getattr(algorithm, "lam", 0.0))
     source = task_source(train_config.dataset, config.split, train_config.spec, train_config.data_root,
                          train_config.split_seed, train_config.omniglot_split)
     rows = []

@@ -78,10 +78,6 @@ class Window:
         """A copy on the CPU, for checkpoints."""
         return {"sums": self.sums.cpu().clone(), "work": self.work.cpu().clone()}
 
-    def snapshot(self) -> dict[str, Tensor]:
-        """A copy on the device, to roll back an interrupted iteration without a host synchronization."""
-        return {"sums": self.sums.clone(), "work": self.work.clone()}
-
     def load(self, state: dict[str, Tensor]) -> None:
         self.sums.copy_(state["sums"])
         self.work.copy_(state["work"])

@@ -27,7 +27,7 @@ from .engines import ENGINES
 from .machine import device_name
 from .presets import preset
 from .steps import GRAPH_WARMUP, Window, training_step
-from .tasks import EpisodeSpec
+from .tasks import EpisodeSpec, ImageClassTasks
 
 COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
            "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "iterations", "filters", "torch",
@@ -85,12 +85,17 @@ def max_relative_difference(algorithm, model: FunctionalModel, theta: torch.Tens
     return float(((batched - reference).norm(dim=1) / reference.norm(dim=1).clamp_min(1e-300)).max())
 
 
-def measure(config: ThroughputConfig, name: str, engine: str) -> dict[str, Any]:
+def preset_tasks(config: ThroughputConfig, name: str) -> ImageClassTasks:
+    """The preset's training tasks, loaded once for both engines' rows."""
+    settings = preset(name)
+    spec = EpisodeSpec(settings["ways"], settings["shots"], settings["queries"])
+    return task_source(settings["dataset"], "train", spec, config.data_root).tasks
+
+
+def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassTasks) -> dict[str, Any]:
     settings = preset(name)
     device = torch.device(config.device)
     meta_batch = config.meta_batch or settings["meta_batch"]
-    spec = EpisodeSpec(settings["ways"], settings["shots"], settings["queries"])
-    tasks = task_source(settings["dataset"], "train", spec, config.data_root).tasks
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
     torch.manual_seed(config.seed)
     module = network(settings["dataset"], settings["ways"], config.filters).to(device)
@@ -134,9 +139,13 @@ def measure(config: ThroughputConfig, name: str, engine: str) -> dict[str, Any]:
 
 def run_throughput(config: ThroughputConfig, progress: bool = True) -> pd.DataFrame:
     rows = []
-    pairs = [(name, engine) for name in config.presets for engine in config.engines]
-    for name, engine in tqdm(pairs, desc="throughput", unit="row", disable=not progress):
-        rows.append(measure(config, name, engine))
+    with tqdm(total=len(config.presets) * len(config.engines), desc="throughput", unit="row",
+              disable=not progress) as bar:
+        for name in config.presets:
+            tasks = preset_tasks(config, name)
+            for engine in config.engines:
+                rows.append(measure(config, name, engine, tasks))
+                bar.update()
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

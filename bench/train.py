@@ -275,11 +275,13 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
             "parameters": model.num_parameters, **_environment(device),
         })
 
+    def diverged(what: str) -> ConfigError:
+        return ConfigError(f"training diverged: {what}; {run.checkpoint} keeps the last finite state (iteration "
+                           f"{last_saved[0]}). Try a smaller inner_lr or meta_lr")
+
     def save_checkpoint(iteration: int) -> None:
         if not bool(torch.isfinite(theta).all()):
-            raise ConfigError(f"training diverged: the meta-parameters are not finite at iteration {iteration}; "
-                              f"{run.checkpoint} keeps the last finite state (iteration {last_saved[0]}). "
-                              "Try a smaller inner_lr or meta_lr")
+            raise diverged(f"the meta-parameters are not finite at iteration {iteration}")
         with atomic_path(run.checkpoint) as tmp:
             torch.save({"theta": theta, "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
                         "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done, "rows": rows,
@@ -307,8 +309,9 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     try:
         while iteration < config.iterations and (deadline is None or
                                                   train_time + time.perf_counter() - segment_start < deadline):
-            # what an interrupted iteration must give back: the sampler's draws and the window's sums
-            sampler_state, window_before = sampler.get_state(), window.snapshot()
+            # what an interrupted iteration must give back: the sampler's draws (the window changes only at the
+            # end of a step, which runs whole or not at all)
+            sampler_state = sampler.get_state()
             in_flight = True
             batch = train_source.tasks.sample_batch(sampler, config.meta_batch, dtype)
             with deferred_interrupt():  # the step and its bookkeeping happen together or not at all
@@ -327,9 +330,7 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
             if log:
                 means, work = window.read()
                 if not math.isfinite(means["train_query_loss"]):
-                    raise ConfigError(f"training diverged: the query loss is not finite in the iterations up to "
-                                      f"{iteration}; {run.checkpoint} keeps the last finite state (iteration "
-                                      f"{last_saved[0]}). Try a smaller inner_lr or meta_lr")
+                    raise diverged(f"the query loss is not finite in the iterations up to {iteration}")
                 val, ci, n, _ = evaluate(algorithm, model, theta, val_source.tasks, config.validation_tasks,
                                          config.validation_seed, config.engine, config.meta_batch, dtype)
                 rows.append({
@@ -348,7 +349,6 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     except KeyboardInterrupt:
         if in_flight:  # drop the unfinished iteration: the resumed run redraws the same tasks
             sampler.set_state(sampler_state)
-            window.load(window_before)
         if segment_start is not None:  # else the interruption came during validation, which is not training time
             synchronize()
             train_time += time.perf_counter() - segment_start
@@ -359,31 +359,56 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     return rows[-1] if rows else {}
 
 
+@dataclass(frozen=True)
+class TrainedRun:
+    """A run's algorithm, network and meta-parameters, as ``load_trained`` rebuilds them."""
+
+    config: TrainConfig
+    algorithm: Any
+    model: FunctionalModel
+    theta: torch.Tensor
+    iteration: int
+    state: dict[str, Any]  # the checkpoint's contents (empty at initialization)
+
+
+def load_trained(out: Path, device: str | None = None, dtype: torch.dtype | None = None,
+                 at_init: bool = False) -> TrainedRun:
+    """The run in ``out`` at its checkpoint, or with ``at_init`` at the initialization ``train`` drew (same
+    seed), on ``device`` (default the run's) in ``dtype`` (default the run's). Refuses non-finite parameters."""
+    run = Run(out)
+    config, _ = run.read_config()
+    dev = torch.device(device or config.device)
+    dtype = dtype or DTYPES[config.dtype]
+    algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
+    torch.manual_seed(config.seed)  # as train() does before building the network
+    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=dev, dtype=dtype),
+                            cross_entropy_loss)
+    if at_init:
+        return TrainedRun(config, algorithm, model, model.flat_parameters(), 0, {})
+    state = run.load_checkpoint(dev)
+    theta = state["theta"].to(device=dev, dtype=dtype)
+    if not bool(torch.isfinite(theta).all()):
+        raise ConfigError(f"{run.checkpoint} holds non-finite parameters: the run diverged")
+    return TrainedRun(config, algorithm, model, theta, int(state["iteration"]), state)
+
+
 def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0, device: str | None = None,
                  engine: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate a run's last checkpoint on a fixed pool of ``tasks`` tasks; writes ``eval.json``.
 
     ``engine`` defaults to the one measured faster on the device; both score the same tasks."""
-    run = Run(out)
-    config, saved = run.read_config()
     require(tasks >= 1, f"tasks must be >= 1, got {tasks}")
     require(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
-    dev = torch.device(device or config.device)
+    trained = load_trained(out, device)
+    config, state, dev = trained.config, trained.state, trained.theta.device
     engine = engine or default_engine(str(dev))
     require(engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    dtype = DTYPES[config.dtype]
-    state = run.load_checkpoint(dev)
     source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
                          config.omniglot_split)
-    algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
-    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=dev, dtype=dtype),
-                            cross_entropy_loss)
-    theta = state["theta"].to(device=dev, dtype=dtype)
-    if not bool(torch.isfinite(theta).all()):
-        raise ConfigError(f"{run.checkpoint} holds non-finite parameters: the run diverged; nothing to evaluate")
     started = time.perf_counter()
-    accuracy, ci95, n, support_loss = evaluate(algorithm, model, theta, source.tasks, tasks, seed, engine,
-                                               config.meta_batch, dtype, progress=progress, desc=f"eval {split}")
+    accuracy, ci95, n, support_loss = evaluate(trained.algorithm, trained.model, trained.theta, source.tasks, tasks,
+                                               seed, engine, config.meta_batch, trained.theta.dtype,
+                                               progress=progress, desc=f"eval {split}")
     result = {
         "accuracy": accuracy, "ci95": ci95, "tasks": n, "split": split, "seed": seed,
         "support_loss_after_adaptation": support_loss,
