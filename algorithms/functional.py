@@ -62,6 +62,11 @@ class TaskBatch:
     def tasks(self) -> list[Task]:
         return [self.task(i) for i in range(self.size)]
 
+    def select(self, indices: range) -> TaskBatch:
+        """Tasks ``indices`` (a contiguous range) of the batch: one process's share of a meta-batch."""
+        part = slice(indices.start, indices.stop)
+        return TaskBatch(Batch(self.support.x[part], self.support.y[part]), Batch(self.query.x[part], self.query.y[part]))
+
     @staticmethod
     def stack(tasks: list[Task]) -> TaskBatch:
         """The batch of ``tasks``, which must share their shapes (one episode spec)."""

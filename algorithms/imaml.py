@@ -1,7 +1,8 @@
 """Implicit MAML (paper Algorithm 2).
 
-1. phi ~ argmin G(phi) = L_train(phi) + lam/2 ||phi - theta||^2, from theta, by gradient descent or
-   Hessian-free Newton-CG; no graph is kept, only the end point is used.
+1. phi ~ argmin G(phi) = L_train(phi) + lam/2 ||phi - theta||^2, from theta, by gradient descent,
+   Hessian-free Newton-CG, or Nesterov's accelerated method where G's L and mu are known (the
+   paper's Theorem 2); no graph is kept, only the end point is used.
 2. v = grad L_test(phi).
 3. g solves (I + H/lam) g = v by conjugate gradient, H the Hessian of L_train at phi, used through
    Hessian-vector products only.
@@ -32,8 +33,10 @@ from .inner_solvers import (
     InnerSolution,
     MaskedInnerSolution,
     functional_gradient_descent,
+    functional_nesterov_accelerated_gradient,
     gradient_descent,
     masked_newton_cg,
+    nesterov_accelerated_gradient,
     newton_cg,
 )
 from .minres import masked_minres, minres
@@ -47,7 +50,7 @@ from .protocol import (
     validate_inner_loop,
 )
 
-INNER_SOLVERS = ("gd", "newton-cg")
+INNER_SOLVERS = ("gd", "newton-cg", "nesterov")
 META_SOLVERS = {"cg": (conjugate_gradient, masked_conjugate_gradient), "minres": (minres, masked_minres)}
 
 
@@ -58,9 +61,11 @@ class IMAML:
     label: ClassVar[str] = "iMAML"
     order: ClassVar[int] = 3
     lam: float = 2.0
-    inner_solver: str = "gd"  # "gd" or "newton-cg" (Hessian-free)
-    inner_steps: int = 16  # GD steps, or Newton iterations for newton-cg
+    inner_solver: str = "gd"  # "gd", "newton-cg" (Hessian-free) or "nesterov" (accelerated; needs L and mu)
+    inner_steps: int = 16  # GD or Nesterov steps, or Newton iterations for newton-cg
     inner_lr: float = 0.4  # GD only
+    smoothness: float = 0.0  # nesterov only: L, the largest curvature of G (its step is 1/L)
+    strong_convexity: float = 0.0  # nesterov only: mu, the least curvature of G (momentum from kappa = L/mu)
     newton_cg_steps: int = 5  # CG steps for each Newton direction (newton-cg only)
     cg_steps: int = 5  # CG steps for the meta-gradient
     cg_tolerance: float = 0.0  # stop the meta-gradient CG once ||r|| <= tol ||v||
@@ -78,11 +83,18 @@ class IMAML:
         require(self.meta_solver in META_SOLVERS,
                 f"imaml: meta_solver must be one of {', '.join(META_SOLVERS)}, got {self.meta_solver!r}")
         require(self.damping >= 0, f"imaml: damping must be >= 0, got {self.damping!r}")
+        if self.inner_solver == "nesterov":
+            require(0 < self.strong_convexity <= self.smoothness,
+                    "imaml: inner_solver nesterov needs 0 < strong_convexity (mu) <= smoothness (L) of G, got "
+                    f"mu={self.strong_convexity!r}, L={self.smoothness!r}")
 
     def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> InnerSolution:
         objective = proximal_objective(model, support, theta, self.lam)
         if self.inner_solver == "gd":
             return gradient_descent(objective, theta, self.inner_steps, self.inner_lr)
+        if self.inner_solver == "nesterov":
+            return nesterov_accelerated_gradient(objective, theta, self.inner_steps, self.smoothness,
+                                                 self.strong_convexity)
         return newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
 
     def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
@@ -120,6 +132,9 @@ class IMAML:
         objective = batched.proximal(model, x, y, theta, self.lam)
         if self.inner_solver == "gd":
             return functional_gradient_descent(objective, theta, self.inner_steps, self.inner_lr)
+        if self.inner_solver == "nesterov":
+            return functional_nesterov_accelerated_gradient(objective, theta, self.inner_steps, self.smoothness,
+                                                            self.strong_convexity)
         return masked_newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:

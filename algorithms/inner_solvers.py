@@ -5,6 +5,7 @@ its own differentiable gradient descent (``maml.py``).
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +44,86 @@ def gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float)
     for _ in range(steps):
         _, grad = value_and_gradient(objective, phi)
         phi = phi - lr * grad
+    return InnerSolution(phi=phi, grad_evals=steps)
+
+
+# Nichol et al.'s inner optimizer: TensorFlow's Adam with beta1 = 0 and its defaults beta2 = 0.999, epsilon = 1e-8
+ADAM_BETA2, ADAM_EPSILON = 0.999, 1e-8
+
+
+def minibatch_indices(size: int, batch: int, steps: int) -> list[Tensor]:
+    """The examples of each of ``steps`` inner steps: all ``size`` of them when ``batch`` is 0 or at least
+    ``size``, else consecutive runs of ``batch`` through one fixed random order (Python's ``random``, seed
+    0: no torch random operation, so it may run under ``vmap``), wrapping around.
+
+    The order is the same for every task: the labels are assigned to classes at random per task, so the
+    batches' mix of classes is random anyway, and the inner loop stays a pure function of (theta, task)."""
+    if batch <= 0 or batch >= size:
+        return [torch.arange(size)] * steps
+    shuffled = list(range(size))
+    random.Random(0).shuffle(shuffled)
+    order = torch.tensor(shuffled)
+    return [order[(k * batch + torch.arange(batch)) % size] for k in range(steps)]
+
+
+def minibatch_descent(gradient_at: Callable[[Tensor, int], Tensor], start: Tensor, steps: int, lr: float,
+                      adam: bool) -> Tensor:
+    """``steps`` steps from ``start``; ``gradient_at(phi, k)`` is step k's gradient (on its minibatch).
+
+    SGD: phi <- phi - lr g. Adam with beta1 = 0 (as Nichol et al.'s Reptile, in TensorFlow's form), its
+    state fresh for each task: v <- beta2 v + (1 - beta2) g^2, phi <- phi - lr sqrt(1 - beta2^k) g /
+    (sqrt(v) + epsilon), k = 1, 2, ..."""
+    phi = start
+    second_moment = torch.zeros_like(start)
+    for k in range(steps):
+        grad = gradient_at(phi, k)
+        if adam:
+            second_moment = ADAM_BETA2 * second_moment + (1 - ADAM_BETA2) * grad * grad
+            rate = lr * (1 - ADAM_BETA2 ** (k + 1)) ** 0.5
+            phi = phi - rate * grad / (second_moment.sqrt() + ADAM_EPSILON)
+        else:
+            phi = phi - lr * grad
+    return phi
+
+
+def nesterov_momentum(smoothness: float, strong_convexity: float) -> float:
+    """beta = (sqrt(kappa) - 1) / (sqrt(kappa) + 1), kappa = L / mu: the constant momentum of the accelerated
+    method for strongly convex objectives."""
+    root = (smoothness / strong_convexity) ** 0.5
+    return (root - 1.0) / (root + 1.0)
+
+
+def _nesterov_steps(gradient: Callable[[Tensor], Tensor], start: Tensor, steps: int, smoothness: float,
+                    strong_convexity: float) -> Tensor:
+    """The iteration both forms of Nesterov's method share; ``gradient`` gives grad G at a point."""
+    beta = nesterov_momentum(smoothness, strong_convexity)
+    x = y = start
+    for _ in range(steps):
+        x_next = y - gradient(y) / smoothness
+        y = x_next + beta * (x_next - x)
+        x = x_next
+    return x
+
+
+def nesterov_accelerated_gradient(objective: Objective, start: Tensor, steps: int, smoothness: float,
+                                  strong_convexity: float) -> InnerSolution:
+    """Nesterov's accelerated gradient method for an L-smooth, mu-strongly convex G (the constant-step
+    scheme of Nesterov's Introductory Lectures, 2004, Section 2.2), from x_0 = y_0 = start:
+
+        x_{k+1} = y_k - grad G(y_k) / L,    y_{k+1} = x_{k+1} + beta (x_{k+1} - x_k),
+        beta = (sqrt(kappa) - 1) / (sqrt(kappa) + 1),   kappa = L / mu.
+
+    It needs both constants, known: with them G(x_k) - G* <= (1 - 1/sqrt(kappa))^k (G(x_0) - G* +
+    mu/2 ||x_0 - x*||^2), so about sqrt(kappa) log(1/eps) gradients where gradient descent needs
+    kappa log(1/eps) (the paper's Lemma 2 and Theorem 2). They are known for the linear-regression
+    family (``bench.linear_regression``: mu = lam + a_min, L = kappa mu); on a network they are not,
+    and an L too small or a mu too large voids the guarantee (the iterates can diverge). One gradient
+    per step; the iterate returned is x_k.
+    """
+    def gradient(point: Tensor) -> Tensor:
+        return value_and_gradient(objective, point)[1]
+
+    phi = _nesterov_steps(gradient, start.detach(), steps, smoothness, strong_convexity)
     return InnerSolution(phi=phi, grad_evals=steps)
 
 
@@ -101,6 +182,14 @@ def functional_gradient_descent(objective: Objective, start: Tensor, steps: int,
     grad = torch.func.grad(objective)
     for _ in range(steps):
         phi = phi - lr * grad(phi)
+    zero = torch.zeros((), dtype=torch.long, device=start.device)
+    return MaskedInnerSolution(phi, zero + steps, zero, zero, torch.zeros((), dtype=torch.bool, device=start.device))
+
+
+def functional_nesterov_accelerated_gradient(objective: Objective, start: Tensor, steps: int, smoothness: float,
+                                             strong_convexity: float) -> MaskedInnerSolution:
+    """``nesterov_accelerated_gradient`` as a pure ``torch.func`` function (the batched engine's)."""
+    phi = _nesterov_steps(torch.func.grad(objective), start, steps, smoothness, strong_convexity)
     zero = torch.zeros((), dtype=torch.long, device=start.device)
     return MaskedInnerSolution(phi, zero + steps, zero, zero, torch.zeros((), dtype=torch.bool, device=start.device))
 

@@ -4,6 +4,13 @@ The inner objective is L_train, or with ``lam > 0`` the proximally regularized
 G(phi, theta) = L_train(phi) + lam/2 ||phi - theta||^2, which is how the paper's Figure 2a
 compares MAML with iMAML. Every inner gradient keeps its graph (``create_graph``): the whole path
 is held in memory, which is the cost iMAML removes.
+
+Truncated backpropagation (Shaban et al., 2019): ``backprop_steps = T`` runs the first K - T of the K
+inner steps without a graph and differentiates through the last T only, so the graph, and the
+memory, is T steps long. The truncated start phi_{K-T} enters as theta + (phi_{K-T} - theta) with
+the bracket held constant, i.e. the Jacobian of the steps not backpropagated through is taken as the
+identity: T = 0 is then first-order MAML on the same inner objective, T = K (or -1, the default) is
+full MAML, and the bias of 0 < T < K decays like the inner loop's contraction to the power T.
 """
 from __future__ import annotations
 
@@ -16,7 +23,15 @@ from torch import Tensor
 
 from . import batched
 from .functional import FunctionalModel, Task, TaskBatch
-from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, register
+from .inner_solvers import functional_gradient_descent, gradient_descent
+from .protocol import (
+    InnerGradientDescentConfig,
+    MetaGradient,
+    MetaGradientRecord,
+    proximal_objective,
+    register,
+    require,
+)
 
 
 @register
@@ -25,17 +40,34 @@ class MAML(InnerGradientDescentConfig):
     name: ClassVar[str] = "maml"
     label: ClassVar[str] = "MAML"
     order: ClassVar[int] = 0
+    backprop_steps: int = -1  # T: differentiate through the last T inner steps only; -1: all of them
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(isinstance(self.backprop_steps, int) and -1 <= self.backprop_steps <= self.inner_steps,
+                f"maml: backprop_steps must be an integer from 0 to inner_steps ({self.inner_steps}), or -1 for all, "
+                f"got {self.backprop_steps!r}")
+
+    @property
+    def tracked_steps(self) -> int:
+        """T, the inner steps backpropagated through."""
+        return self.inner_steps if self.backprop_steps < 0 else self.backprop_steps
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         theta = theta.detach().requires_grad_(True)
+        untracked = self.inner_steps - self.tracked_steps
         with torch.enable_grad():
-            start = model.unflatten(theta)
+            start = model.unflatten(theta)  # the proximal anchor, differentiated through
+            params = start
+            if untracked:
+                early = gradient_descent(proximal_objective(model, task.support, theta, self.lam), theta, untracked,
+                                         self.inner_lr).phi
+                params = model.unflatten(theta + (early - theta).detach())
             fmodel = higher.monkeypatch(model.module, copy_initial_weights=True, track_higher_grads=True)
             sgd = torch.optim.SGD(model.module.parameters(), lr=self.inner_lr)
             diffopt = higher.optim.get_diff_optim(sgd, model.module.parameters(), track_higher_grads=True)
-            params = start
             support = task.support
-            for _ in range(self.inner_steps):
+            for _ in range(self.tracked_steps):
                 loss = model.loss_fn(fmodel(support.x, params=params), support.y)
                 if self.lam:
                     loss = loss + 0.5 * self.lam * sum((p - p0).pow(2).sum() for p, p0 in zip(params, start))
@@ -54,19 +86,25 @@ class MAML(InnerGradientDescentConfig):
             query_loss=query_loss.item(),
             query_accuracy=accuracy,
             grad_evals=self.inner_steps + 1,
-            hvp_evals=self.inner_steps,
+            hvp_evals=self.tracked_steps,
         )
         return MetaGradient(gradient.detach(), record, phi)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
         """Nested ``torch.func.grad`` through the unrolled steps (as ``maml_meta_gradient_torch_func``), per task."""
+        untracked = self.inner_steps - self.tracked_steps
 
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             def query_loss_of(th: Tensor):
                 # the proximal anchor is theta itself, differentiated through, as in the higher path
                 step = torch.func.grad(batched.proximal(model, sx, sy, th, self.lam))
                 phi = th
-                for _ in range(self.inner_steps):
+                if untracked:
+                    fixed = th.detach()
+                    early = functional_gradient_descent(batched.proximal(model, sx, sy, fixed, self.lam), fixed,
+                                                        untracked, self.inner_lr).phi
+                    phi = th + (early - fixed)
+                for _ in range(self.tracked_steps):
                     phi = phi - self.inner_lr * step(phi)
                 logits = model.forward(phi, qx)
                 loss = model.loss_fn(logits, qy)
@@ -76,7 +114,7 @@ class MAML(InnerGradientDescentConfig):
             return gradient, batched.record(
                 inner_loss=batched.support_loss(model, sx, sy)(phi), query_loss=loss,
                 query_accuracy=batched.accuracy(logits, qy), grad_evals=self.inner_steps + 1,
-                hvp_evals=self.inner_steps), phi
+                hvp_evals=self.tracked_steps), phi
 
         return batched.over_tasks(per_task, theta, tasks)
 

@@ -3,6 +3,15 @@
 The inner loop runs on the support set only. With ``lam > 0`` it minimizes the proximal objective
 G, and at its exact minimizer theta - phi = (1/lam) grad L_train(phi) (paper Appendix A).
 The query set is only evaluated (loss and accuracy), not differentiated.
+
+Defaults are the suite's shared protocol: plain gradient descent on the whole support set. Nichol et
+al. (2018) ran Reptile differently, and these hyperparameters express it: ``inner_optimizer="adam"``
+(beta1 = 0), ``inner_batch`` examples per inner step, and at evaluation ``eval_inner_steps`` steps on
+minibatches of ``eval_inner_batch``; their outer step (SGD on theta - phi, annealed) and train shots
+are the training loop's (``bench.train.TrainConfig``). One departure: their TensorFlow code keeps the
+inner Adam's second-moment estimate from task to task (its slots are not among the variables it resets);
+here each task starts it afresh, so that a task's result depends on theta and the task alone, which
+the protocol, the batched engine and several processes need.
 """
 from __future__ import annotations
 
@@ -13,8 +22,19 @@ import torch
 from torch import Tensor
 
 from . import batched
-from .functional import FunctionalModel, Task, TaskBatch
-from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, register
+from .functional import Batch, FunctionalModel, Task, TaskBatch
+from .hessian_vector_product import value_and_gradient
+from .inner_solvers import InnerSolution, MaskedInnerSolution, minibatch_descent, minibatch_indices
+from .protocol import (
+    InnerGradientDescentConfig,
+    MetaGradient,
+    MetaGradientRecord,
+    proximal_objective,
+    register,
+    require,
+)
+
+INNER_OPTIMIZERS = ("sgd", "adam")
 
 
 @register
@@ -23,6 +43,70 @@ class Reptile(InnerGradientDescentConfig):
     name: ClassVar[str] = "reptile"
     label: ClassVar[str] = "Reptile"
     order: ClassVar[int] = 2
+    inner_optimizer: str = "sgd"  # "sgd", or "adam" with beta1 = 0 (Nichol et al.)
+    inner_batch: int = 0  # support examples per inner step; 0: all of them
+    eval_inner_steps: int = 0  # inner steps when adapting for evaluation; 0: inner_steps
+    eval_inner_batch: int = 0  # examples per step then; 0: inner_batch
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.inner_optimizer in INNER_OPTIMIZERS,
+                f"reptile: inner_optimizer must be one of {', '.join(INNER_OPTIMIZERS)}, got {self.inner_optimizer!r}")
+        for name in ("inner_batch", "eval_inner_steps", "eval_inner_batch"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 0, f"reptile: {name} must be an integer >= 0, got {value!r}")
+
+    @property
+    def shared_protocol(self) -> bool:
+        """Plain full-batch gradient descent, the same at evaluation: the path every algorithm shares."""
+        return self.inner_optimizer == "sgd" and not (self.inner_batch or self.eval_inner_steps or self.eval_inner_batch)
+
+    def _steps(self, evaluation: bool) -> tuple[int, int]:
+        if not evaluation:
+            return self.inner_steps, self.inner_batch
+        return self.eval_inner_steps or self.inner_steps, self.eval_inner_batch or self.inner_batch
+
+    def _solution(self, model: FunctionalModel, theta: Tensor, support: Batch, evaluation: bool) -> InnerSolution:
+        steps, batch = self._steps(evaluation)
+        indices = minibatch_indices(support.y.shape[0], batch, steps)
+
+        def gradient_at(phi: Tensor, k: int) -> Tensor:
+            part = Batch(support.x[indices[k]], support.y[indices[k]])
+            return value_and_gradient(proximal_objective(model, part, theta, self.lam), phi)[1]
+
+        phi = minibatch_descent(gradient_at, theta.detach(), steps, self.inner_lr, self.inner_optimizer == "adam")
+        return InnerSolution(phi=phi, grad_evals=steps)
+
+    def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> InnerSolution:
+        if self.shared_protocol:
+            return super().inner_solution(model, theta, support)
+        return self._solution(model, theta, support, evaluation=False)
+
+    def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
+        if self.shared_protocol:
+            return super().adapt(model, theta, support)
+        return self._solution(model, theta, support, evaluation=True).phi
+
+    def _functional(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor, evaluation: bool) -> Tensor:
+        steps, batch = self._steps(evaluation)
+        indices = [i.to(x.device) for i in minibatch_indices(y.shape[0], batch, steps)]
+
+        def gradient_at(phi: Tensor, k: int) -> Tensor:
+            return torch.func.grad(batched.proximal(model, x[indices[k]], y[indices[k]], theta, self.lam))(phi)
+
+        return minibatch_descent(gradient_at, theta, steps, self.inner_lr, self.inner_optimizer == "adam")
+
+    def functional_inner_solution(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor) -> MaskedInnerSolution:
+        if self.shared_protocol:
+            return super().functional_inner_solution(model, theta, x, y)
+        zero = torch.zeros((), dtype=torch.long, device=theta.device)
+        return MaskedInnerSolution(self._functional(model, theta, x, y, evaluation=False), zero + self.inner_steps, zero,
+                                   zero, torch.zeros((), dtype=torch.bool, device=theta.device))
+
+    def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
+        if self.shared_protocol:
+            return super().batched_adapt(model, theta, tasks)
+        return batched.adapt_over_tasks(lambda th, x, y: self._functional(model, th, x, y, evaluation=True), theta, tasks)
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         inner = self.inner_solution(model, theta, task.support)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from algorithms.protocol import ConfigError
 
+from .distributed import DistributedError, environment_rank
+
 # Commands whose --out names a folder (spectrum's names a CSV file).
-FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "report")
+FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "complexity", "scaling", "report")
 
 
 class UsageError(Exception):
@@ -68,6 +70,47 @@ def _exact_solve(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")
 
 
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
+
+
+def _complexity(args: argparse.Namespace) -> None:
+    from .complexity import ComplexityConfig, write_complexity
+
+    if args.device != "cpu":
+        raise UsageError("complexity runs in float64 on the CPU; --device must be cpu")
+    _set_threads(args)
+    config = ComplexityConfig(kappas=args.kappas, epsilons=args.epsilons, methods=args.methods, dim=args.dim,
+                              lam=args.lam, tasks=args.tasks, seed=args.seed, max_inner_steps=args.max_inner_steps)
+    frame, exponents = write_complexity(config, args.out, progress=not args.no_progress)
+    shown = ["method", "kappa", "epsilon", "inner_steps", "backprop_steps", "cg_steps", "work", "memory_gradients"]
+    print(frame[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(exponents.drop(columns="label").to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    missed = frame[~frame["reached"].astype(bool)]
+    if len(missed):
+        print(f"metagrad complexity: warning: {len(missed)} of {len(frame)} cells did not reach eps within "
+              f"{config.max_inner_steps} inner steps; marked reached=False", file=sys.stderr)
+    print(f"wrote {args.out / 'complexity.csv'}, {args.out / 'exponents.csv'} and {args.out / 'complexity.png'}")
+
+
+def _scaling(args: argparse.Namespace) -> None:
+    from .scaling import write_scaling
+
+    for run in args.runs:
+        if not run.is_dir():
+            raise UsageError(f"{run}: no such run folder")
+    frame = write_scaling(args.runs, args.out)
+    shown = ["run", "preset", "engine", "world_size", "threads", "tasks_per_s", "speedup"]
+    print(frame[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"wrote {args.out / 'scaling.csv'} and {args.out / 'scaling.png'}")
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -122,7 +165,8 @@ def _train(args: argparse.Namespace) -> None:
     _check_device(args.device)
     overrides = {name: getattr(args, name) for name in (
         "ways", "shots", "queries", "meta_batch", "meta_lr", "iterations", "validate_every", "validation_tasks",
-        "checkpoint_every", "max_minutes", "filters", "data_root", "omniglot_split")}
+        "checkpoint_every", "max_minutes", "filters", "data_root", "omniglot_split", "meta_lr_final", "train_shots",
+        "train_queries", "outer_optimizer")}
     if args.resume:  # only how long to train and the engine may change; train() keeps the rest
         for name in ("iterations", "max_minutes"):
             if overrides[name] is not None:
@@ -134,6 +178,8 @@ def _train(args: argparse.Namespace) -> None:
                               seed=args.seed, device=args.device, dtype=args.dtype, cuda_graph=args.cuda_graph,
                               engine=None if args.engine == "auto" else args.engine, **overrides)
     last = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    if environment_rank() != 0:  # under torchrun, rank 0 speaks for the run
+        return
     if last:
         print(f"iteration {last['iteration']}: validation accuracy {last['val_accuracy']:.4f} ± {last['val_ci95']:.4f} "
               f"({last['train_time_s']:.0f} s of training)")
@@ -148,6 +194,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         _check_device(args.device)
     result = evaluate_run(args.run_dir, split=args.split, tasks=args.tasks, seed=args.seed, device=args.device,
                           engine=None if args.engine == "auto" else args.engine, progress=not args.no_progress)
+    if environment_rank() != 0:
+        return
     print(f"{args.split} accuracy {100 * result['accuracy']:.2f} ± {100 * result['ci95']:.2f} % over {result['tasks']} "
           f"tasks (checkpoint at iteration {result['iteration']})")
     print(f"wrote {args.run_dir / 'eval.json'}")
@@ -307,14 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .engines import ENGINES
     from .omniglot import SPLIT_PROTOCOLS
     from .presets import presets
+    from .train import OUTER_OPTIMIZERS
 
     train = sub.add_parser(
         "train",
         help="meta-train one algorithm on Omniglot or Mini-ImageNet (paper Tables 2 and 3)",
-        description="Meta-train with a meta-batch of tasks, averaged meta-gradients and Adam; validate "
-                    "periodically on a fixed pool of validation tasks; write RUN/config.json, RUN/metrics.csv and "
-                    "RUN/checkpoint.pt (atomically). --resume continues a run exactly from its checkpoint; "
-                    "Ctrl-C saves one first. Presets: " + ", ".join(sorted(presets())),
+        description="Meta-train with a meta-batch of tasks, averaged meta-gradients and Adam (or SGD, "
+                    "--outer-optimizer); validate periodically on a fixed pool of validation tasks; write "
+                    "RUN/config.json, RUN/metrics.csv and RUN/checkpoint.pt (atomically). --resume continues a run "
+                    "exactly from its checkpoint; Ctrl-C or SIGTERM saves one first. Under torchrun (e.g. "
+                    "torchrun --standalone --nproc-per-node 2 -m bench.cli train ...) the meta-batch is shared "
+                    "out over the processes and rank 0 writes the files; the result does not depend on the number "
+                    "of processes. Presets: " + ", ".join(sorted(presets())),
     )
     train.add_argument("--out", required=True, type=Path, help="run folder")
     train.add_argument("--preset", help="a row of Table 2 or 3, e.g. omniglot-5w1s-imaml-hf")
@@ -326,13 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="algorithm hyperparameter, e.g. --set inner_steps=10 --set inner_solver=newton-cg")
     for flag, kind, text in (("--ways", int, "classes per task"), ("--shots", int, "support images per class"),
                              ("--queries", int, "query images per class"), ("--meta-batch", int, "tasks per step"),
-                             ("--meta-lr", float, "Adam step size"), ("--iterations", int, "outer steps"),
+                             ("--meta-lr", float, "outer step size"), ("--iterations", int, "outer steps"),
+                             ("--meta-lr-final", float, "anneal the outer step size linearly to this at --iterations"),
+                             ("--train-shots", int, "support images per class of the meta-training tasks"),
+                             ("--train-queries", int, "query images per class of the meta-training tasks"),
                              ("--validate-every", int, "iterations between validations"),
                              ("--validation-tasks", int, "validation pool size"),
                              ("--checkpoint-every", int, "iterations between checkpoints"),
                              ("--max-minutes", float, "stop after this much training time (checkpointed)"),
                              ("--filters", int, "ConvNet filters (default 64 Omniglot, 32 Mini-ImageNet)")):
         train.add_argument(flag, type=kind, default=None, help=text + " (overrides the preset)")
+    train.add_argument("--outer-optimizer", choices=OUTER_OPTIMIZERS, default=None,
+                       help="adam (the shared outer loop) or sgd (theta <- theta - meta_lr x mean meta-gradient; "
+                            "Nichol et al.'s Reptile); overrides the preset")
     train.add_argument("--omniglot-split", choices=SPLIT_PROTOCOLS, default=None,
                        help="Omniglot's classes: random (the paper's: 1200 of the 1623 characters for meta-training, "
                             "423 for testing; default) or lake (Lake et al.: the 30 background alphabets for "
@@ -397,6 +455,52 @@ def build_parser() -> argparse.ArgumentParser:
                             help="batched rows: capture each iteration as a CUDA graph and replay it")
     _add_data_root(throughput)
     throughput.set_defaults(run=_throughput)
+
+    from .complexity import METHOD_KEYS, ComplexityConfig
+
+    defaults = ComplexityConfig()
+    complexity = sub.add_parser(
+        "complexity",
+        help="least work and memory for an eps-accurate meta-gradient against kappa (paper Table 1, measured)",
+        description="On linear-regression tasks in float64, for each condition number kappa of the inner objective "
+                    "and each target eps, find each method's least work (gradients + Hessian-vector products) whose "
+                    "meta-gradient has relative error <= eps against the closed form (Definition 3): MAML with full "
+                    "backprop (inner steps K), truncated backprop (K and the backpropagated steps T), iMAML with a "
+                    "gradient-descent or a Nesterov inner loop (K and the CG steps). Writes OUT/complexity.csv "
+                    "(one row per method x kappa x eps: the configuration, its work, memory in units of one "
+                    "gradient's saved bytes), OUT/exponents.csv (fitted exponents of kappa beside the theory's) "
+                    "and OUT/complexity.png (log-log, the theory's slopes dashed).",
+    )
+    _add_common(complexity)
+    complexity.add_argument("--kappas", type=_float_list, default=defaults.kappas,
+                            help="comma-separated condition numbers (default "
+                                 f"{','.join(f'{k:g}' for k in defaults.kappas)})")
+    complexity.add_argument("--epsilons", type=_float_list, default=defaults.epsilons,
+                            help="comma-separated relative errors to reach (default "
+                                 f"{','.join(f'{e:g}' for e in defaults.epsilons)})")
+    complexity.add_argument("--methods", type=_names, default=defaults.methods,
+                            help=f"comma-separated, from {', '.join(METHOD_KEYS)} (default all)")
+    complexity.add_argument("--dim", type=int, default=defaults.dim, help=f"input dimension d (default {defaults.dim})")
+    complexity.add_argument("--lam", type=float, default=defaults.lam,
+                            help=f"proximal regularization lambda (default {defaults.lam:g})")
+    complexity.add_argument("--tasks", type=int, default=defaults.tasks,
+                            help=f"tasks per kappa, relative errors averaged (default {defaults.tasks})")
+    complexity.add_argument("--max-inner-steps", type=int, default=defaults.max_inner_steps,
+                            help=f"give up beyond this many inner steps (default {defaults.max_inner_steps})")
+    _add_threads(complexity)
+    complexity.set_defaults(run=_complexity)
+
+    scaling = sub.add_parser(
+        "scaling",
+        help="training tasks per second against the number of processes, from runs (torchrun or not)",
+        description="For each run folder written by metagrad train (one process, or several under torchrun): its "
+                    "processes, threads per process and training throughput (tasks over training time, validation "
+                    "excluded). Writes OUT/scaling.csv (with the speedup over the one-process run of the same "
+                    "preset, engine and threads) and OUT/scaling.png.",
+    )
+    scaling.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders written by metagrad train")
+    scaling.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    scaling.set_defaults(run=_scaling)
 
     spectrum = sub.add_parser(
         "spectrum",
@@ -470,10 +574,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--out {out} is a file; give a folder for the results")
         args.run(args)
     except (UsageError, ConfigError) as error:
-        print(f"metagrad {args.command}: error: {error}", file=sys.stderr)
+        if environment_rank() == 0:  # every process of a torchrun launch meets the same bad input
+            print(f"metagrad {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except DistributedError as error:
+        print(f"metagrad {args.command}: error (rank {environment_rank()}): {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"metagrad {args.command}: interrupted; finished files are in place, none half-written", file=sys.stderr)
+        if environment_rank() == 0:
+            print(f"metagrad {args.command}: interrupted; finished files are in place, none half-written",
+                  file=sys.stderr)
         return 130
     return 0
 

@@ -101,6 +101,16 @@ def throughput(threads: int | None = None, **settings: Any) -> Step:
     return Step(f"metagrad throughput --out {{dir}} {_flags(threads=threads, **settings)}".rstrip(), run, threads)
 
 
+def complexity(threads: int | None = None, **settings: Any) -> Step:
+    """``settings``: ComplexityConfig fields."""
+    def run(folder: Path, options: Options):
+        from .complexity import ComplexityConfig, write_complexity
+
+        return write_complexity(ComplexityConfig(**settings, seed=options.seed), folder, progress=options.progress)
+
+    return Step(f"metagrad complexity --out {{dir}} {_flags(**settings, threads=threads)}".rstrip(), run, threads)
+
+
 def training(preset: str, hyperparameters: dict[str, Any] | None = None, threads: int | None = None,
              **fields: Any) -> Step:
     """``fields``: TrainConfig fields laid over the preset, as ``metagrad train``'s options are."""
@@ -184,13 +194,17 @@ FULL = (
     _training("omniglot-5w1s-imaml-hf", "omniglot-5w1s-imaml-hf", **_TIME_BOXED),
     _training("omniglot-5w1s-imaml-gd-lr0.03", "omniglot-5w1s-imaml-gd", max_minutes=25, validate_every=25, threads=2),
     *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", evaluate={"threads": 1}, **_TIME_BOXED)
-      for variant in ("maml", "fomaml", "reptile", "imaml-gd")),
+      for variant in ("maml", "fomaml", "reptile-shared", "imaml-gd")),
+    # Nichol et al.'s Reptile takes ~40 iterations a second here, and its validation 50 inner steps a task
+    _training("omniglot-5w1s-reptile", "omniglot-5w1s-reptile", evaluate={"threads": 1},
+              **{**_TIME_BOXED, "validate_every": 250}),
     _training("mini-imagenet-5w1s-maml", "mini-imagenet-5w1s-maml", evaluate={"threads": 1}, **_TIME_BOXED),
     Experiment("cpu-training/omniglot-20w1s-maml-lake", (
         training("omniglot-20w1s-maml", omniglot_split="lake", max_minutes=20, validate_every=25, threads=2),
         evaluation(threads=2), lake_runs(threads=2))),
     Experiment("throughput-cpu", (throughput(threads=2, iterations=3),)),
     *CURVATURE,
+    Experiment("complexity", (complexity(threads=1),), devices=("cpu",)),
 )
 
 _QUICK_TRAIN = {"filters": 16, "meta_batch": 4, "iterations": 150, "validate_every": 25, "validation_tasks": 20}
@@ -201,8 +215,10 @@ QUICK = (
     Experiment("exact-solve-5-eigenvalues", (exact_solve(inner_steps=(1, 10, 100), seeds=1, tasks=2,
                                                          distinct_eigenvalues=5),), devices=("cpu",)),
     Experiment("profile-cpu", (profile(filters=16, inner_steps=(1, 4, 16), cg_sweep=(1, 5), repeats=1, rss=False),)),
+    Experiment("complexity", (complexity(kappas=(10.0, 30.0, 100.0), epsilons=(1e-2, 1e-4), dim=20),),
+               devices=("cpu",)),
     *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", evaluate={"tasks": 100}, **_QUICK_TRAIN)
-      for variant in ("maml", "fomaml", "reptile", "imaml-gd", "imaml-hf")),
+      for variant in ("maml", "fomaml", "reptile", "reptile-shared", "imaml-gd", "imaml-hf")),
 )
 
 

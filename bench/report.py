@@ -30,7 +30,7 @@ FIGURES, TABLES_DIR = "figures", "tables"
 # cell of Tables 2 and 3.
 CURVATURE_STUDY = "cpu-curvature"
 VARIANT_COLORS = {"maml": "C0", "fomaml": "C1", "reptile": "C2", "imaml-gd": "C3", "imaml-hf": "C4",
-                  "imaml-gd-minres": "C5"}
+                  "imaml-gd-minres": "C5", "reptile-shared": "C6"}
 VARIANT_LABELS = {**ALGORITHM_LABELS, **EXTRA_VARIANTS}
 RUN_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
 
@@ -75,9 +75,13 @@ class TrainingRun:
             if value != expected:
                 out.append(f"{key} {value:g} (preset {expected:g})" if isinstance(value, float) and
                            isinstance(expected, float) else f"{key} {value} (preset {expected})")
-        for key in ("meta_batch", "meta_lr", "queries"):
-            if self.config.get(key) != reference.get(key):
-                out.append(f"{key} {self.config.get(key)} (preset {reference.get(key)})")
+        from .train import TrainConfig
+
+        for key in ("meta_batch", "meta_lr", "queries", "outer_optimizer", "meta_lr_final", "train_shots",
+                    "train_queries"):
+            default = TrainConfig.__dataclass_fields__[key].default  # what a run or preset without the key ran
+            if self.config.get(key, default) != reference.get(key, default):
+                out.append(f"{key} {self.config.get(key, default)} (preset {reference.get(key, default)})")
         if self.config.get("filters") is not None:
             out.append(f"filters {self.config['filters']} (preset: the dataset's default)")
         return out
@@ -110,6 +114,7 @@ class Results:
     runs: list[TrainingRun] = field(default_factory=list)
     benchmarks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # saved pytest-benchmark runs
     throughputs: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # metagrad throughput
+    complexities: list[tuple[str, pd.DataFrame]] = field(default_factory=list)  # metagrad complexity
 
 
 def _name(root: Path, path: Path, prefix: str) -> str:
@@ -152,6 +157,8 @@ def discover(roots: list[Path]) -> Results:
                 results.profiles.append((name, pd.read_csv(folder / "profile.csv")))
             if "throughput.csv" in files:
                 results.throughputs.append((name, pd.read_csv(folder / "throughput.csv")))
+            if "complexity.csv" in files:
+                results.complexities.append((name, pd.read_csv(folder / "complexity.csv")))
             if "config.json" in files and "metrics.csv" in files:
                 run = _training_run(folder, name)
                 if run is not None:
@@ -161,7 +168,8 @@ def discover(roots: list[Path]) -> Results:
                     saved = json.loads((folder / filename).read_text())
                     if "benchmarks" in saved and "machine_info" in saved:
                         results.benchmarks.append((_name(root, folder / filename, prefix), saved))
-    for found in (results.exact_solve, results.profiles, results.benchmarks, results.throughputs):
+    for found in (results.exact_solve, results.profiles, results.benchmarks, results.throughputs,
+                  results.complexities):
         found.sort(key=lambda item: item[0])
     results.runs.sort(key=lambda run: run.name)
     return results
@@ -316,6 +324,47 @@ def throughput_table(results: Results) -> str:
     return intro + _markdown_table(["Result", "Preset", "Device", "Meta-batch", "Per-task (tasks/s)",
                                     "Batched (tasks/s)", "Batched / per-task", "CUDA graph", "Max rel. diff (float64)",
                                     "Max rel. diff (float32)"], rows)
+
+
+def complexity_table(results: Results) -> str:
+    """The paper's Table 1 beside its measurement: fitted exponents of kappa in the least work and the memory."""
+    from .complexity import METHODS, fitted_exponents
+
+    intro = ("# Table 1, measured: work and memory for an eps-accurate meta-gradient\n\n"
+             "From `metagrad complexity` on linear regression in float64: for each kappa and eps, each method's "
+             "least work (gradients + Hessian-vector products) whose relative error against the exact "
+             "meta-gradient (Definition 3) is at most eps. *Exponent*: the least-squares slope of log work (or "
+             "log memory) against log kappa. *Memory*: peak saved bytes over one gradient's, at the largest kappa "
+             "and smallest eps.\n\n")
+    blocks = []
+    for name, frame in results.complexities:
+        exponents = fitted_exponents(frame)
+        epsilons = sorted(frame["epsilon"].unique(), reverse=True)
+        reached = frame[frame["reached"].astype(bool)]
+        rows = []
+        for method in METHODS:
+            mine = exponents[exponents["method"] == method.key].set_index("epsilon")
+            if not len(mine):
+                continue
+            hardest = reached[reached["method"] == method.key].sort_values(["kappa", "epsilon"],
+                                                                          ascending=[False, True])
+            memory = f"{hardest['memory_gradients'].iloc[0]:.3g} (kappa {hardest['kappa'].iloc[0]:g}, " \
+                     f"eps {hardest['epsilon'].iloc[0]:g})" if len(hardest) else "—"
+            rows.append([method.label, method.compute_theory, f"{method.exponent:g}",
+                         *(f"{mine.loc[e, 'work_exponent']:.2f}" if e in mine.index else "—" for e in epsilons),
+                         method.memory_theory,
+                         *(f"{mine.loc[e, 'memory_exponent']:.2f}" if e in mine.index else "—" for e in epsilons),
+                         memory])
+        first = frame.iloc[0]
+        header = (f"## `{name}`\n\nd = {int(first['dim'])}, lambda = {first['lam']:g}, kappa from "
+                  f"{frame['kappa'].min():g} to {frame['kappa'].max():g}, {int(first['tasks'])} task(s) per kappa; "
+                  f"{int((~frame['reached'].astype(bool)).sum())} of {len(frame)} cells not reached.\n\n")
+        blocks.append(header + _markdown_table(
+            ["Method", "Compute (paper)", "Theory exponent", *(f"Work exponent, eps {e:g}" for e in epsilons),
+             "Memory (paper)", *(f"Memory exponent, eps {e:g}" for e in epsilons), "Memory (gradients)"], rows))
+    if not blocks:
+        return intro + "No complexity results.\n"
+    return intro + "\n".join(blocks)
 
 
 def _imaml(run: TrainingRun):
@@ -486,7 +535,8 @@ def plot_validation(runs: list[TrainingRun], setting: str):
     colored by algorithm; the paper's test accuracy dotted in the same color."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
-    minutes = []
+    minutes: list[float] = []
+    iterations: list[float] = []
     seen: dict[str, int] = {}
     for run in runs:
         metrics = run.metrics.dropna(subset=["val_accuracy"])
@@ -498,6 +548,7 @@ def plot_validation(runs: list[TrainingRun], setting: str):
         label = f"{VARIANT_LABELS.get(run.variant, run.variant)}: {run.name} ({run.device})"
         x_time = metrics["train_time_s"] / 60
         minutes += list(x_time)
+        iterations += list(metrics["iteration"])
         for ax, x in ((axes[0], metrics["iteration"]), (axes[1], x_time)):
             y, band = 100 * metrics["val_accuracy"], 100 * metrics["val_ci95"]
             ax.plot(x, y, color=color, linestyle=style, marker=marker, markersize=4, label=label)
@@ -512,13 +563,14 @@ def plot_validation(runs: list[TrainingRun], setting: str):
     for ax in axes:
         ax.axhline(100 / ways, color="grey", linestyle="-.", linewidth=0.8, label="chance" if ax is axes[0] else None)
         ax.grid(True, alpha=0.3)
-    positive = [m for m in minutes if m > 0]
-    if positive and max(positive) / min(positive) > 30:  # runs of seconds beside runs of hours
-        from matplotlib.ticker import FuncFormatter, NullFormatter
+    for ax, values in ((axes[0], iterations), (axes[1], minutes)):
+        positive = [v for v in values if v > 0]
+        if positive and max(positive) / min(positive) > 30:  # runs of seconds beside runs of hours
+            from matplotlib.ticker import FuncFormatter, NullFormatter
 
-        axes[1].set_xscale("log")
-        axes[1].xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axes[1].xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_xlabel("meta-iterations")
     axes[1].set_xlabel("training time (minutes, wall clock; validation excluded)")
     axes[0].set_ylabel("validation accuracy (%), band: 95% CI")
@@ -584,6 +636,7 @@ def _index(results: Results, figures: list[tuple[str, str]], tables: list[tuple[
     lines += [f"- profile: `{name}`" for name, _ in results.profiles] or ["- profile: none"]
     lines += [f"- benchmark run: `{name}`" for name, _ in results.benchmarks] or ["- benchmark runs: none"]
     lines += [f"- throughput: `{name}`" for name, _ in results.throughputs] or ["- throughput: none"]
+    lines += [f"- complexity: `{name}`" for name, _ in results.complexities] or ["- complexity: none"]
     for run in results.runs:
         state = "evaluated" if run.evaluation else "not evaluated"
         lines.append(f"- training run: `{run.name}` ({state})")
@@ -628,9 +681,11 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
     table(profile_ratios_table(results), "fig2b-ratios.md", "Figure 2b in numbers (ratios per profile)")
     table(benchmarks_table(results), "benchmarks.md", "Saved pytest-benchmark runs, with their work counters")
     table(throughput_table(results), "throughput.md", "Tasks per second, per-task engine against batched")
+    table(complexity_table(results), "table1.md", "Table 1, measured: work and memory for an eps-accurate meta-gradient")
     table(lake_table(results), "lake-runs.md", "Lake et al.'s one-shot benchmark: runs on Lake's split")
     table(curvature_table(results), "curvature.md", "iMAML's meta-gradient system when it is indefinite: lambda and solver")
 
+    from .complexity import plot_complexity
     from .exact_solve import exact_solve_title, plot_exact_solve
     from .profile import plot_profile, profile_title
     from .throughput import plot_throughput
@@ -643,6 +698,9 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
                f"Figure 2b, time and memory against inner steps: `{name}`")
     for name, frame in results.throughputs:
         figure(plot_throughput(frame), f"throughput-{_slug(name)}.png", f"Tasks per second per engine: `{name}`")
+    for name, frame in results.complexities:
+        figure(plot_complexity(frame), f"table1-{_slug(name)}.png",
+               f"Table 1, measured: work and memory against kappa: `{name}`")
     for setting in SETTINGS:
         runs = [run for run in table_runs(results) if run.setting == setting]
         if runs:

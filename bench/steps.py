@@ -5,6 +5,10 @@ meta-batch through ``batched_meta_gradient`` (one ``vmap``) on fixed input buffe
 the iteration can be captured once as a CUDA graph and replayed (``graph=True``): eager ``vmap`` on
 these small networks is launch-bound. Both add their diagnostics to a ``Window`` of device tensors;
 nothing is read back to the host inside an iteration.
+
+Under several processes (``bench.distributed``) each step is handed this process's share of the
+meta-batch: it sums its tasks' meta-gradients, the sums are added over the processes (one
+``all_reduce``), and the total over the global meta-batch size is the mean every process steps on.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import torch
 from torch import Tensor
 
 from algorithms import FunctionalModel, MetaGradientRecord, TaskBatch
+
+from .distributed import ProcessGroup
 
 # Sums over the tasks since the last logged step, one slot each, kept on the device (see ``Window``).
 WINDOW = ("tasks", "query_loss", "query_accuracy", "cg_negative_curvature", "cg_iterations", "cg_residual",
@@ -56,6 +62,20 @@ class Window:
         ])
         self.work += torch.stack([diagnostics["grad_evals"].sum(), diagnostics["hvp_evals"].sum()])
 
+    def collect(self, group: ProcessGroup) -> tuple[dict[str, float], dict[str, int]]:
+        """``read`` over every process's tasks: the sums are added over the processes, every process reads
+        them, and then only rank 0 keeps them (the others restart from zero), so that the next collection,
+        and rank 0's checkpoint, count each task once."""
+        if not group.active:
+            return self.read()
+        group.sum_(self.sums)
+        group.sum_(self.work)
+        result = self.read()
+        if not group.is_main:
+            self.sums.zero_()
+            self.work.zero_()
+        return result
+
     def read(self) -> tuple[dict[str, float], dict[str, int]]:
         """Means over the window's tasks, and the work totals (one host read)."""
         sums = dict(zip(WINDOW, self.sums.tolist()))
@@ -87,8 +107,9 @@ class PerTaskStep:
     """The reference engine: each task's ``meta_gradient`` in turn, their mean, one Adam step."""
 
     def __init__(self, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
-                 window: Window):
+                 window: Window, group: ProcessGroup | None = None, meta_batch: int | None = None):
         self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
+        self.group, self.meta_batch = group or ProcessGroup(), meta_batch
 
     def __call__(self, batch: TaskBatch) -> None:
         total, records = torch.zeros_like(self.theta), []
@@ -97,7 +118,8 @@ class PerTaskStep:
             total += result.gradient
             records.append(result.record)
         self.optimizer.zero_grad()
-        self.theta.grad = total / batch.size
+        self.group.sum_(total)
+        self.theta.grad = total / (self.meta_batch if self.group.active else batch.size)
         self.optimizer.step()
         self.window.add(per_task_diagnostics(records, self.theta.device))
 
@@ -112,10 +134,13 @@ class BatchedStep:
     """
 
     def __init__(self, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
-                 window: Window, graph: bool = False):
+                 window: Window, graph: bool = False, group: ProcessGroup | None = None, meta_batch: int | None = None):
         if graph and theta.device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
         self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
+        self.group, self.meta_batch = group or ProcessGroup(), meta_batch
+        if graph and self.group.active:
+            raise ValueError("CUDA graphs under several processes are not supported yet")
         self.graph = graph
         self.inputs: TaskBatch | None = None
         self.calls = 0
@@ -125,7 +150,12 @@ class BatchedStep:
         result = self.algorithm.batched_meta_gradient(self.model, self.theta, self.inputs)
         if self.theta.grad is None:
             self.theta.grad = torch.zeros_like(self.theta)
-        self.theta.grad.copy_(result.gradient)  # in place: the graph's buffers stay the same tensors
+        if self.group.active:
+            total = result.gradients.sum(dim=0)
+            self.group.sum_(total)
+            self.theta.grad.copy_(total / self.meta_batch)
+        else:
+            self.theta.grad.copy_(result.gradient)  # in place: the graph's buffers stay the same tensors
         self.optimizer.step()
         self.window.add(result.diagnostics)
 
@@ -160,9 +190,11 @@ class BatchedStep:
 
 
 def training_step(engine: str, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
-                  window: Window, graph: bool = False) -> PerTaskStep | BatchedStep:
+                  window: Window, graph: bool = False, group: ProcessGroup | None = None,
+                  meta_batch: int | None = None) -> PerTaskStep | BatchedStep:
+    """The engine's step; under several processes, ``meta_batch`` is the global size the shares add up to."""
     if engine == "batched":
-        return BatchedStep(algorithm, model, theta, optimizer, window, graph)
+        return BatchedStep(algorithm, model, theta, optimizer, window, graph, group, meta_batch)
     if graph:
         raise ValueError("CUDA graphs need the batched engine")
-    return PerTaskStep(algorithm, model, theta, optimizer, window)
+    return PerTaskStep(algorithm, model, theta, optimizer, window, group, meta_batch)

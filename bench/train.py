@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from algorithms.protocol import ConfigError, require
 
 from .atomic import atomic_path, write_csv, write_text
 from .datasets import DATASETS, network, task_source
+from .distributed import ProcessGroup, StopRequests, process_group
 from .engines import ENGINES, default_engine
 from .machine import device_name
 from .omniglot import SPLIT_PROTOCOLS
@@ -44,10 +45,12 @@ from .tasks import EpisodeSpec, ImageClassTasks
 
 CHECKPOINT = "checkpoint.pt"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+STOP_SIGNALS = StopRequests.SIGNALS  # Ctrl-C and SIGTERM, in one process or several
+OUTER_OPTIMIZERS = ("adam", "sgd")
 METRICS_COLUMNS = ["iteration", "train_time_s", "tasks", "train_query_loss", "train_query_accuracy",
                    "val_accuracy", "val_ci95", "val_tasks", "tasks_per_s", "grad_evals", "hvp_evals",
                    "cg_negative_curvature_fraction", "cg_iterations_mean", "cg_residual_mean",
-                   "inner_negative_curvature_fraction", "engine"]
+                   "inner_negative_curvature_fraction", "engine", "world_size"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,10 @@ class TrainConfig:
     filters: int | None = None  # None: 64 on Omniglot, 32 on Mini-ImageNet
     meta_batch: int = 32
     meta_lr: float = 1e-3
+    outer_optimizer: str = "adam"  # the shared Adam, or "sgd": theta <- theta - meta_lr * mean meta-gradient
+    meta_lr_final: float | None = None  # anneal the meta step size linearly to this at `iterations` (Nichol et al.)
+    train_shots: int | None = None  # shots per class of the meta-training tasks (None: `shots`; Nichol et al.'s Reptile: 10)
+    train_queries: int | None = None  # queries per class of the meta-training tasks (None: `queries`)
     iterations: int = 1000
     validate_every: int = 100
     validation_tasks: int = 100
@@ -91,6 +98,13 @@ class TrainConfig:
         EpisodeSpec(self.ways, self.shots, self.queries)
         require(self.meta_batch >= 1, f"meta batch must be >= 1, got {self.meta_batch}")
         require(self.meta_lr > 0, f"meta lr must be > 0, got {self.meta_lr}")
+        require(self.outer_optimizer in OUTER_OPTIMIZERS,
+                f"outer optimizer must be one of {', '.join(OUTER_OPTIMIZERS)}, got {self.outer_optimizer!r}")
+        require(self.meta_lr_final is None or self.meta_lr_final >= 0,
+                f"meta lr final must be >= 0, got {self.meta_lr_final}")
+        require(not self.cuda_graph or (self.outer_optimizer == "adam" and self.meta_lr_final is None),
+                "CUDA graphs need the Adam outer step with a constant meta lr")
+        EpisodeSpec(self.ways, self.train_shots or self.shots, self.train_queries or self.queries)
         require(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
         require(self.validate_every >= 1, f"validate every must be >= 1, got {self.validate_every}")
         require(self.validation_tasks >= 1, f"validation tasks must be >= 1, got {self.validation_tasks}")
@@ -100,7 +114,21 @@ class TrainConfig:
 
     @property
     def spec(self) -> EpisodeSpec:
+        """The episodes of validation and evaluation."""
         return EpisodeSpec(self.ways, self.shots, self.queries)
+
+    @property
+    def train_spec(self) -> EpisodeSpec:
+        """The episodes of meta-training."""
+        return EpisodeSpec(self.ways, self.train_shots or self.shots, self.train_queries or self.queries)
+
+    def meta_lr_at(self, iteration: int) -> float:
+        """The meta step size of iteration ``iteration`` (0-based): constant, or annealed linearly from
+        ``meta_lr`` at 0 to ``meta_lr_final`` at ``iterations`` (Nichol et al.'s schedule)."""
+        if self.meta_lr_final is None:
+            return self.meta_lr
+        done = iteration / self.iterations
+        return done * self.meta_lr_final + (1 - done) * self.meta_lr
 
 
 def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any] | None = None,
@@ -118,18 +146,38 @@ def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any]
 
 @contextmanager
 def deferred_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C until the block is done, then raise it: no checkpoint sees half an update."""
+    """Hold Ctrl-C and SIGTERM until the block is done, then raise KeyboardInterrupt: no checkpoint sees half
+    an update."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    previous = {number: signal.signal(number, lambda n, frame: received.append(n)) for number in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if received:
         raise KeyboardInterrupt
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or torchrun's stop) raises KeyboardInterrupt, as Ctrl-C does, so that the run
+    writes its checkpoint before it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def mean_and_ci95(values: list[float]) -> tuple[float, float]:
@@ -144,36 +192,61 @@ def mean_and_ci95(values: list[float]) -> tuple[float, float]:
 
 def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: ImageClassTasks, count: int, seed: int,
              engine: str, chunk: int, dtype: torch.dtype, progress: bool = False,
-             desc: str = "evaluate") -> tuple[float, float, int, float]:
+             desc: str = "evaluate", group: ProcessGroup | None = None) -> tuple[float, float, int, float]:
     """Adapt to each task of the fixed pool (``count`` tasks, ``seed``) from theta, score its query set.
 
-    The batched engine adapts ``chunk`` tasks at a time; both engines score the same tasks. Returns the
-    mean query accuracy, its 95% CI half-width, the number of tasks, and the mean support loss after
-    adaptation (how well the inner solver did its job)."""
+    The batched engine adapts ``chunk`` tasks at a time; both engines score the same tasks. Under several
+    processes each scores every world-size-th task (or chunk), and the scores are gathered in pool
+    order, so the result is the one process's. Returns the mean query accuracy, its 95% CI half-width,
+    the number of tasks, and the mean support loss after adaptation (how well the inner solver did its job)."""
+    group = group or ProcessGroup()
     device = theta.device
-    accuracies: list[float] = []
-    support_losses: list[float] = []
-    bar = tqdm(total=count, desc=desc, unit="task", disable=not progress, leave=False)
+    scores: list[tuple[int, float, float]] = []  # (index in the pool, query accuracy, support loss)
+    bar = tqdm(total=count, desc=desc, unit="task", disable=not progress or not group.is_main, leave=False)
     if engine == "batched":
-        for batch in tasks.fixed_pool_batches(count, seed, chunk, dtype):
-            batch = batch.to(device)
-            phi = algorithm.batched_adapt(model, theta, batch)
-            accuracy, _, support_loss = query_scores(model, phi, batch)
-            accuracies += accuracy.tolist()
-            support_losses += support_loss.tolist()
+        for number, batch in enumerate(tasks.fixed_pool_batches(count, seed, chunk, dtype)):
+            if number % group.world_size == group.rank:
+                batch = batch.to(device)
+                phi = algorithm.batched_adapt(model, theta, batch)
+                accuracy, _, support_loss = query_scores(model, phi, batch)
+                scores += [(number * chunk + i, a, s)
+                           for i, (a, s) in enumerate(zip(accuracy.tolist(), support_loss.tolist()))]
             bar.update(batch.size)
     else:
-        for task in tasks.fixed_pool(count, seed, dtype):
-            task = task.to(device)
-            phi = algorithm.adapt(model, theta, task.support)
-            with torch.no_grad():
-                _, accuracy = model.loss_and_accuracy(phi, task.query)
-                support_losses.append(model.loss(phi, task.support).item())
-            accuracies.append(accuracy)
+        for index, task in enumerate(tasks.fixed_pool(count, seed, dtype)):
+            if index % group.world_size == group.rank:
+                task = task.to(device)
+                phi = algorithm.adapt(model, theta, task.support)
+                with torch.no_grad():
+                    _, accuracy = model.loss_and_accuracy(phi, task.query)
+                    scores.append((index, accuracy, model.loss(phi, task.support).item()))
             bar.update()
     bar.close()
+    scores = sorted(group.gather(scores))
+    accuracies = [accuracy for _, accuracy, _ in scores]
     mean, ci = mean_and_ci95(accuracies)
-    return mean, ci, len(accuracies), sum(support_losses) / len(support_losses)
+    return mean, ci, len(accuracies), sum(loss for _, _, loss in scores) / len(scores)
+
+
+# The query loss after adaptation beyond which the inner loop has blown up: a hundred times a uniform guess's
+# ln(N). Healthy runs stay within a few times ln(N); an inner step size far past stability reaches 1e5 and
+# more while staying finite (measured: first-order MAML with inner_lr 1e6 at 6.8e5 after 10 iterations).
+BLOWN_UP_LOSS_FACTOR = 100.0
+
+
+def stuck(train_query_loss: float, val_accuracy: float, val_ci95: float, val_tasks: int, ways: int) -> str | None:
+    """Why a run whose numbers are finite has nonetheless diverged, or None: its query loss after adaptation
+    is a hundred times a uniform guess's, or every validation task scored exactly 1/N (the adapted network
+    predicts the same class for every image, which a network that looks at its input does not)."""
+    if not math.isfinite(train_query_loss):
+        return "the query loss is not finite"
+    if train_query_loss > BLOWN_UP_LOSS_FACTOR * math.log(ways):
+        return (f"the query loss after adaptation is {train_query_loss:.3g}, over {BLOWN_UP_LOSS_FACTOR:g} times a "
+                f"uniform guess's ln({ways}) = {math.log(ways):.3g}")
+    if val_tasks >= 2 and val_ci95 == 0.0 and abs(val_accuracy - 1.0 / ways) < 1e-12:
+        return (f"every one of the {val_tasks} validation tasks scored exactly chance (1/{ways}): the adapted "
+                "network predicts the same class for every image")
+    return None
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -226,23 +299,34 @@ class Run:
 
 
 def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train (or continue) the run in ``out``; returns the last metrics row."""
+    """Train (or continue) the run in ``out``; returns the last metrics row.
+
+    Under ``torchrun`` (several processes) the meta-batch is shared out (``bench.distributed``), and
+    rank 0 alone writes files and shows progress."""
+    with process_group(config.device) as group:
+        return _train(config, out, resume, progress, group)
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: ProcessGroup) -> dict[str, Any]:
     run = Run(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the run")
     if resume:
-        saved_config, _ = run.read_config()
+        saved_config, saved = run.read_config()
         # only how long to train, and which engine computes it, may change on resume
         config = TrainConfig(**{**asdict(saved_config), "iterations": config.iterations,
                                 "max_minutes": config.max_minutes, "engine": config.engine,
                                 "cuda_graph": config.cuda_graph})
     elif (out / "config.json").exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
+    require(config.meta_batch >= group.world_size,
+            f"the meta-batch ({config.meta_batch} tasks) is smaller than the number of processes ({group.world_size})")
+    require(not (config.cuda_graph and group.active), "--cuda-graph under several processes is not supported yet")
 
-    device = torch.device(config.device)
+    device = group.device(config.device)
     dtype = DTYPES[config.dtype]
     state = run.load_checkpoint(device) if resume else None
-    train_source = task_source(config.dataset, "train", config.spec, config.data_root, config.split_seed,
+    train_source = task_source(config.dataset, "train", config.train_spec, config.data_root, config.split_seed,
                                config.omniglot_split)
     val_source = task_source(config.dataset, "val", config.spec, config.data_root, config.split_seed,
                              config.omniglot_split)
@@ -251,11 +335,16 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=device, dtype=dtype),
                             cross_entropy_loss)
     theta = model.flat_parameters().clone()
-    optimizer = torch.optim.Adam([theta], lr=config.meta_lr, capturable=config.cuda_graph)
+    if config.outer_optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD([theta], lr=config.meta_lr)
+    else:
+        optimizer = torch.optim.Adam([theta], lr=config.meta_lr, capturable=config.cuda_graph)
     sampler = torch.Generator().manual_seed(config.seed)
     window = Window(device)
     rows: list[dict[str, Any]] = []
     start_iteration, train_time, tasks_done = 0, 0.0, 0
+    launch = {"iteration": 0, "engine": config.engine, **group.describe()}
+    group.barrier()  # every process has checked the folder before rank 0 writes to it
 
     if state is not None:
         theta.copy_(state["theta"])
@@ -267,12 +356,16 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
         sampler.set_state(state["sampler"])
         start_iteration, train_time, tasks_done, rows = (state["iteration"], state["train_time_s"], state["tasks"],
                                                          state["rows"])
-        window.load(state["window"])
-    else:
+        if group.is_main:  # rank 0 holds the window's totals; the others add theirs to it
+            window.load(state["window"])
+            launch["iteration"] = start_iteration
+            kept = {key: value for key, value in saved.items() if key != "config"}
+            run.write_config(saved_config, {**kept, "launches": [*saved.get("launches", []), launch]})
+    elif group.is_main:
         out.mkdir(parents=True, exist_ok=True)
         run.write_config(config, {
             "splits": {"train": train_source.split.digest, "val": val_source.split.digest},
-            "parameters": model.num_parameters, **_environment(device),
+            "parameters": model.num_parameters, **_environment(device), **group.describe(), "launches": [launch],
         })
 
     def diverged(what: str) -> ConfigError:
@@ -280,16 +373,20 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
                            f"{last_saved[0]}). Try a smaller inner_lr or meta_lr")
 
     def save_checkpoint(iteration: int) -> None:
+        window.collect(group)  # rank 0's window now counts every process's tasks
         if not bool(torch.isfinite(theta).all()):
             raise diverged(f"the meta-parameters are not finite at iteration {iteration}")
-        with atomic_path(run.checkpoint) as tmp:
-            torch.save({"theta": theta, "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
-                        "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done, "rows": rows,
-                        "window": window.state()}, tmp)
-        write_csv(pd.DataFrame(rows, columns=METRICS_COLUMNS), out / "metrics.csv")
+        if group.is_main:
+            with atomic_path(run.checkpoint) as tmp:
+                torch.save({"theta": theta, "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
+                            "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done, "rows": rows,
+                            "window": window.state()}, tmp)
+            write_csv(pd.DataFrame(rows, columns=METRICS_COLUMNS), out / "metrics.csv")
         last_saved[0] = iteration
 
-    step = training_step(config.engine, algorithm, model, theta, optimizer, window, graph=config.cuda_graph)
+    step = training_step(config.engine, algorithm, model, theta, optimizer, window, graph=config.cuda_graph,
+                         group=group, meta_batch=config.meta_batch)
+    share = group.share(config.meta_batch)
 
     def synchronize() -> None:
         if device.type == "cuda":
@@ -301,51 +398,69 @@ def train(config: TrainConfig, out: Path, resume: bool = False, progress: bool =
     iteration = start_iteration
     in_flight = False
     deadline = None if config.max_minutes is None else config.max_minutes * 60.0
+    out_of_time = deadline is not None and train_time >= deadline
     bar = tqdm(total=config.iterations, initial=start_iteration, desc=f"train {config.preset or config.algorithm}",
-               unit="it", disable=not progress)
+               unit="it", disable=not progress or not group.is_main)
+    # Several processes agree on stopping (signals only set a flag); one process stops at once on Ctrl-C or
+    # SIGTERM, keeping the iteration in progress out of the checkpoint.
+    stop_requests = StopRequests() if group.active else None
     synchronize()
     # training time is counted between synchronizations, validation and checkpoints excluded
     segment_start: float | None = time.perf_counter()
     try:
-        while iteration < config.iterations and (deadline is None or
-                                                  train_time + time.perf_counter() - segment_start < deadline):
-            # what an interrupted iteration must give back: the sampler's draws (the window changes only at the
-            # end of a step, which runs whole or not at all)
-            sampler_state = sampler.get_state()
-            in_flight = True
-            batch = train_source.tasks.sample_batch(sampler, config.meta_batch, dtype)
-            with deferred_interrupt():  # the step and its bookkeeping happen together or not at all
-                step(batch)
-                tasks_done += config.meta_batch
-                iteration += 1
-                in_flight = False
-            bar.update()
-            elapsed = train_time + time.perf_counter() - segment_start
-            last = iteration == config.iterations or (deadline is not None and elapsed >= deadline)
-            log = iteration % config.validate_every == 0 or last
-            if log or iteration % config.checkpoint_every == 0:
-                synchronize()
-                train_time += time.perf_counter() - segment_start
-                segment_start = None
-            if log:
-                means, work = window.read()
-                if not math.isfinite(means["train_query_loss"]):
-                    raise diverged(f"the query loss is not finite in the iterations up to {iteration}")
-                val, ci, n, _ = evaluate(algorithm, model, theta, val_source.tasks, config.validation_tasks,
-                                         config.validation_seed, config.engine, config.meta_batch, dtype)
-                rows.append({
-                    "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done,
-                    "train_query_loss": means["train_query_loss"], "train_query_accuracy": means["train_query_accuracy"],
-                    "val_accuracy": val, "val_ci95": ci, "val_tasks": n,
-                    "tasks_per_s": tasks_done / train_time if train_time else float("nan"),
-                    **work, **{k: v for k, v in means.items() if not k.startswith("train_")}, "engine": config.engine,
-                })
-                window.clear()
-                bar.set_postfix(loss=f"{means['train_query_loss']:.3f}", acc=f"{means['train_query_accuracy']:.3f}")
-                bar.write(f"iteration {iteration}: validation accuracy {val:.4f} ± {ci:.4f}")
-            if log or iteration % config.checkpoint_every == 0:
-                save_checkpoint(iteration)
-                segment_start = time.perf_counter()
+        with stop_requests or terminate_as_interrupt():
+            while iteration < config.iterations and not out_of_time:
+                # what an interrupted iteration must give back: the sampler's draws (the window changes only at
+                # the end of a step, which runs whole or not at all)
+                sampler_state = sampler.get_state()
+                in_flight = True
+                batch = train_source.tasks.sample_batch(sampler, config.meta_batch, dtype)
+                if config.meta_lr_final is not None:
+                    optimizer.param_groups[0]["lr"] = config.meta_lr_at(iteration)
+                with nullcontext() if group.active else deferred_interrupt():
+                    # the step and its bookkeeping happen together or not at all
+                    step(batch.select(share) if group.active else batch)
+                    tasks_done += config.meta_batch
+                    iteration += 1
+                    in_flight = False
+                bar.update()
+                elapsed = train_time + time.perf_counter() - segment_start
+                interrupted, out_of_time = group.any(stop_requests is not None and stop_requests.requested,
+                                                     deadline is not None and elapsed >= deadline)
+                last = iteration == config.iterations or out_of_time
+                log = iteration % config.validate_every == 0 or last
+                if log or iteration % config.checkpoint_every == 0:
+                    synchronize()
+                    train_time += time.perf_counter() - segment_start
+                    segment_start = None
+                if log:
+                    means, work = window.collect(group)
+                    if not math.isfinite(means["train_query_loss"]):
+                        raise diverged(f"the query loss is not finite in the iterations up to {iteration}")
+                    val, ci, n, _ = evaluate(algorithm, model, theta, val_source.tasks, config.validation_tasks,
+                                             config.validation_seed, config.engine, config.meta_batch, dtype,
+                                             group=group)
+                    reason = stuck(means["train_query_loss"], val, ci, n, config.ways)
+                    if reason:
+                        raise diverged(f"{reason}, at iteration {iteration}")
+                    rows.append({
+                        "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done,
+                        "train_query_loss": means["train_query_loss"],
+                        "train_query_accuracy": means["train_query_accuracy"],
+                        "val_accuracy": val, "val_ci95": ci, "val_tasks": n,
+                        "tasks_per_s": tasks_done / train_time if train_time else float("nan"),
+                        **work, **{k: v for k, v in means.items() if not k.startswith("train_")},
+                        "engine": config.engine, "world_size": group.world_size,
+                    })
+                    window.clear()
+                    bar.set_postfix(loss=f"{means['train_query_loss']:.3f}", acc=f"{means['train_query_accuracy']:.3f}")
+                    if group.is_main:
+                        bar.write(f"iteration {iteration}: validation accuracy {val:.4f} ± {ci:.4f}")
+                if log or iteration % config.checkpoint_every == 0:
+                    save_checkpoint(iteration)
+                    segment_start = time.perf_counter()
+                if interrupted:  # every process saw the same flags: all stop here, after the same iteration
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         if in_flight:  # drop the unfinished iteration: the resumed run redraws the same tasks
             sampler.set_state(sampler_state)
@@ -399,22 +514,26 @@ def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0
     ``engine`` defaults to the one measured faster on the device; both score the same tasks."""
     require(tasks >= 1, f"tasks must be >= 1, got {tasks}")
     require(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
-    trained = load_trained(out, device)
-    config, state, dev = trained.config, trained.state, trained.theta.device
-    engine = engine or default_engine(str(dev))
-    require(engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
-                         config.omniglot_split)
-    started = time.perf_counter()
-    accuracy, ci95, n, support_loss = evaluate(trained.algorithm, trained.model, trained.theta, source.tasks, tasks,
-                                               seed, engine, config.meta_batch, trained.theta.dtype,
-                                               progress=progress, desc=f"eval {split}")
-    result = {
-        "accuracy": accuracy, "ci95": ci95, "tasks": n, "split": split, "seed": seed,
-        "support_loss_after_adaptation": support_loss,
-        "split_digest": source.split.digest, "iteration": state["iteration"], "train_time_s": state["train_time_s"],
-        "eval_time_s": time.perf_counter() - started, "preset": config.preset, "algorithm": config.algorithm,
-        "dataset": config.dataset, "ways": config.ways, "shots": config.shots, "engine": engine, **_environment(dev),
-    }
-    write_text(out / "eval.json", json.dumps(result, indent=2) + "\n")
+    config, _ = Run(out).read_config()
+    with process_group(device or config.device) as group:
+        trained = load_trained(out, str(group.device(device or config.device)))
+        config, state, dev = trained.config, trained.state, trained.theta.device
+        engine = engine or default_engine(str(dev))
+        require(engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
+                             config.omniglot_split)
+        started = time.perf_counter()
+        accuracy, ci95, n, support_loss = evaluate(trained.algorithm, trained.model, trained.theta, source.tasks, tasks,
+                                                   seed, engine, config.meta_batch, trained.theta.dtype,
+                                                   progress=progress, desc=f"eval {split}", group=group)
+        result = {
+            "accuracy": accuracy, "ci95": ci95, "tasks": n, "split": split, "seed": seed,
+            "support_loss_after_adaptation": support_loss,
+            "split_digest": source.split.digest, "iteration": state["iteration"], "train_time_s": state["train_time_s"],
+            "eval_time_s": time.perf_counter() - started, "preset": config.preset, "algorithm": config.algorithm,
+            "dataset": config.dataset, "ways": config.ways, "shots": config.shots, "engine": engine,
+            **_environment(dev), **group.describe(),
+        }
+        if group.is_main:
+            write_text(out / "eval.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -71,3 +71,17 @@ def tiny_problem(request):
     module = module.double()
     model = FunctionalModel(module, cross_entropy_loss)
     return model, model.flat_parameters(), classification_task(generator, shape)
+
+
+def bias_ahead_of_batchnorm(filters: int) -> torch.Tensor:
+    """Mask of the Omniglot ConvNet's flat parameters that are convolution biases just ahead of BatchNorm.
+
+    Their gradient is analytically zero (the normalization subtracts the bias again) and numerically 1e-16
+    noise, which Adam (outer, or Nichol et al.'s inner one) divides by (|g| + epsilon) into steps that
+    depend on the summation order: comparisons of two correct runs leave them out or bound them apart."""
+    from bench.datasets import network
+
+    module = network("omniglot", 5, filters)
+    modules = dict(module.named_modules())
+    return torch.cat([torch.full((p.numel(),), name.endswith(".bias") and isinstance(
+        modules[name.rsplit(".", 1)[0]], torch.nn.Conv2d)) for name, p in module.named_parameters()])

@@ -21,19 +21,29 @@ TASKS = 6
 CONFIGS = {
     "maml": ("maml", {"inner_steps": 3, "inner_lr": 0.1}),
     "maml-proximal": ("maml", {"inner_steps": 3, "inner_lr": 0.02, "lam": 10.0}),
+    "maml-truncated": ("maml", {"inner_steps": 4, "inner_lr": 0.02, "lam": 10.0, "backprop_steps": 2}),
     "fomaml": ("fomaml", {"inner_steps": 3, "inner_lr": 0.1}),
     "reptile": ("reptile", {"inner_steps": 3, "inner_lr": 0.1, "lam": 1.0}),
+    # Nichol et al.'s form: Adam (beta1 = 0) on minibatches, other steps and batches at evaluation
+    "reptile-nichol": ("reptile", {"inner_steps": 4, "inner_lr": 0.01, "inner_optimizer": "adam", "inner_batch": 3,
+                                   "eval_inner_steps": 6, "eval_inner_batch": 2}),
     "imaml-gd": ("imaml", {"lam": 2.0, "inner_steps": 5, "inner_lr": 0.1, "cg_steps": 8}),
     "imaml-gd-tolerance": ("imaml", {"lam": 5.0, "inner_steps": 5, "inner_lr": 0.1, "cg_steps": 8,
                                      "cg_tolerance": 1e-2}),
     "imaml-minres": ("imaml", {"lam": 2.0, "inner_steps": 5, "inner_lr": 0.1, "cg_steps": 8, "meta_solver": "minres"}),
     "imaml-damped-cg": ("imaml", {"lam": 2.0, "inner_steps": 5, "inner_lr": 0.1, "cg_steps": 8, "damping": 1.0}),
+    # L and mu are not known on a network: any 0 < mu <= L gives the same iteration in both engines
+    "imaml-nesterov": ("imaml", {"lam": 2.0, "inner_solver": "nesterov", "inner_steps": 5, "smoothness": 10.0,
+                                 "strong_convexity": 1.0, "cg_steps": 5}),
     "imaml-gd-0-cg": ("imaml", {"lam": 2.0, "inner_steps": 5, "inner_lr": 0.1, "cg_steps": 0}),
     # 5 meta-gradient CG steps, the paper's: at 8 the residual reaches 1e-4 on the MLP, where CG amplifies
     # the two engines' 1e-16 differences in one Hessian-vector product to 1e-9 (phi still agrees to 1e-16)
     "imaml-newton-cg": ("imaml", {"lam": 3.0, "inner_solver": "newton-cg", "inner_steps": 3, "newton_cg_steps": 5,
                                   "cg_steps": 5}),
 }
+# Adam divides the 1e-16 noise gradients of biases just ahead of BatchNorm by their own root mean square:
+# the engines' rounding differences there become 1e-10 relative differences of the whole vector (measured 5e-10)
+TOLERANCE = {"reptile-nichol": 1e-8}
 EXACT = ("grad_evals", "hvp_evals", "loss_evals", "cg_iterations", "negative_curvature", "inner_negative_curvature")
 CLOSE = ("inner_loss", "query_loss", "query_accuracy", "cg_residual")
 
@@ -55,10 +65,11 @@ def test_batched_equals_per_task_task_by_task(kind, config):
     algorithm = make_algorithm(name, **hyperparameters)
     result = algorithm.batched_meta_gradient(model, theta, TaskBatch.stack(tasks))
     assert result.gradients.shape == (TASKS, theta.numel())
+    tolerance = TOLERANCE.get(config, 1e-10)
     for i, task in enumerate(tasks):
         reference = algorithm.meta_gradient(model, theta, task)
-        assert relative_error(result.gradients[i], reference.gradient) < 1e-10, (config, i)
-        assert relative_error(result.adapted[i], reference.adapted) < 1e-10
+        assert relative_error(result.gradients[i], reference.gradient) < tolerance, (config, i)
+        assert relative_error(result.adapted[i], reference.adapted) < tolerance
         record = reference.record
         for name in EXACT:
             assert result.diagnostics[name][i].item() == getattr(record, name), (config, i, name)
@@ -68,7 +79,7 @@ def test_batched_equals_per_task_task_by_task(kind, config):
             got = result.diagnostics[name][i].item()
             assert got == pytest.approx(expected, rel=1e-10, abs=1e-12, nan_ok=True), (config, i, name)
     mean = torch.stack([algorithm.meta_gradient(model, theta, t).gradient for t in tasks]).mean(0)
-    assert relative_error(result.gradient, mean) < 1e-10
+    assert relative_error(result.gradient, mean) < tolerance
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
@@ -78,7 +89,7 @@ def test_batched_adapt_equals_per_task_adapt(config):
     algorithm = make_algorithm(name, **hyperparameters)
     phi = algorithm.batched_adapt(model, theta, TaskBatch.stack(tasks))
     for i, task in enumerate(tasks):
-        assert relative_error(phi[i], algorithm.adapt(model, theta, task.support)) < 1e-10
+        assert relative_error(phi[i], algorithm.adapt(model, theta, task.support)) < TOLERANCE.get(config, 1e-10)
 
 
 @pytest.mark.parametrize("config, flag", [("imaml-gd", "negative_curvature"),

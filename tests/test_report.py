@@ -189,6 +189,7 @@ def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2
 def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatch, quick):
     """`--rerun` and `--quick` hand each harness a configuration it accepts, and each step's command
     line names the same settings (the harnesses themselves are replaced by recorders here)."""
+    import bench.complexity
     import bench.exact_solve
     import bench.lake
     import bench.profile
@@ -206,6 +207,7 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
 
     monkeypatch.setattr(bench.exact_solve, "write_exact_solve", recorder("exact-solve"))
     monkeypatch.setattr(bench.profile, "write_profile", recorder("profile"))
+    monkeypatch.setattr(bench.complexity, "write_complexity", recorder("complexity"))
     monkeypatch.setattr(bench.throughput, "write_throughput", recorder("throughput"))
     monkeypatch.setattr(bench.train, "train", recorder("train"))
     monkeypatch.setattr(bench.train, "evaluate_run", lambda folder, **kwargs: seen.append(("eval", kwargs)))

@@ -10,10 +10,10 @@ import torch
 
 import algorithms.imaml
 from bench.cli import main
-from bench.datasets import network
 from bench.presets import presets
 from bench.train import TrainConfig, evaluate_run, train
 
+from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data
 
 # Small enough for CI (a 16-filter ConvNet, a few dozen outer steps); the thresholds stand well clear
@@ -155,13 +155,9 @@ def test_batched_training_is_the_per_task_run(tmp_path, variant):
         train(float64_config(root, variant, engine=engine), tmp_path / engine, progress=False)
     a = torch.load(tmp_path / "per-task" / "checkpoint.pt")["theta"]
     b = torch.load(tmp_path / "batched" / "checkpoint.pt")["theta"]
-    # A convolution's bias just ahead of BatchNorm has an analytically zero gradient (the normalization
-    # subtracts it again); numerically it is 1e-16 noise, which Adam divides by (|g| + 1e-8) into steps of
-    # 1e-10, different in each engine. Everything else must agree to 1e-10.
-    module = network("omniglot", 5, 4)
-    modules = dict(module.named_modules())
-    ahead_of_batchnorm = torch.cat([torch.full((p.numel(),), name.endswith(".bias") and isinstance(
-        modules[name.rsplit(".", 1)[0]], torch.nn.Conv2d)) for name, p in module.named_parameters()])
+    # biases ahead of BatchNorm take Adam steps of 1e-10 on noise, different in each engine (conftest);
+    # everything else must agree to 1e-10
+    ahead_of_batchnorm = bias_ahead_of_batchnorm(4)
     rest = ~ahead_of_batchnorm
     assert ((a[rest] - b[rest]).norm() / a[rest].norm()).item() < 1e-10
     assert (a[ahead_of_batchnorm] - b[ahead_of_batchnorm]).abs().max().item() < 1e-6
@@ -203,6 +199,36 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_p
     assert "diverged" in err and err.count("\n") == 0, err
     state = torch.load(out / "checkpoint.pt")
     assert torch.isfinite(state["theta"]).all()
+
+
+def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, capsys):
+    """First-order MAML with inner_lr 1e6: finite numbers, but a query loss of ~1e5 and chance accuracy."""
+    root = require_data("omniglot-py")
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "fomaml",
+            "--ways", "5", "--shots", "1", "--queries", "5", "--filters", "16", "--meta-batch", "4",
+            "--iterations", "30", "--validate-every", "10", "--checkpoint-every", "10", "--validation-tasks", "20",
+            "--set", "inner_steps=5", "--set", "inner_lr=1e6", "--data-root", str(root)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "over 100 times a uniform guess's ln(5)" in err and "at iteration 10" in err and err.count("\n") == 0, err
+    state = torch.load(out / "checkpoint.pt")
+    assert state["iteration"] == 0 and torch.isfinite(state["theta"]).all()
+
+
+@pytest.mark.parametrize("loss, accuracy, ci, tasks, expected", [
+    (1.2, 0.6, 0.05, 20, None),  # learning
+    (1.7, 0.2, 0.01, 20, None),  # at chance on average, but looking at the images
+    (float("nan"), 0.6, 0.05, 20, "not finite"),
+    (170.0, 0.6, 0.05, 20, "over 100 times"),
+    (1.6, 0.2, 0.0, 20, "every one of the 20 validation tasks scored exactly chance"),
+    (1.6, 0.2, 0.0, 1, None),  # one task is no evidence
+])
+def test_stuck_names_what_is_wrong(loss, accuracy, ci, tasks, expected):
+    from bench.train import stuck
+
+    reason = stuck(loss, accuracy, ci, tasks, 5)
+    assert reason is None if expected is None else expected in reason
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "config"])
@@ -262,3 +288,33 @@ def test_resume_restores_the_threads_the_run_was_started_with(tmp_path):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_annealed_step(tmp_path):
+    """Outer SGD on theta - phi with the step annealed linearly from 1 to 0 (Nichol et al.), meta-training
+    tasks with train_shots: replayed by hand from the same task stream, the run's parameters agree."""
+    from bench.datasets import task_source
+    from bench.train import load_trained
+
+    root = require_data("omniglot-py")
+    config = replace(float64_config(root, "reptile", iterations=4), algorithm="reptile", outer_optimizer="sgd",
+                     meta_lr=1.0, meta_lr_final=0.0, train_shots=4, train_queries=2,
+                     hyperparameters={"inner_optimizer": "adam", "inner_steps": 3, "inner_batch": 6, "inner_lr": 0.01,
+                                      "eval_inner_steps": 5, "eval_inner_batch": 5})
+    train(config, tmp_path / "run", progress=False)
+    start = load_trained(tmp_path / "run", at_init=True)
+    theta, algorithm, model = start.theta.clone(), start.algorithm, start.model
+    source = task_source("omniglot", "train", config.train_spec, str(root), config.split_seed, config.omniglot_split)
+    sampler = torch.Generator().manual_seed(config.seed)
+    for iteration in range(config.iterations):
+        batch = source.tasks.sample_batch(sampler, config.meta_batch, torch.float64)
+        assert batch.support.y.shape[1] == 5 * 4  # train_shots, not shots
+        phis = torch.stack([algorithm.meta_gradient(model, theta, task).adapted for task in batch.tasks()])
+        step = 1.0 - iteration / config.iterations
+        theta = theta + step * (phis.mean(0) - theta)
+        if iteration == 0:  # a full step lands on the mean adapted parameters
+            assert torch.allclose(theta, phis.mean(0), rtol=0, atol=1e-15)
+    trained = torch.load(tmp_path / "run" / "checkpoint.pt")["theta"]
+    rest = ~bias_ahead_of_batchnorm(4)  # the inner Adam turns their noise into steps (conftest)
+    assert ((trained[rest] - theta[rest]).norm() / theta[rest].norm()).item() < 1e-12
+    assert config.meta_lr_at(2) == 0.5 and replace(config, meta_lr_final=None).meta_lr_at(3) == 1.0

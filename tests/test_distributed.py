@@ -1,0 +1,271 @@
+"""Data parallelism under torchrun (gloo on the CPU), launched as users launch it: the result does not
+depend on the number of processes, interruption and failure stop every process, only rank 0 writes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.cli import main
+from bench.distributed import ProcessGroup
+from bench.scaling import scaling_table
+from bench.train import TrainConfig, evaluate_run, train
+
+from .conftest import bias_ahead_of_batchnorm
+from .data_paths import require_data
+
+LAUNCH_TIMEOUT_S = 180  # a hung run fails the test instead of hanging CI
+
+
+def config(root, **changes) -> TrainConfig:
+    """A tiny float64 run; a meta-batch of 5 and 7 validation tasks do not divide by 2 processes."""
+    base = TrainConfig(dataset="omniglot", ways=5, shots=1, queries=5, algorithm="maml",
+                       hyperparameters={"inner_steps": 1, "inner_lr": 0.4}, filters=4, meta_batch=5, meta_lr=0.005,
+                       iterations=4, validate_every=2, validation_tasks=7, checkpoint_every=1, data_root=str(root),
+                       dtype="float64")
+    return replace(base, **changes)
+
+
+def command_line(config: TrainConfig, out: Path) -> list[str]:
+    """``metagrad train`` arguments for ``config`` (the fields these tests vary)."""
+    argv = ["train", "--out", str(out), "--dataset", config.dataset, "--algorithm", config.algorithm,
+            "--ways", str(config.ways), "--shots", str(config.shots), "--queries", str(config.queries),
+            "--filters", str(config.filters), "--meta-batch", str(config.meta_batch), "--meta-lr", str(config.meta_lr),
+            "--iterations", str(config.iterations), "--validate-every", str(config.validate_every),
+            "--validation-tasks", str(config.validation_tasks), "--checkpoint-every", str(config.checkpoint_every),
+            "--data-root", config.data_root, "--dtype", config.dtype, "--engine", config.engine, "--threads", "1",
+            "--seed", str(config.seed), "--no-progress"]
+    for key, value in config.hyperparameters.items():
+        argv += ["--set", f"{key}={value}"]
+    return argv
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(arguments: list[str], program: list[str], nproc: int = 2, **popen) -> subprocess.Popen:
+    """``torchrun --nproc-per-node N [arguments] program`` (torchrun is ``python -m torch.distributed.run``)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), *arguments,
+                             *program], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+    try:
+        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"the launch hung for {LAUNCH_TIMEOUT_S} s:\n{output[-3000:]}")
+    return process.returncode, output
+
+
+def standalone(argv: list[str], nproc: int = 2, script: Path | None = None) -> str:
+    program = [str(script)] if script else ["-m", "bench.cli"]
+    code, output = finish(torchrun(["--standalone"], program + argv, nproc))
+    assert code == 0, output[-3000:]
+    return output
+
+
+def assert_same_run(reference: Path, other: Path, tolerance: float, noise_tolerance: float = 1e-6) -> None:
+    a, b = (torch.load(run / "checkpoint.pt")["theta"] for run in (reference, other))
+    noise = bias_ahead_of_batchnorm(4)
+    rest = ~noise
+    assert ((a[rest] - b[rest]).norm() / a[rest].norm()).item() < tolerance
+    assert (a[noise] - b[noise]).abs().max().item() < noise_tolerance
+    one, two = (pd.read_csv(run / "metrics.csv") for run in (reference, other))
+    exact = ["iteration", "tasks", "val_tasks", "grad_evals", "hvp_evals", "cg_iterations_mean", "val_accuracy"]
+    pd.testing.assert_frame_equal(one[exact], two[exact])
+    close = ["train_query_loss", "train_query_accuracy", "val_ci95"]
+    pd.testing.assert_frame_equal(one[close], two[close], rtol=tolerance)
+
+
+# Records which process replaced which file (every finished file is an os.replace of a temporary one).
+SPY = """
+import os, sys
+log = os.path.join(sys.argv.pop(1), f"replaced-by-rank-{os.environ['RANK']}.txt")
+real_replace = os.replace
+def replace(source, target, *args, **kwargs):
+    with open(log, "a") as f:
+        f.write(os.path.basename(str(target)) + "\\n")
+    return real_replace(source, target, *args, **kwargs)
+os.replace = replace
+from bench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("engine, dtype, tolerance", [
+    ("per-task", "float64", 1e-12),
+    ("batched", "float64", 1e-12),
+    # float32: the two sums of 5 meta-gradients round differently (1e-5 relative, measured 1e-7 after 4 steps);
+    # and the noise biases' steps are Adam's full size, lr, in either direction
+    ("per-task", "float32", 1e-5),
+])
+def test_two_processes_give_the_one_process_run(tmp_path, engine, dtype, tolerance):
+    root = require_data("omniglot-py")
+    run = config(root, engine=engine, dtype=dtype,
+                 algorithm="imaml" if engine == "batched" else "maml",
+                 hyperparameters={"inner_steps": 3, "inner_lr": 0.1, "cg_steps": 3} if engine == "batched"
+                 else {"inner_steps": 1, "inner_lr": 0.4})
+    torch.set_num_threads(1)
+    train(run, tmp_path / "one", progress=False)
+    script = tmp_path / "spy.py"
+    script.write_text(SPY)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    standalone([str(logs), *command_line(run, tmp_path / "two")], script=script)
+    assert_same_run(tmp_path / "one", tmp_path / "two", tolerance,
+                    1e-6 if dtype == "float64" else 2 * run.meta_lr * run.iterations)
+    # rank 0 alone wrote, and every file once per save
+    assert sorted(p.name for p in logs.iterdir()) == ["replaced-by-rank-0.txt"]
+    written = (logs / "replaced-by-rank-0.txt").read_text().split()
+    assert set(written) == {"config.json", "checkpoint.pt", "metrics.csv"}
+    assert written.count("config.json") == 1 and written.count("checkpoint.pt") == run.iterations + 1
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv"]
+    saved = pd.read_json(tmp_path / "two" / "config.json", typ="series")
+    assert saved["world_size"] == 2 and saved["backend"] == "gloo"
+    assert list(pd.read_csv(tmp_path / "two" / "metrics.csv")["world_size"]) == [2, 2]
+    scaling = scaling_table([tmp_path / "one", tmp_path / "two"])
+    assert list(scaling["world_size"]) == [1, 2] and scaling["speedup"].iloc[0] == 1.0
+    assert list(scaling["tasks"]) == [run.iterations * run.meta_batch] * 2
+    if engine == "per-task" and dtype == "float64":  # evaluation shared out too: the one-process scores
+        alone = evaluate_run(tmp_path / "two", split="val", tasks=9, progress=False)
+        standalone(["eval", str(tmp_path / "two"), "--split", "val", "--tasks", "9", "--threads", "1", "--no-progress"])
+        shared = json.loads((tmp_path / "two" / "eval.json").read_text())
+        assert (shared["accuracy"], shared["ci95"], shared["tasks"]) == (alone["accuracy"], alone["ci95"], 9)
+        assert shared["world_size"] == 2
+
+
+def test_an_interrupted_two_process_run_resumes_with_one_process(tmp_path):
+    """SIGINT to torchrun (Ctrl-C): it forwards the signal, both processes stop after the same iteration and
+    rank 0 writes the checkpoint; one process then finishes the run, which equals the uninterrupted one."""
+    root = require_data("omniglot-py")
+    run = config(root, iterations=300, validate_every=150, checkpoint_every=1)
+    launch = torchrun(["--standalone"], ["-m", "bench.cli", *command_line(run, tmp_path / "two")])
+    checkpoint = tmp_path / "two" / "checkpoint.pt"
+    started = time.monotonic()
+    while time.monotonic() - started < LAUNCH_TIMEOUT_S:  # interrupt once it is a few iterations in
+        if checkpoint.is_file() and torch.load(checkpoint)["iteration"] >= 3:
+            break
+        time.sleep(0.2)
+    launch.send_signal(signal.SIGINT)
+    code, output = finish(launch)
+    assert code != 0 and "metagrad train: interrupted" in output, output[-3000:]
+    stopped = torch.load(checkpoint)["iteration"]
+    assert 3 <= stopped < run.iterations, "the run ended before the interruption; make it longer"
+    torch.set_num_threads(1)
+    train(run, tmp_path / "two", resume=True, progress=False)
+    train(run, tmp_path / "one", progress=False)
+    assert_same_run(tmp_path / "one", tmp_path / "two", 1e-12)
+    launches = pd.read_json(tmp_path / "two" / "config.json", typ="series")["launches"]
+    assert [(x["iteration"], x["world_size"]) for x in launches] == [(0, 2), (stopped, 1)]
+
+
+def test_sigterm_to_one_process_writes_the_checkpoint_and_resumes_exactly(tmp_path):
+    """A scheduler's SIGTERM to a plain ``metagrad train``: like Ctrl-C, a checkpoint, exit 130, exact resume."""
+    root = require_data("omniglot-py")
+    run = config(root, iterations=300, validate_every=150, checkpoint_every=100)
+    process = subprocess.Popen([sys.executable, "-m", "bench.cli", *command_line(run, tmp_path / "stopped")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics_started = time.monotonic()
+    checkpoint = tmp_path / "stopped" / "checkpoint.pt"
+    while not checkpoint.is_file() and time.monotonic() - metrics_started < LAUNCH_TIMEOUT_S:
+        time.sleep(0.1)
+    time.sleep(1.0)  # some iterations in, between checkpoints
+    process.send_signal(signal.SIGTERM)
+    code, output = finish(process)
+    assert code == 130 and "interrupted" in output, output[-2000:]
+    stopped = torch.load(checkpoint)["iteration"]
+    assert 0 < stopped < run.iterations and stopped % run.checkpoint_every != 0, stopped
+    torch.set_num_threads(1)
+    train(run, tmp_path / "stopped", resume=True, progress=False)
+    train(run, tmp_path / "whole", progress=False)
+    assert_same_run(tmp_path / "whole", tmp_path / "stopped", 1e-12)
+
+
+FAILING = """
+import os, sys
+from bench import steps
+if os.environ["RANK"] == "1":  # rank 1 fails in its third iteration
+    original, calls = steps.PerTaskStep.__call__, [0]
+    def failing(self, batch):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("injected failure on rank 1")
+        return original(self, batch)
+    steps.PerTaskStep.__call__ = failing
+from bench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_one_failing_process_stops_the_run_without_hanging(tmp_path):
+    root = require_data("omniglot-py")
+    run = config(root, iterations=50, validate_every=25)
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    started = time.monotonic()
+    code, output = finish(torchrun(["--standalone"], [str(script), *command_line(run, tmp_path / "run")]))
+    assert code != 0 and "injected failure on rank 1" in output
+    # rank 0 learns of it from its collective (or is stopped by torchrun) instead of waiting out a timeout
+    assert "a collective failed, so another process of this run has stopped" in output or "SIGTERM" in output
+    assert time.monotonic() - started < 60
+    state = torch.load(tmp_path / "run" / "checkpoint.pt")
+    assert state["iteration"] == 2 and bool(torch.isfinite(state["theta"]).all())
+
+
+def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path):
+    """Two ``torchrun --nnodes 2`` launches meeting at a c10d rendezvous on localhost: two "nodes"."""
+    root = require_data("omniglot-py")
+    run = config(root)
+    torch.set_num_threads(1)
+    train(run, tmp_path / "one", progress=False)
+    rendezvous = ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{free_port()}",
+                  "--rdzv-id", "metagrad-test"]
+    program = ["-m", "bench.cli", *command_line(run, tmp_path / "two")]
+    nodes = [torchrun(rendezvous, program, nproc=1) for _ in range(2)]
+    for node in nodes:
+        code, output = finish(node)
+        assert code == 0, output[-3000:]
+    assert_same_run(tmp_path / "one", tmp_path / "two", 1e-12)
+
+
+def test_a_meta_batch_smaller_than_the_world_is_one_clear_error(tmp_path):
+    root = require_data("omniglot-py")
+    run = config(root, meta_batch=1)
+    code, output = finish(torchrun(["--standalone"], ["-m", "bench.cli", *command_line(run, tmp_path / "run")]))
+    assert code != 0
+    assert output.count("the meta-batch (1 tasks) is smaller than the number of processes (2)") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_shares_cover_the_meta_batch_once():
+    for world in (1, 2, 3, 4):
+        for count in range(world, 12):
+            shares = [ProcessGroup(rank=r, world_size=world).share(count) for r in range(world)]
+            assert [i for share in shares for i in share] == list(range(count))
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_one_process_records_no_distribution(tmp_path):
+    root = require_data("omniglot-py")
+    run = config(root, iterations=2)
+    assert main(command_line(run, tmp_path / "run")) == 0
+    saved = pd.read_json(tmp_path / "run" / "config.json", typ="series")
+    assert saved["world_size"] == 1 and saved["launches"] == [{"iteration": 0, "engine": "per-task", "world_size": 1,
+                                                                "backend": "none"}]
+    assert asdict(run)["meta_batch"] == 5
