@@ -5,6 +5,7 @@ its own differentiable gradient descent (``maml.py``).
 """
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,12 @@ class MaskedInnerSolution:
     loss_evals: Tensor
     negative_curvature: Tensor
 
+    @staticmethod
+    def of_gradient_steps(phi: Tensor, steps: int) -> MaskedInnerSolution:
+        """The counts of ``steps`` plain gradient steps (no products, no line search, no curvature)."""
+        zero = torch.zeros((), dtype=torch.long, device=phi.device)
+        return MaskedInnerSolution(phi, zero + steps, zero, zero, torch.zeros((), dtype=torch.bool, device=phi.device))
+
 
 def gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float) -> InnerSolution:
     """``steps`` plain gradient steps phi <- phi - lr grad G(phi)."""
@@ -51,7 +58,8 @@ def gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float)
 ADAM_BETA2, ADAM_EPSILON = 0.999, 1e-8
 
 
-def minibatch_indices(size: int, batch: int, steps: int) -> list[Tensor]:
+@functools.lru_cache(maxsize=64)
+def minibatch_indices(size: int, batch: int, steps: int) -> tuple[Tensor, ...]:
     """The examples of each of ``steps`` inner steps: all ``size`` of them when ``batch`` is 0 or at least
     ``size``, else consecutive runs of ``batch`` through one fixed random order (Python's ``random``, seed
     0: no torch random operation, so it may run under ``vmap``), wrapping around.
@@ -59,11 +67,11 @@ def minibatch_indices(size: int, batch: int, steps: int) -> list[Tensor]:
     The order is the same for every task: the labels are assigned to classes at random per task, so the
     batches' mix of classes is random anyway, and the inner loop stays a pure function of (theta, task)."""
     if batch <= 0 or batch >= size:
-        return [torch.arange(size)] * steps
+        return (torch.arange(size),) * steps
     shuffled = list(range(size))
     random.Random(0).shuffle(shuffled)
     order = torch.tensor(shuffled)
-    return [order[(k * batch + torch.arange(batch)) % size] for k in range(steps)]
+    return tuple(order[(k * batch + torch.arange(batch)) % size] for k in range(steps))
 
 
 def minibatch_descent(gradient_at: Callable[[Tensor, int], Tensor], start: Tensor, steps: int, lr: float,
@@ -182,16 +190,14 @@ def functional_gradient_descent(objective: Objective, start: Tensor, steps: int,
     grad = torch.func.grad(objective)
     for _ in range(steps):
         phi = phi - lr * grad(phi)
-    zero = torch.zeros((), dtype=torch.long, device=start.device)
-    return MaskedInnerSolution(phi, zero + steps, zero, zero, torch.zeros((), dtype=torch.bool, device=start.device))
+    return MaskedInnerSolution.of_gradient_steps(phi, steps)
 
 
 def functional_nesterov_accelerated_gradient(objective: Objective, start: Tensor, steps: int, smoothness: float,
                                              strong_convexity: float) -> MaskedInnerSolution:
     """``nesterov_accelerated_gradient`` as a pure ``torch.func`` function (the batched engine's)."""
     phi = _nesterov_steps(torch.func.grad(objective), start, steps, smoothness, strong_convexity)
-    zero = torch.zeros((), dtype=torch.long, device=start.device)
-    return MaskedInnerSolution(phi, zero + steps, zero, zero, torch.zeros((), dtype=torch.bool, device=start.device))
+    return MaskedInnerSolution.of_gradient_steps(phi, steps)
 
 
 def masked_newton_cg(

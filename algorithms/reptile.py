@@ -99,9 +99,8 @@ class Reptile(InnerGradientDescentConfig):
     def functional_inner_solution(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor) -> MaskedInnerSolution:
         if self.shared_protocol:
             return super().functional_inner_solution(model, theta, x, y)
-        zero = torch.zeros((), dtype=torch.long, device=theta.device)
-        return MaskedInnerSolution(self._functional(model, theta, x, y, evaluation=False), zero + self.inner_steps, zero,
-                                   zero, torch.zeros((), dtype=torch.bool, device=theta.device))
+        return MaskedInnerSolution.of_gradient_steps(self._functional(model, theta, x, y, evaluation=False),
+                                                     self.inner_steps)
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
         if self.shared_protocol:

@@ -19,16 +19,17 @@ class UsageError(Exception):
     """Bad input that the user can fix: printed as one line, exit code 2."""
 
 
-def _int_list(minimum: int):
-    """An argparse type: comma-separated integers, each at least ``minimum``."""
+def _number_list(kind: type = int, minimum: float | None = None):
+    """An argparse type: comma-separated numbers of ``kind`` (int or float), each at least ``minimum``."""
+    noun = "integers" if kind is int else "numbers"
 
-    def parse(text: str) -> tuple[int, ...]:
+    def parse(text: str) -> tuple:
         try:
-            values = tuple(int(v) for v in text.split(","))
+            values = tuple(kind(v) for v in text.split(","))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        if not values or any(v < minimum for v in values):
-            raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected comma-separated {noun}, got {text!r}") from None
+        if not values or (minimum is not None and any(v < minimum for v in values)):
+            raise argparse.ArgumentTypeError(f"expected {noun} >= {minimum}, got {text!r}")
         return values
 
     return parse
@@ -68,16 +69,6 @@ def _exact_solve(args: argparse.Namespace) -> None:
     summary = frame.groupby(["label", "inner_steps"], sort=False)["rel_error"].mean().unstack()
     print(summary.to_string(float_format=lambda v: f"{v:.2e}"))
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")
-
-
-def _float_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-    return values
 
 
 def _complexity(args: argparse.Namespace) -> None:
@@ -304,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "rel_error, ...) and OUT/exact_solve.png.",
     )
     _add_common(exact)
-    exact.add_argument("--inner-steps", type=_int_list(1), default=(1, 2, 5, 10, 20, 50, 100, 200, 300, 500),
+    exact.add_argument("--inner-steps", type=_number_list(int, 1), default=(1, 2, 5, 10, 20, 50, 100, 200, 300, 500),
                        help="comma-separated inner step counts (default 1,2,5,10,20,50,100,200,300,500)")
     exact.add_argument("--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)")
     exact.add_argument("--tasks", type=int, default=4, help="tasks per seed, errors averaged (default 4)")
@@ -337,10 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--filters", type=int, default=64, help="ConvNet filters (default 64)")
     profile.add_argument("--algorithms", type=_names, default=("maml", "fomaml", "reptile", "imaml"),
                          help="comma-separated (default maml,fomaml,reptile,imaml)")
-    profile.add_argument("--inner-steps", type=_int_list(1), default=(1, 2, 4, 8, 16, 32, 64),
+    profile.add_argument("--inner-steps", type=_number_list(int, 1), default=(1, 2, 4, 8, 16, 32, 64),
                          help="comma-separated (default 1,2,4,8,16,32,64)")
     profile.add_argument("--cg-steps", type=int, default=5, help="iMAML CG steps in the inner-step sweep (default 5)")
-    profile.add_argument("--cg-sweep", type=_int_list(0), default=(1, 2, 5, 10, 20),
+    profile.add_argument("--cg-sweep", type=_number_list(int, 0), default=(1, 2, 5, 10, 20),
                          help="iMAML CG steps for the second sweep (default 1,2,5,10,20)")
     profile.add_argument("--cg-sweep-inner-steps", type=int, default=16,
                          help="inner steps during the CG sweep (default 16)")
@@ -472,10 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "and OUT/complexity.png (log-log, the theory's slopes dashed).",
     )
     _add_common(complexity)
-    complexity.add_argument("--kappas", type=_float_list, default=defaults.kappas,
+    complexity.add_argument("--kappas", type=_number_list(float), default=defaults.kappas,
                             help="comma-separated condition numbers (default "
                                  f"{','.join(f'{k:g}' for k in defaults.kappas)})")
-    complexity.add_argument("--epsilons", type=_float_list, default=defaults.epsilons,
+    complexity.add_argument("--epsilons", type=_number_list(float), default=defaults.epsilons,
                             help="comma-separated relative errors to reach (default "
                                  f"{','.join(f'{e:g}' for e in defaults.epsilons)})")
     complexity.add_argument("--methods", type=_names, default=defaults.methods,

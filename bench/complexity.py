@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from algorithms import FunctionalModel, make_algorithm, squared_error_loss, value_and_gradient
-from algorithms.protocol import MetaGradientAlgorithm, require
+from algorithms.protocol import MetaGradientAlgorithm, MetaGradientRecord, require
 
 from .least_work import least_reaching, least_work_pair
 from .linear_regression import LinearRegressionConfig, LinearRegressionTask, LinearRegressor, sample_linear_regression_task
@@ -121,16 +121,17 @@ class Problem:
     cases: list[tuple[LinearRegressionTask, torch.Tensor, torch.Tensor]] = field(default_factory=list)
     evaluations: int = 0
 
-    def evaluate(self, algorithm: MetaGradientAlgorithm) -> tuple[float, int]:
-        """The mean relative error over the tasks (inf if not finite) and the work of one meta-gradient."""
+    def evaluate(self, algorithm: MetaGradientAlgorithm) -> tuple[float, MetaGradientRecord]:
+        """The mean relative error over the tasks (inf if not finite), and the first task's record (the work
+        counts, the same for every task of the family)."""
         self.evaluations += 1
-        errors, work = [], 0
+        errors, records = [], []
         for task, theta, exact in self.cases:
             result = algorithm.meta_gradient(self.model, theta, task.task)
             errors.append(((result.gradient - exact).norm() / exact.norm()).item())
-            work = result.record.grad_evals + result.record.hvp_evals
+            records.append(result.record)
         mean = sum(errors) / len(errors)
-        return (mean if math.isfinite(mean) else math.inf), work
+        return (mean if math.isfinite(mean) else math.inf), records[0]
 
 
 def make_problem(config: ComplexityConfig, kappa: float) -> Problem:
@@ -154,9 +155,9 @@ def least_work(method: Method, problem: Problem, eps: float, config: ComplexityC
     """One row: the least-work configuration of ``method`` reaching ``eps`` on ``problem`` (reached False if none)."""
     task_config = problem.config
     problem.evaluations = 0
-    measured: dict[tuple[int, int], tuple[float, int]] = {}
+    measured: dict[tuple[int, int], tuple[float, MetaGradientRecord]] = {}
 
-    def evaluate(steps: int, second: int) -> tuple[float, int]:
+    def evaluate(steps: int, second: int) -> tuple[float, MetaGradientRecord]:
         if (steps, second) not in measured:
             measured[steps, second] = problem.evaluate(method.build(task_config, steps, second))
         return measured[steps, second]
@@ -165,17 +166,17 @@ def least_work(method: Method, problem: Problem, eps: float, config: ComplexityC
         return evaluate(steps, second)[0]
 
     def work(steps: int, second: int) -> float:
-        return evaluate(steps, second)[1]
+        record = evaluate(steps, second)[1]
+        return record.grad_evals + record.hvp_evals
 
     floor = None  # the least secondary steps (backprop or CG) with which some number of inner steps reaches eps
     if not method.secondary:
         steps = least_reaching(lambda k: error(k, k), eps, 1, config.max_inner_steps)
         found = None if steps is None else (steps, steps)
     else:
-        truncated = method.key == "truncated"
+        within = method.secondary == "backprop_steps"  # truncated backpropagation: T <= K
         pair = least_work_pair(error, work, eps, config.max_inner_steps,
-                               config.max_inner_steps if truncated else config.cg_cap,
-                               secondary_within_primary=truncated)
+                               config.max_inner_steps if within else config.cg_cap, secondary_within_primary=within)
         found = None if pair is None else (pair.primary, pair.secondary)
         floor = None if pair is None else pair.secondary_floor
     row = {"method": method.key, "label": method.label, "kappa": task_config.kappa, "epsilon": eps,
@@ -183,20 +184,19 @@ def least_work(method: Method, problem: Problem, eps: float, config: ComplexityC
            "tasks": config.tasks, "seed": config.seed, "inner_lr": task_config.default_inner_lr}
     if found is None:
         return row
+    rel_error, record = evaluate(*found)
     algorithm = method.build(task_config, *found)
     task, theta = problem.cases[0][0].task, problem.cases[0][1]
-    record = algorithm.meta_gradient(problem.model, theta, task).record
+    # saved bytes in runs of their own: the hooks would slow every evaluation of the search
     gradient_bytes = saved_bytes(lambda: value_and_gradient(lambda p: problem.model.loss(p, task.support), theta))
     method_bytes = saved_bytes(lambda: algorithm.meta_gradient(problem.model, theta, task))
     row.update(inner_steps=found[0], grad_evals=record.grad_evals, hvp_evals=record.hvp_evals,
-               work=record.grad_evals + record.hvp_evals, rel_error=error(*found), saved_bytes=method_bytes,
+               work=record.grad_evals + record.hvp_evals, rel_error=rel_error, saved_bytes=method_bytes,
                gradient_saved_bytes=gradient_bytes, memory_gradients=method_bytes / gradient_bytes)
-    if method.key in ("maml", "truncated"):
-        row["backprop_steps"] = min(found[1], found[0])
-        row["least_backprop_steps"] = floor if method.key == "truncated" else found[0]
-    else:
-        row["cg_steps"] = found[1]
-        row["least_cg_steps"] = floor
+    if method.secondary == "cg_steps":
+        row.update(cg_steps=found[1], least_cg_steps=floor)
+    else:  # MAML backpropagates through all its K steps, truncated backpropagation through its T
+        row.update(backprop_steps=min(found), least_backprop_steps=found[0] if floor is None else floor)
     return row
 
 

@@ -23,6 +23,7 @@ from algorithms import make_algorithm
 from .atomic import save_figure, write_text
 from .paper import PAPER_ACCURACY, TABLES
 from .presets import ALGORITHM_LABELS, EXTRA_VARIANTS, SETTINGS, preset
+from .train import TrainConfig
 
 FIGURES, TABLES_DIR = "figures", "tables"
 # Runs below a folder of this name are the study of iMAML's indefinite systems (bench/regenerate.py,
@@ -75,8 +76,6 @@ class TrainingRun:
             if value != expected:
                 out.append(f"{key} {value:g} (preset {expected:g})" if isinstance(value, float) and
                            isinstance(expected, float) else f"{key} {value} (preset {expected})")
-        from .train import TrainConfig
-
         for key in ("meta_batch", "meta_lr", "queries", "outer_optimizer", "meta_lr_final", "train_shots",
                     "train_queries"):
             default = TrainConfig.__dataclass_fields__[key].default  # what a run or preset without the key ran

@@ -373,7 +373,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
                            f"{last_saved[0]}). Try a smaller inner_lr or meta_lr")
 
     def save_checkpoint(iteration: int) -> None:
-        window.collect(group)  # rank 0's window now counts every process's tasks
+        if group.active:
+            window.collect(group)  # rank 0's window now counts every process's tasks
         if not bool(torch.isfinite(theta).all()):
             raise diverged(f"the meta-parameters are not finite at iteration {iteration}")
         if group.is_main:

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -268,4 +268,3 @@ def test_one_process_records_no_distribution(tmp_path):
     saved = pd.read_json(tmp_path / "run" / "config.json", typ="series")
     assert saved["world_size"] == 1 and saved["launches"] == [{"iteration": 0, "engine": "per-task", "world_size": 1,
                                                                 "backend": "none"}]
-    assert asdict(run)["meta_batch"] == 5
