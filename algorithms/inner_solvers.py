@@ -59,19 +59,21 @@ ADAM_BETA2, ADAM_EPSILON = 0.999, 1e-8
 
 
 @functools.lru_cache(maxsize=64)
-def minibatch_indices(size: int, batch: int, steps: int) -> tuple[Tensor, ...]:
-    """The examples of each of ``steps`` inner steps: all ``size`` of them when ``batch`` is 0 or at least
+def minibatch_indices(size: int, batch: int, steps: int, device: torch.device | None = None) -> tuple[Tensor, ...]:
+    """The examples of each of ``steps`` inner steps, as index tensors on ``device`` (made once per device
+    and cached: a copy from the host inside an iteration would stall it, and would break a CUDA graph's
+    capture): all ``size`` of them when ``batch`` is 0 or at least
     ``size``, else consecutive runs of ``batch`` through one fixed random order (Python's ``random``, seed
     0: no torch random operation, so it may run under ``vmap``), wrapping around.
 
     The order is the same for every task: the labels are assigned to classes at random per task, so the
     batches' mix of classes is random anyway, and the inner loop stays a pure function of (theta, task)."""
     if batch <= 0 or batch >= size:
-        return (torch.arange(size),) * steps
+        return (torch.arange(size, device=device),) * steps
     shuffled = list(range(size))
     random.Random(0).shuffle(shuffled)
     order = torch.tensor(shuffled)
-    return tuple(order[(k * batch + torch.arange(batch)) % size] for k in range(steps))
+    return tuple(order[(k * batch + torch.arange(batch)) % size].to(device) for k in range(steps))
 
 
 def minibatch_descent(gradient_at: Callable[[Tensor, int], Tensor], start: Tensor, steps: int, lr: float,

@@ -68,7 +68,7 @@ class Reptile(InnerGradientDescentConfig):
 
     def _solution(self, model: FunctionalModel, theta: Tensor, support: Batch, evaluation: bool) -> InnerSolution:
         steps, batch = self._steps(evaluation)
-        indices = minibatch_indices(support.y.shape[0], batch, steps)
+        indices = minibatch_indices(support.y.shape[0], batch, steps, support.x.device)
 
         def gradient_at(phi: Tensor, k: int) -> Tensor:
             part = Batch(support.x[indices[k]], support.y[indices[k]])
@@ -89,7 +89,7 @@ class Reptile(InnerGradientDescentConfig):
 
     def _functional(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor, evaluation: bool) -> Tensor:
         steps, batch = self._steps(evaluation)
-        indices = [i.to(x.device) for i in minibatch_indices(y.shape[0], batch, steps)]
+        indices = minibatch_indices(y.shape[0], batch, steps, x.device)
 
         def gradient_at(phi: Tensor, k: int) -> Tensor:
             return torch.func.grad(batched.proximal(model, x[indices[k]], y[indices[k]], theta, self.lam))(phi)

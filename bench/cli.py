@@ -159,6 +159,9 @@ def _train(args: argparse.Namespace) -> None:
         "checkpoint_every", "max_minutes", "filters", "data_root", "omniglot_split", "meta_lr_final", "train_shots",
         "train_queries", "outer_optimizer")}
     if args.resume:  # only how long to train and the engine may change; train() keeps the rest
+        if args.sampler not in ("auto", fields["sampler"]):
+            raise UsageError(f"--sampler {args.sampler}: the run draws its tasks with the {fields['sampler']} "
+                             "sampler, and a resumed run keeps its task stream")
         for name in ("iterations", "max_minutes"):
             if overrides[name] is not None:
                 fields[name] = overrides[name]
@@ -167,7 +170,8 @@ def _train(args: argparse.Namespace) -> None:
     else:
         config = train_config(args.preset, dict(args.set or []), dataset=args.dataset, algorithm=args.algorithm,
                               seed=args.seed, device=args.device, dtype=args.dtype, cuda_graph=args.cuda_graph,
-                              engine=None if args.engine == "auto" else args.engine, **overrides)
+                              engine=None if args.engine == "auto" else args.engine,
+                              sampler=None if args.sampler == "auto" else args.sampler, **overrides)
     last = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     if environment_rank() != 0:  # under torchrun, rank 0 speaks for the run
         return
@@ -199,8 +203,8 @@ def _throughput(args: argparse.Namespace) -> None:
     _set_threads(args)
     config = ThroughputConfig(presets=args.presets or DEFAULT_PRESETS, engines=args.engines, meta_batch=args.meta_batch,
                               filters=args.filters, iterations=args.iterations, warmup=args.warmup,
-                              device=args.device, cuda_graph=args.cuda_graph, seed=args.seed,
-                              data_root=args.data_root)
+                              device=args.device, cuda_graph=args.cuda_graph, sampler=args.sampler, seed=args.seed,
+                              data_root=args.data_root, trace=args.trace)
     frame = write_throughput(config, args.out, progress=not args.no_progress)
     shown = ["preset", "engine", "meta_batch", "tasks_per_s", "iteration_s", "grad_evals", "hvp_evals",
              "max_rel_diff_vs_per_task", "max_rel_diff_float32"]
@@ -343,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from algorithms import algorithm_names
 
-    from .engines import ENGINES
+    from .engines import ENGINES, SAMPLERS
     from .omniglot import SPLIT_PROTOCOLS
     from .presets import presets
     from .train import OUTER_OPTIMIZERS
@@ -397,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "the CPU (on --resume: the run's own)")
     train.add_argument("--cuda-graph", action="store_true",
                        help="batched engine on CUDA: capture the whole iteration as a CUDA graph and replay it")
+    train.add_argument("--sampler", choices=("auto", *SAMPLERS), default="auto",
+                       help="who draws the meta-training tasks: host (a torch.Generator, task by task) or device "
+                            "(the split's images held on the device, each meta-batch a function of the seed and "
+                            "the iteration: no host work, drawn inside a CUDA graph); auto: device on CUDA, host "
+                            "on the CPU. The two give different task streams; a resumed run keeps its own")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                        help="parameters and images (default float32)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -444,6 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(throughput)
     throughput.add_argument("--cuda-graph", action="store_true",
                             help="batched rows: capture each iteration as a CUDA graph and replay it")
+    throughput.add_argument("--sampler", choices=SAMPLERS, default="host",
+                            help="who draws the meta-batches (metagrad train --sampler; default host)")
+    throughput.add_argument("--trace", action="store_true",
+                            help="profile the timed iterations (torch.profiler): kernel launches, host "
+                                 "synchronizations and copies per iteration in the CSV, and OUT/trace-PRESET-ENGINE.txt "
+                                 "with the operators and kernels that took the time")
     _add_data_root(throughput)
     throughput.set_defaults(run=_throughput)
 

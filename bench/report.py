@@ -86,9 +86,13 @@ class TrainingRun:
         return out
 
     @property
+    def on_gpu(self) -> bool:
+        return str(self.config.get("device", "cpu")).startswith("cuda")
+
+    @property
     def device(self) -> str:
         name = self.environment.get("device_name", self.config.get("device", "?"))
-        if str(self.config.get("device", "cpu")).startswith("cuda"):
+        if self.on_gpu:
             return name
         threads = (self.evaluation or {}).get("threads", self.environment.get("threads"))
         return f"{name} ({threads} thread{'s' if threads != 1 else ''})"
@@ -214,36 +218,45 @@ def table_runs(results: Results) -> list[TrainingRun]:
 
 
 def accuracy_table(results: Results, key: str) -> str:
+    """The paper's accuracy per cell beside ours, one column group per kind of device (CPU, GPU): each
+    group shows its own representative run, so a short GPU run never hides behind a long CPU run."""
     title, settings = TABLES[key]
-    header = ["Setting", "Algorithm", "Paper (%)", "Ours (%)", "Ours − paper", "Our 95% CI", "Test tasks", "Device",
-              "Training", "Run"]
-    rows, filled = [], 0
+    groups = (("CPU", False), ("GPU", True))
+    header = ["Setting", "Algorithm", "Paper (%)"]
+    for group, _ in groups:
+        header += [f"{group}: ours (%)", f"{group}: ours − paper", f"{group}: 95% CI (test tasks)", f"{group}: device",
+                   f"{group}: training", f"{group}: run"]
+    rows, filled = [], {group: 0 for group, _ in groups}
     for setting in settings:
         for variant, label in ALGORITHM_LABELS.items():
             paper = PAPER_ACCURACY[(setting, variant)]
-            run = representative_run(table_runs(results), setting, variant)
-            if run is None:
-                unevaluated = [r.name for r in table_runs(results) if r.setting == setting and r.variant == variant]
-                note = "not evaluated: " + ", ".join(unevaluated) if unevaluated else "no run"
-                rows.append([setting_label(setting), label, f"{paper.mean} ± {paper.ci}", "missing", "—", "—", "—",
-                             "—", "—", note])
-                continue
-            filled += 1
-            ours = 100 * run.evaluation["accuracy"]
-            differences = run.differences
-            name = f"`{run.name}`" + (" (" + "; ".join(differences) + ")" if differences else "")
-            rows.append([setting_label(setting), label, f"{paper.mean} ± {paper.ci}", f"{ours:.2f}",
-                         f"{ours - paper.value:+.2f}", f"± {100 * run.evaluation['ci95']:.2f}",
-                         str(run.evaluation["tasks"]), run.device, _training(run), name])
+            row = [setting_label(setting), label, f"{paper.mean} ± {paper.ci}"]
+            for group, gpu in groups:
+                runs = [r for r in table_runs(results) if r.on_gpu == gpu]
+                run = representative_run(runs, setting, variant)
+                if run is None:
+                    unevaluated = [r.name for r in runs if r.setting == setting and r.variant == variant]
+                    note = "not evaluated: " + ", ".join(unevaluated) if unevaluated else "no run"
+                    row += ["missing", "—", "—", "—", "—", note]
+                    continue
+                filled[group] += 1
+                ours = 100 * run.evaluation["accuracy"]
+                differences = run.differences
+                name = f"`{run.name}`" + (" (" + "; ".join(differences) + ")" if differences else "")
+                row += [f"{ours:.2f}", f"{ours - paper.value:+.2f}",
+                        f"± {100 * run.evaluation['ci95']:.2f} ({run.evaluation['tasks']})", run.device,
+                        _training(run), name]
+            rows.append(row)
     cells = len(settings) * len(ALGORITHM_LABELS)
     intro = (
         f"# {title}: the paper's accuracy beside ours\n\n"
-        f"{filled} of {cells} cells have an evaluated run of ours. \"Paper\" is the value printed in the paper "
-        "(± its 95% confidence interval); \"Ours\" is the mean test accuracy of our run over a fixed pool of test "
-        "tasks (`metagrad eval`), with its 95% confidence half-width. Where several runs exist for a cell, the "
-        "table shows the one matching the preset as it stands today (bench/presets.py), then the longest; every "
-        "run is listed in [runs.md](runs.md). The paper trained 60,000 meta-iterations; the \"Training\" column "
-        "gives ours: a short run is not a reproduction.\n\n"
+        f"Of {cells} cells, {filled['CPU']} have an evaluated CPU run of ours and {filled['GPU']} an evaluated GPU "
+        "run. \"Paper\" is the value printed in the paper (± its 95% confidence interval); \"ours\" is the mean "
+        "test accuracy of our run over a fixed pool of test tasks (`metagrad eval`), with its 95% confidence "
+        "half-width. Each device group shows one run per cell: where several exist, the one matching the preset "
+        "as it stands today (bench/presets.py), then the longest; every run is listed in [runs.md](runs.md). The "
+        "paper trained 60,000 meta-iterations; the \"training\" columns give ours: a short run is not a "
+        "reproduction.\n\n"
     )
     return intro + _markdown_table(header, rows)
 
@@ -313,7 +326,7 @@ def throughput_table(results: Results) -> str:
                 *(f"{float(group[group['engine'] == e]['tasks_per_s'].iloc[0]):.3g}" if (group["engine"] == e).any()
                   else "—" for e in ("per-task", "batched")),
                 f"{float(ratios.loc[preset_name, 'batched_over_per_task']):.2f}" if preset_name in ratios.index else "—",
-                "yes" if graph else "no",
+                "yes" if graph else "no", str(first["sampler"]) if "sampler" in group else "host",
                 f"{float(batched['max_rel_diff_vs_per_task'].iloc[0]):.1e}" if len(batched) else "—",
                 f"{float(batched['max_rel_diff_float32'].iloc[0]):.1e}" if len(batched) and
                 "max_rel_diff_float32" in batched else "—",
@@ -321,7 +334,7 @@ def throughput_table(results: Results) -> str:
     if not rows:
         return intro + "No throughput results.\n"
     return intro + _markdown_table(["Result", "Preset", "Device", "Meta-batch", "Per-task (tasks/s)",
-                                    "Batched (tasks/s)", "Batched / per-task", "CUDA graph", "Max rel. diff (float64)",
+                                    "Batched (tasks/s)", "Batched / per-task", "CUDA graph", "Sampler", "Max rel. diff (float64)",
                                     "Max rel. diff (float32)"], rows)
 
 
@@ -594,7 +607,7 @@ def plot_test_accuracy(runs: list[TrainingRun]):
                         label="paper" if row == 0 else None)
             ours = [r for r in runs if r.evaluation and r.setting == setting and r.variant == variant]
             for i, run in enumerate(ours):
-                gpu = str(run.config.get("device", "cpu")).startswith("cuda")
+                gpu = run.on_gpu
                 accuracy, y = 100 * run.evaluation["accuracy"], row - 0.1 - 0.17 * i
                 ax.errorbar(accuracy, y, xerr=100 * run.evaluation["ci95"], fmt="s" if gpu else "o", capsize=3,
                             color=VARIANT_COLORS[variant], markersize=6, markerfacecolor="white" if gpu else None)

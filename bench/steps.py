@@ -17,6 +17,7 @@ from torch import Tensor
 
 from algorithms import FunctionalModel, MetaGradientRecord, TaskBatch
 
+from .device_tasks import DeviceTasks
 from .distributed import ProcessGroup
 
 # Sums over the tasks since the last logged step, one slot each, kept on the device (see ``Window``).
@@ -103,15 +104,25 @@ class Window:
         self.work.copy_(state["work"])
 
 
+def drawn(source: DeviceTasks | None, batch: TaskBatch | None) -> TaskBatch | None:
+    """The batch a step is handed, or ``None`` when it draws its own from ``source``: one of the two."""
+    if (source is None) == (batch is None):
+        raise ValueError("a step is handed a batch, or draws one from its device sampler: exactly one of the two")
+    return batch
+
+
 class PerTaskStep:
-    """The reference engine: each task's ``meta_gradient`` in turn, their mean, one Adam step."""
+    """The reference engine: each task's ``meta_gradient`` in turn, their mean, one Adam step. With a device
+    sampler (``source``) each call draws the next meta-batch from it instead of being handed one."""
 
     def __init__(self, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
-                 window: Window, group: ProcessGroup | None = None, meta_batch: int | None = None):
+                 window: Window, group: ProcessGroup | None = None, meta_batch: int | None = None,
+                 source: DeviceTasks | None = None):
         self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
-        self.group, self.meta_batch = group or ProcessGroup(), meta_batch
+        self.group, self.meta_batch, self.source = group or ProcessGroup(), meta_batch, source
 
-    def __call__(self, batch: TaskBatch) -> None:
+    def __call__(self, batch: TaskBatch | None = None) -> None:
+        batch = self.source.next() if drawn(self.source, batch) is None else batch
         total, records = torch.zeros_like(self.theta), []
         for task in batch.tasks():
             result = self.algorithm.meta_gradient(self.model, self.theta, task.to(self.theta.device))
@@ -128,17 +139,20 @@ class BatchedStep:
     """The batched engine on fixed input buffers; with ``graph`` (CUDA only) captured once and replayed.
 
     Each call copies the sampled batch into the buffers, then runs (or replays) meta-gradients, the Adam
-    step and the window's sums. With ``graph``, the first ``GRAPH_WARMUP`` calls run eagerly on a side
-    stream (they are real iterations), the next captures the iteration and replays it, and every later
-    call only replays. The optimizer must be built with ``capturable=True`` for that.
+    step and the window's sums. With a device sampler (``source``) the draw of the meta-batch is part of
+    the iteration, and of its graph: a replay then is the whole iteration, with no host work at all.
+    With ``graph``, the first ``GRAPH_WARMUP`` calls run eagerly on a side stream (they are real
+    iterations), the next captures the iteration and replays it, and every later call only replays. The
+    optimizer must be built with ``capturable=True`` for that.
     """
 
     def __init__(self, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
-                 window: Window, graph: bool = False, group: ProcessGroup | None = None, meta_batch: int | None = None):
+                 window: Window, graph: bool = False, group: ProcessGroup | None = None, meta_batch: int | None = None,
+                 source: DeviceTasks | None = None):
         if graph and theta.device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
         self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
-        self.group, self.meta_batch = group or ProcessGroup(), meta_batch
+        self.group, self.meta_batch, self.source = group or ProcessGroup(), meta_batch, source
         if graph and self.group.active:
             raise ValueError("CUDA graphs under several processes are not supported yet")
         self.graph = graph
@@ -147,6 +161,8 @@ class BatchedStep:
         self.cuda_graph: torch.cuda.CUDAGraph | None = None
 
     def _iteration(self) -> None:
+        if self.source is not None:
+            self.inputs = self.source.next()
         result = self.algorithm.batched_meta_gradient(self.model, self.theta, self.inputs)
         if self.theta.grad is None:
             self.theta.grad = torch.zeros_like(self.theta)
@@ -170,8 +186,9 @@ class BatchedStep:
                 fresh = fresh.pin_memory()  # an asynchronous copy: the host does not wait for the GPU
             buffer.copy_(fresh, non_blocking=True)
 
-    def __call__(self, batch: TaskBatch) -> None:
-        self._load(batch)
+    def __call__(self, batch: TaskBatch | None = None) -> None:
+        if drawn(self.source, batch) is not None:
+            self._load(batch)
         self.calls += 1
         if not self.graph:
             self._iteration()
@@ -191,10 +208,11 @@ class BatchedStep:
 
 def training_step(engine: str, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
                   window: Window, graph: bool = False, group: ProcessGroup | None = None,
-                  meta_batch: int | None = None) -> PerTaskStep | BatchedStep:
-    """The engine's step; under several processes, ``meta_batch`` is the global size the shares add up to."""
+                  meta_batch: int | None = None, source: DeviceTasks | None = None) -> PerTaskStep | BatchedStep:
+    """The engine's step; under several processes, ``meta_batch`` is the global size the shares add up to.
+    With ``source`` the step draws each meta-batch itself (called with no batch)."""
     if engine == "batched":
-        return BatchedStep(algorithm, model, theta, optimizer, window, graph, group, meta_batch)
+        return BatchedStep(algorithm, model, theta, optimizer, window, graph, group, meta_batch, source)
     if graph:
         raise ValueError("CUDA graphs need the batched engine")
-    return PerTaskStep(algorithm, model, theta, optimizer, window, group, meta_batch)
+    return PerTaskStep(algorithm, model, theta, optimizer, window, group, meta_batch, source)

@@ -56,8 +56,8 @@ class ImageClassTasks:
             query.append(x[spec.shots:])
         labels = torch.arange(spec.ways)
         return Task(
-            Batch(_to_float(torch.cat(support), dtype), labels.repeat_interleave(spec.shots)),
-            Batch(_to_float(torch.cat(query), dtype), labels.repeat_interleave(spec.queries)),
+            Batch(to_float(torch.cat(support), dtype), labels.repeat_interleave(spec.shots)),
+            Batch(to_float(torch.cat(query), dtype), labels.repeat_interleave(spec.queries)),
         )
 
     def sample_batch(self, generator: torch.Generator, count: int, dtype: torch.dtype = torch.float32) -> TaskBatch:
@@ -79,5 +79,5 @@ class ImageClassTasks:
             yield self.sample_batch(generator, min(size, count - start), dtype)
 
 
-def _to_float(x: Tensor, dtype: torch.dtype) -> Tensor:
+def to_float(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype) / 255.0 if x.dtype == torch.uint8 else x.to(dtype)

@@ -7,10 +7,16 @@ training does). Work per task (gradient and Hessian-vector-product evaluations) 
 engine's own diagnostics. Each batched row also says how far its meta-gradients are from the
 per-task reference on one meta-batch, the largest relative difference over the tasks, in float64
 (``max_rel_diff_vs_per_task``) and in float32 (``max_rel_diff_float32``); TF32 off while comparing.
+
+With ``trace`` the timed iterations also run under ``torch.profiler``: each row then counts, per
+iteration, the kernel launches (a graph's replay is one), the host synchronizations and the host-device
+copies the CUDA runtime saw, and ``trace-{preset}-{engine}.txt`` holds the operators and kernels that
+took the time. That is where a missed target is explained.
 """
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +29,24 @@ from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algo
 from algorithms.protocol import require
 
 from .datasets import network, task_source
-from .engines import ENGINES
+from .device_tasks import DeviceTasks
+from .engines import ENGINES, SAMPLERS
 from .machine import device_name
 from .presets import preset
 from .steps import GRAPH_WARMUP, Window, training_step
 from .tasks import EpisodeSpec, ImageClassTasks
 
 COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
-           "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "iterations", "filters", "torch",
-           "threads"]
+           "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "sampler",
+           "iterations", "filters", "torch", "threads", "kernel_launches_per_iteration", "host_syncs_per_iteration",
+           "copies_per_iteration"]
+# CUDA runtime calls, as torch.profiler names them: launches (a graph's replay counts one), calls that make the
+# host wait for the device, and copies between them (an asynchronous copy from pageable memory waits too)
+LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch",
+                "cudaLaunchCooperativeKernel")
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
+              "cudaStreamWaitEvent_host")
+COPY_CALLS = ("cudaMemcpy", "cudaMemcpyAsync", "cudaMemcpy2DAsync")
 DEFAULT_PRESETS = tuple(f"omniglot-5w1s-{variant}" for variant in ("maml", "fomaml", "reptile", "imaml-gd", "imaml-hf"))
 
 
@@ -45,11 +60,14 @@ class ThroughputConfig:
     warmup: int = 1
     device: str = "cpu"
     cuda_graph: bool = False  # batched rows captured as a CUDA graph (bench/steps.py)
+    sampler: str = "host"  # who draws the meta-batches: host or device (bench/device_tasks.py)
     seed: int = 0
     data_root: str | None = None
+    trace: bool = False  # profile the timed iterations: runtime-call counts per row, trace-*.txt per row
 
     def __post_init__(self) -> None:
         require(not self.cuda_graph or self.device.startswith("cuda"), "CUDA graphs need a CUDA device")
+        require(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         for name in self.presets:
             preset(name)  # an unknown preset is a ConfigError naming the known ones
         unknown = sorted(set(self.engines) - set(ENGINES))
@@ -92,6 +110,21 @@ def preset_tasks(config: ThroughputConfig, name: str) -> ImageClassTasks:
     return task_source(settings["dataset"], "train", spec, config.data_root).tasks
 
 
+def runtime_calls(profiler: torch.profiler.profile, names: tuple[str, ...]) -> int:
+    """How many times the profiled code called the CUDA runtime functions ``names``."""
+    return sum(event.count for event in profiler.key_averages() if event.key in names)
+
+
+def trace_table(profiler: torch.profiler.profile, device: torch.device, iterations: int) -> str:
+    """The operators and kernels that took the time, most first, with the runtime-call counts."""
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    counts = {what: runtime_calls(profiler, names) / iterations
+              for what, names in (("kernel launches", LAUNCH_CALLS), ("host synchronizations", SYNC_CALLS),
+                                  ("host-device copies", COPY_CALLS))}
+    head = "\n".join(f"{what} per iteration: {value:g}" for what, value in counts.items())
+    return f"{head}\n\n{profiler.key_averages().table(sort_by=sort_by, row_limit=30)}\n"
+
+
 def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassTasks) -> dict[str, Any]:
     settings = preset(name)
     device = torch.device(config.device)
@@ -105,48 +138,66 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     optimizer = torch.optim.Adam([theta], lr=settings["meta_lr"], capturable=graph)
     generator = torch.Generator().manual_seed(config.seed)
     window = Window(device)
-    step = training_step(engine, algorithm, model, theta, optimizer, window, graph=graph)
+    source = DeviceTasks(tasks, device, torch.float32, config.seed, meta_batch) if config.sampler == "device" else None
+    step = training_step(engine, algorithm, model, theta, optimizer, window, graph=graph, source=source)
 
     def iteration() -> None:
-        step(tasks.sample_batch(generator, meta_batch))
+        step(tasks.sample_batch(generator, meta_batch) if source is None else None)
 
     for _ in range(config.warmup + (GRAPH_WARMUP + 1 if graph else 0)):  # a graph is captured in the warm-up
         iteration()
     work_before = window.work.clone()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    for _ in range(config.iterations):
-        iteration()
+    activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - started
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    profiler = torch.profiler.profile(activities=activities) if config.trace else nullcontext()
+    with profiler:
+        started = time.perf_counter()
+        for _ in range(config.iterations):
+            iteration()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - started
     grad_evals, hvp_evals = ((window.work - work_before).double() / (config.iterations * meta_batch)).tolist()
     differences = {torch.float64: 0.0, torch.float32: 0.0}
     if engine == "batched":
         batch = tasks.sample_batch(generator, meta_batch, torch.float64)
         differences = {dtype: max_relative_difference(algorithm, model, theta, batch, dtype) for dtype in differences}
+    counts = {"kernel_launches_per_iteration": float("nan"), "host_syncs_per_iteration": float("nan"),
+              "copies_per_iteration": float("nan"), "trace": None}
+    if config.trace:
+        counts = {column: runtime_calls(profiler, names) / config.iterations for column, names in (
+            ("kernel_launches_per_iteration", LAUNCH_CALLS), ("host_syncs_per_iteration", SYNC_CALLS),
+            ("copies_per_iteration", COPY_CALLS))}
+        counts["trace"] = trace_table(profiler, device, config.iterations)
     return {
         "preset": name, "algorithm": settings["algorithm"], "engine": engine, "device": device.type,
         "device_name": device_name(device), "meta_batch": meta_batch,
         "tasks_per_s": config.iterations * meta_batch / elapsed, "iteration_s": elapsed / config.iterations,
         "grad_evals": grad_evals, "hvp_evals": hvp_evals, "max_rel_diff_vs_per_task": differences[torch.float64],
         "max_rel_diff_float32": differences[torch.float32],
-        "cuda_graph": graph, "iterations": config.iterations, "filters": module.features[0].out_channels, "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "cuda_graph": graph, "sampler": config.sampler, "iterations": config.iterations,
+        "filters": module.features[0].out_channels, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), **counts,
     }
 
 
-def run_throughput(config: ThroughputConfig, progress: bool = True) -> pd.DataFrame:
-    rows = []
+def run_throughput(config: ThroughputConfig, progress: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The rows, and with ``trace`` each row's profile table by file name."""
+    rows, traces = [], {}
     with tqdm(total=len(config.presets) * len(config.engines), desc="throughput", unit="row",
               disable=not progress) as bar:
         for name in config.presets:
             tasks = preset_tasks(config, name)
             for engine in config.engines:
-                rows.append(measure(config, name, engine, tasks))
+                row = measure(config, name, engine, tasks)
+                if row["trace"] is not None:
+                    traces[f"trace-{name}-{engine}.txt"] = row["trace"]
+                rows.append(row)
                 bar.update()
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS), traces
 
 
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
@@ -191,10 +242,13 @@ def plot_throughput(frame: pd.DataFrame):
 
 
 def write_throughput(config: ThroughputConfig, out: Path, progress: bool = True) -> pd.DataFrame:
-    """Measure and write ``out/throughput.csv`` and ``out/throughput.png`` (each atomically)."""
-    from .atomic import save_figure, write_csv
+    """Measure and write ``out/throughput.csv`` and ``out/throughput.png`` (and with ``trace`` each row's
+    ``trace-*.txt``), each atomically."""
+    from .atomic import save_figure, write_csv, write_text
 
-    frame = run_throughput(config, progress=progress)
+    frame, traces = run_throughput(config, progress=progress)
+    for file_name, text in traces.items():
+        write_text(out / file_name, text)
     write_csv(frame, out / "throughput.csv")
     save_figure(plot_throughput(frame), out / "throughput.png")
     return frame

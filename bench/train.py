@@ -3,8 +3,11 @@
 Outer loop (paper Algorithm 1): sample a meta-batch of tasks, average their meta-gradients, take
 an Adam step on theta. Reptile's "meta-gradient" is theta - phi and goes through the same Adam.
 Validation runs every ``validate_every`` iterations on a fixed pool of validation tasks.
-Checkpoints hold everything the run depends on (theta, Adam's state, the task sampler's random
-state, the metrics so far), so ``--resume`` continues exactly where the checkpoint was written.
+Checkpoints hold everything the run depends on (theta, Adam's state, the host sampler's random
+state, the metrics so far), so ``--resume`` continues exactly where the checkpoint was written. The
+meta-training tasks come from the host sampler (``ImageClassTasks``, a ``torch.Generator``) or the
+device sampler (``DeviceTasks``: a function of the seed and the iteration number, drawn on the device
+inside the step); validation and evaluation pools always from the host sampler.
 
 Two engines compute the meta-batch's meta-gradients from one task stream: ``per-task`` (the
 reference: ``meta_gradient`` task after task) and ``batched`` (``batched_meta_gradient``: the whole
@@ -36,8 +39,9 @@ from algorithms.protocol import ConfigError, require
 
 from .atomic import atomic_path, write_csv, write_text
 from .datasets import DATASETS, network, task_source
+from .device_tasks import DeviceTasks
 from .distributed import ProcessGroup, StopRequests, process_group
-from .engines import ENGINES, default_engine
+from .engines import ENGINES, SAMPLERS, default_engine, default_sampler
 from .machine import device_name
 from .omniglot import SPLIT_PROTOCOLS
 from .steps import Window, training_step
@@ -82,6 +86,7 @@ class TrainConfig:
     preset: str | None = None
     engine: str = "per-task"  # per-task (the reference) or batched (one vmap over the meta-batch)
     cuda_graph: bool = False  # batched engine on CUDA: capture the iteration once, replay it (bench/steps.py)
+    sampler: str = "host"  # who draws the meta-training tasks: host (torch.Generator) or device (bench/device_tasks.py)
     dtype: str = "float32"  # float64 for the tests that compare engines and runs exactly
 
     def __post_init__(self) -> None:
@@ -90,6 +95,7 @@ class TrainConfig:
         require(self.omniglot_split == "random" or self.dataset == "omniglot",
                 f"the {self.omniglot_split!r} split is Omniglot's; {self.dataset} has its own fixed split")
         require(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        require(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         require(not self.cuda_graph or (self.engine == "batched" and self.device.startswith("cuda")),
                 "CUDA graphs need the batched engine on a CUDA device")
@@ -134,13 +140,15 @@ class TrainConfig:
 def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any] | None = None,
                  **fields: Any) -> TrainConfig:
     """What ``metagrad train`` runs: a preset (or none) with the given fields (None: keep the preset's)
-    and algorithm hyperparameters laid over it; the engine, unless given, the one faster on the device."""
+    and algorithm hyperparameters laid over it; the engine and the sampler, unless given, the ones faster on
+    the device."""
     from .presets import preset
 
     base = preset(preset_name) if preset_name else {}
     merged = {**base, **{name: value for name, value in fields.items() if value is not None}}
     merged["hyperparameters"] = {**base.get("hyperparameters", {}), **(hyperparameters or {})}
     merged.setdefault("engine", default_engine(merged.get("device", "cpu")))
+    merged.setdefault("sampler", default_sampler(merged.get("device", "cpu")))
     return TrainConfig(**merged)
 
 
@@ -339,7 +347,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
         optimizer: torch.optim.Optimizer = torch.optim.SGD([theta], lr=config.meta_lr)
     else:
         optimizer = torch.optim.Adam([theta], lr=config.meta_lr, capturable=config.cuda_graph)
-    sampler = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)  # the host sampler's; the device sampler has no state
     window = Window(device)
     rows: list[dict[str, Any]] = []
     start_iteration, train_time, tasks_done = 0, 0.0, 0
@@ -353,7 +361,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
             optimizer.param_groups[0]["capturable"] = True
             for values in optimizer.state.values():
                 values["step"] = values["step"].to(device=device, dtype=torch.float32)
-        sampler.set_state(state["sampler"])
+        generator.set_state(state["sampler"])
         start_iteration, train_time, tasks_done, rows = (state["iteration"], state["train_time_s"], state["tasks"],
                                                          state["rows"])
         if group.is_main:  # rank 0 holds the window's totals; the others add theirs to it
@@ -379,15 +387,20 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
             raise diverged(f"the meta-parameters are not finite at iteration {iteration}")
         if group.is_main:
             with atomic_path(run.checkpoint) as tmp:
-                torch.save({"theta": theta, "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
+                torch.save({"theta": theta, "optimizer": optimizer.state_dict(), "sampler": generator.get_state(),
                             "iteration": iteration, "train_time_s": train_time, "tasks": tasks_done, "rows": rows,
                             "window": window.state()}, tmp)
             write_csv(pd.DataFrame(rows, columns=METRICS_COLUMNS), out / "metrics.csv")
         last_saved[0] = iteration
 
-    step = training_step(config.engine, algorithm, model, theta, optimizer, window, graph=config.cuda_graph,
-                         group=group, meta_batch=config.meta_batch)
     share = group.share(config.meta_batch)
+    source = None
+    if config.sampler == "device":  # the step draws each meta-batch itself, on the device
+        source = DeviceTasks(train_source.tasks, device, dtype, config.seed, config.meta_batch,
+                             share if group.active else None)
+        source.seek(start_iteration)
+    step = training_step(config.engine, algorithm, model, theta, optimizer, window, graph=config.cuda_graph,
+                         group=group, meta_batch=config.meta_batch, source=source)
 
     def synchronize() -> None:
         if device.type == "cuda":
@@ -413,14 +426,15 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
             while iteration < config.iterations and not out_of_time:
                 # what an interrupted iteration must give back: the sampler's draws (the window changes only at
                 # the end of a step, which runs whole or not at all)
-                sampler_state = sampler.get_state()
+                sampler_state = generator.get_state()
                 in_flight = True
-                batch = train_source.tasks.sample_batch(sampler, config.meta_batch, dtype)
+                batch = None if source is not None else train_source.tasks.sample_batch(generator, config.meta_batch, dtype)
                 if config.meta_lr_final is not None:
                     optimizer.param_groups[0]["lr"] = config.meta_lr_at(iteration)
                 with nullcontext() if group.active else deferred_interrupt():
-                    # the step and its bookkeeping happen together or not at all
-                    step(batch.select(share) if group.active else batch)
+                    # the step and its bookkeeping happen together or not at all (the device sampler's
+                    # counter advances inside the step)
+                    step(batch.select(share) if group.active and batch is not None else batch)
                     tasks_done += config.meta_batch
                     iteration += 1
                     in_flight = False
@@ -464,7 +478,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if in_flight:  # drop the unfinished iteration: the resumed run redraws the same tasks
-            sampler.set_state(sampler_state)
+            generator.set_state(sampler_state)
         if segment_start is not None:  # else the interruption came during validation, which is not training time
             synchronize()
             train_time += time.perf_counter() - segment_start

@@ -90,19 +90,37 @@ def test_numbers_come_from_the_result_files_and_missing_cells_say_so(tmp_path):
     _fake_run(results / "b", "mini-imagenet-5w1s-reptile", accuracy=None)  # trained, never evaluated
     render_report([results], tmp_path / "out")
     table2 = (tmp_path / "out" / "tables" / "table2-omniglot.md").read_text()
-    assert "1 of 20 cells" in table2
+    assert "Of 20 cells, 1 have an evaluated CPU run of ours and 0 an evaluated GPU run" in table2
+    no_run = ["missing", "—", "—", "—", "—", "no run"]
     assert _row(table2, "Omniglot 20-way 5-shot", "MAML") == [
-        "Omniglot 20-way 5-shot", "MAML", "98.9 ± 0.2", "50.00", "-48.90", "± 1.00", "600", "Test CPU (2 threads)",
-        "40 of 60,000 it, 1.0 min", "`a`"]
-    assert _row(table2, "Omniglot 5-way 1-shot", "Reptile")[3:] == ["missing", "—", "—", "—", "—", "—", "no run"]
+        "Omniglot 20-way 5-shot", "MAML", "98.9 ± 0.2", "50.00", "-48.90", "± 1.00 (600)", "Test CPU (2 threads)",
+        "40 of 60,000 it, 1.0 min", "`a`", *no_run]
+    assert _row(table2, "Omniglot 5-way 1-shot", "Reptile")[3:] == no_run + no_run
     table3 = (tmp_path / "out" / "tables" / "table3-mini-imagenet.md").read_text()
-    assert "0 of 5 cells" in table3
+    assert "Of 5 cells, 0 have" in table3
     assert _row(table3, "Mini-ImageNet 5-way 1-shot", "Reptile")[3] == "missing"
-    assert _row(table3, "Mini-ImageNet 5-way 1-shot", "Reptile")[-1] == "not evaluated: b"
+    assert _row(table3, "Mini-ImageNet 5-way 1-shot", "Reptile")[8] == "not evaluated: b"
     index = (tmp_path / "out" / "index.md").read_text()
     assert "Figure 2a (no exact_solve.csv)" in index and "Figure 2b (no profile.csv)" in index
     assert (tmp_path / "out" / "figures" / "test-accuracy.png").stat().st_size > 0
     assert (tmp_path / "out" / "figures" / "validation-omniglot-20w5s.png").is_file()
+
+
+def test_a_gpu_run_has_its_own_column_group_beside_a_longer_cpu_run(tmp_path):
+    results = tmp_path / "results"
+    _fake_run(results / "cpu", "omniglot-5w1s-maml", accuracy=0.95, iterations=900)
+    _fake_run(results / "gpu", "omniglot-5w1s-maml", accuracy=0.987, iterations=60000)
+    _fake_run(results / "short-gpu", "omniglot-5w1s-maml", accuracy=0.9, iterations=100)
+    for name in ("gpu", "short-gpu"):
+        saved = json.loads((results / name / "config.json").read_text())
+        saved["config"]["device"], saved["device_name"] = "cuda", "NVIDIA H200"
+        (results / name / "config.json").write_text(json.dumps(saved))
+    render_report([results], tmp_path / "out")
+    table2 = (tmp_path / "out" / "tables" / "table2-omniglot.md").read_text()
+    assert "Of 20 cells, 1 have an evaluated CPU run of ours and 1 an evaluated GPU run" in table2
+    row = _row(table2, "Omniglot 5-way 1-shot", "MAML")
+    assert row[3:9] == ["95.00", "-3.70", "± 1.00 (600)", "Test CPU (2 threads)", "900 of 60,000 it, 1.0 min", "`cpu`"]
+    assert row[9:] == ["98.70", "+0.00", "± 1.00 (600)", "NVIDIA H200", "60,000 of 60,000 it, 1.0 min", "`gpu`"]
 
 
 def test_a_cell_shows_the_run_matching_the_preset_then_the_longest(tmp_path):

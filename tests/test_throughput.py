@@ -49,3 +49,24 @@ def test_throughput_out_naming_a_file_is_exit_2(tmp_path, capsys):
     out.write_text("keep")
     assert main(["throughput", "--out", str(out), "--no-progress"]) == 2
     assert "is a file" in capsys.readouterr().err and out.read_text() == "keep"
+
+
+def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path):
+    root = require_data("omniglot-py")
+    out = tmp_path / "tp"
+    assert main(["throughput", "--out", str(out), "--presets", "omniglot-5w1s-fomaml", "--filters", "4",
+                 "--meta-batch", "2", "--iterations", "2", "--warmup", "0", "--sampler", "device", "--trace",
+                 "--data-root", str(root), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "throughput.csv")
+    assert set(frame["sampler"]) == {"device"}
+    # on the CPU there is no CUDA runtime to call: the counts are zero, not missing
+    assert (frame[["kernel_launches_per_iteration", "host_syncs_per_iteration", "copies_per_iteration"]] == 0).all().all()
+    for engine in ("per-task", "batched"):
+        text = (out / f"trace-omniglot-5w1s-fomaml-{engine}.txt").read_text()
+        assert "kernel launches per iteration: 0" in text and "aten::convolution" in text
+    untraced = tmp_path / "plain"
+    assert main(["throughput", "--out", str(untraced), "--presets", "omniglot-5w1s-fomaml", "--filters", "4",
+                 "--meta-batch", "2", "--iterations", "1", "--warmup", "0", "--engines", "batched",
+                 "--data-root", str(root), "--no-progress"]) == 0
+    assert pd.read_csv(untraced / "throughput.csv")["kernel_launches_per_iteration"].isna().all()
+    assert not list(untraced.glob("trace-*"))

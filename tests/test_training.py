@@ -73,12 +73,13 @@ def test_resume_continues_exactly(tmp_path):
                                   pd.read_csv(tmp_path / "split" / "metrics.csv")[columns])
 
 
-@pytest.mark.parametrize("engine", ["per-task", "batched"])
-def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch, engine):
-    """Ctrl-C in the third iteration: the checkpoint holds two, and resuming gives the uninterrupted run."""
+@pytest.mark.parametrize("engine,sampler", [("per-task", "host"), ("batched", "host"), ("batched", "device")])
+def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch, engine, sampler):
+    """Ctrl-C in the third iteration: the checkpoint holds two, and resuming gives the uninterrupted run
+    (with the device sampler the interrupted step had already advanced its counter: resuming seeks)."""
     root = require_data("omniglot-py")
     config = replace(brief_config("omniglot", "imaml-gd", 3, root), validate_every=3, checkpoint_every=10,
-                     validation_tasks=5, engine=engine)
+                     validation_tasks=5, engine=engine, sampler=sampler)
     train(config, tmp_path / "straight", progress=False)
     method = "meta_gradient" if engine == "per-task" else "batched_meta_gradient"
     third = 2 * config.meta_batch + 1 if engine == "per-task" else 3  # calls before the interruption
@@ -147,12 +148,13 @@ def float64_config(root, variant: str = "imaml-gd", iterations: int = 4, **chang
     return replace(config, **changes)
 
 
-@pytest.mark.parametrize("variant", ["maml", "imaml-gd", "imaml-hf"])
-def test_batched_training_is_the_per_task_run(tmp_path, variant):
+@pytest.mark.parametrize("variant,sampler", [("maml", "host"), ("imaml-gd", "host"), ("imaml-hf", "host"),
+                                             ("imaml-gd", "device")])
+def test_batched_training_is_the_per_task_run(tmp_path, variant, sampler):
     """Same task stream, same steps: the two engines' runs agree up to summation order (float64)."""
     root = require_data("omniglot-py")
     for engine in ("per-task", "batched"):
-        train(float64_config(root, variant, engine=engine), tmp_path / engine, progress=False)
+        train(float64_config(root, variant, engine=engine, sampler=sampler), tmp_path / engine, progress=False)
     a = torch.load(tmp_path / "per-task" / "checkpoint.pt")["theta"]
     b = torch.load(tmp_path / "batched" / "checkpoint.pt")["theta"]
     # biases ahead of BatchNorm take Adam steps of 1e-10 on noise, different in each engine (conftest);
@@ -318,3 +320,37 @@ def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_anne
     rest = ~bias_ahead_of_batchnorm(4)  # the inner Adam turns their noise into steps (conftest)
     assert ((trained[rest] - theta[rest]).norm() / theta[rest].norm()).item() < 1e-12
     assert config.meta_lr_at(2) == 0.5 and replace(config, meta_lr_final=None).meta_lr_at(3) == 1.0
+
+
+@pytest.mark.parametrize("engine", ["per-task", "batched"])
+def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine):
+    """A run with the device sampler meta-trains on ``DeviceTasks.draw(i)`` at iteration i (the seed's
+    stream, on the run's device): replayed by hand with outer SGD, the parameters agree."""
+    from bench.datasets import task_source
+    from bench.device_tasks import DeviceTasks
+    from bench.train import load_trained
+
+    root = require_data("omniglot-py")
+    config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
+                     meta_lr=0.5, sampler="device", engine=engine)
+    train(config, tmp_path / "run", progress=False)
+    start = load_trained(tmp_path / "run", at_init=True)
+    theta, algorithm, model = start.theta.clone(), start.algorithm, start.model
+    source = task_source("omniglot", "train", config.train_spec, str(root), config.split_seed, config.omniglot_split)
+    draws = DeviceTasks(source.tasks, "cpu", torch.float64, config.seed, config.meta_batch)
+    host = source.tasks.sample_batch(torch.Generator().manual_seed(config.seed), config.meta_batch, torch.float64)
+    assert not torch.equal(draws.draw(torch.tensor(0)).support.x, host.support.x)  # not the host stream
+    for iteration in range(config.iterations):
+        batch = draws.draw(torch.tensor(iteration))
+        gradient = torch.stack([algorithm.meta_gradient(model, theta, task).gradient for task in batch.tasks()])
+        theta = theta - config.meta_lr * gradient.mean(0)
+    trained = torch.load(tmp_path / "run" / "checkpoint.pt")["theta"]
+    assert ((trained - theta).norm() / theta.norm()).item() < 1e-12
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["sampler"] == "device"
+
+
+def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys):
+    root = require_data("omniglot-py")
+    train(float64_config(root, "fomaml", iterations=1), tmp_path / "run", progress=False)
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--sampler", "device", "--no-progress"]) == 2
+    assert "keeps its task stream" in capsys.readouterr().err

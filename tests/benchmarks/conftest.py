@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
+import torch
 
 from .counters import counter_changes, load_baseline
 
@@ -12,6 +13,25 @@ from .counters import counter_changes, load_baseline
 @cache
 def _baseline(path: str) -> dict:
     return load_baseline(path)
+
+
+@pytest.fixture
+def bench_device(request) -> torch.device:
+    """``--bench-device``: the device the benchmarks run on."""
+    return torch.device(request.config.getoption("--bench-device"))
+
+
+def on_device(function, device: torch.device):
+    """``function`` timed to its end on ``device``: a CUDA call returns before its kernels finish."""
+    if device.type != "cuda":
+        return function
+
+    def synchronized():
+        result = function()
+        torch.cuda.synchronize(device)
+        return result
+
+    return synchronized
 
 
 @pytest.fixture

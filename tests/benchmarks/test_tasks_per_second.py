@@ -19,6 +19,7 @@ from bench.steps import Window, training_step
 from bench.tasks import EpisodeSpec
 
 from ..data_paths import require_data
+from .conftest import on_device
 
 VARIANTS = ("maml", "fomaml", "reptile", "imaml-gd", "imaml-hf")
 
@@ -31,13 +32,13 @@ def omniglot_tasks():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_tasks_per_second(benchmark, record_counters, omniglot_tasks, variant):
+def test_tasks_per_second(benchmark, record_counters, omniglot_tasks, variant, bench_device):
     settings = preset(f"omniglot-5w1s-{variant}")
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
     torch.manual_seed(0)
-    model = FunctionalModel(network("omniglot", 5), cross_entropy_loss)
+    model = FunctionalModel(network("omniglot", 5).to(bench_device), cross_entropy_loss)
     theta = model.flat_parameters()
-    tasks = iter(omniglot_tasks * 1000)
+    tasks = iter([task.to(bench_device) for task in omniglot_tasks] * 1000)
 
     def one_task():
         return algorithm.meta_gradient(model, theta, next(tasks))
@@ -47,7 +48,7 @@ def test_tasks_per_second(benchmark, record_counters, omniglot_tasks, variant):
         return {"grad_evals": record.grad_evals, "hvp_evals": record.hvp_evals}
 
     counters = count_work(counted)
-    result = benchmark.pedantic(one_task, rounds=8, warmup_rounds=1, iterations=1)
+    result = benchmark.pedantic(on_device(one_task, bench_device), rounds=8, warmup_rounds=1, iterations=1)
     record_counters(variant=variant, **counters)
     assert torch.isfinite(result.gradient).all()
 
@@ -64,24 +65,25 @@ def omniglot_meta_batch():
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_meta_batch_tasks_per_second(benchmark, record_counters, omniglot_meta_batch, variant, engine):
+def test_meta_batch_tasks_per_second(benchmark, record_counters, omniglot_meta_batch, variant, engine, bench_device):
     """One training iteration (meta-gradients of 8 tasks and the Adam step) per engine: tasks per second is
     8 x OPS. Counters are per iteration: the engines must do the same gradient and Hessian-vector work."""
     settings = preset(f"omniglot-5w1s-{variant}")
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
     torch.manual_seed(0)
-    model = FunctionalModel(network("omniglot", 5), cross_entropy_loss)
+    model = FunctionalModel(network("omniglot", 5).to(bench_device), cross_entropy_loss)
     theta = model.flat_parameters().clone()
     window = Window(theta.device)
     step = training_step(engine, algorithm, model, theta, torch.optim.Adam([theta], lr=1e-3), window)
+    batch = omniglot_meta_batch.to(bench_device)
 
     def one_iteration():
-        step(omniglot_meta_batch)
+        step(batch)
 
     with FlopCounterMode(display=False) as flops:
         one_iteration()
     grad_evals, hvp_evals = window.work.tolist()
-    benchmark.pedantic(one_iteration, rounds=3, warmup_rounds=1, iterations=1)
+    benchmark.pedantic(on_device(one_iteration, bench_device), rounds=3, warmup_rounds=1, iterations=1)
     benchmark.extra_info["tasks"] = META_BATCH
     record_counters(variant=variant, engine=engine, grad_evals=grad_evals, hvp_evals=hvp_evals,
                     flops=flops.get_total_flops())
