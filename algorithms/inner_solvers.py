@@ -72,8 +72,9 @@ def minibatch_indices(size: int, batch: int, steps: int, device: torch.device | 
         return (torch.arange(size, device=device),) * steps
     shuffled = list(range(size))
     random.Random(0).shuffle(shuffled)
-    order = torch.tensor(shuffled)
-    return tuple(order[(k * batch + torch.arange(batch)) % size].to(device) for k in range(steps))
+    # made on the device itself: torch.compile traces through the cache, and then sees no host tensor
+    order = torch.tensor(shuffled, device=device)
+    return tuple(order[(k * batch + torch.arange(batch, device=device)) % size] for k in range(steps))
 
 
 def minibatch_descent(gradient_at: Callable[[Tensor, int], Tensor], start: Tensor, steps: int, lr: float,

@@ -115,10 +115,10 @@ def _profile(args: argparse.Namespace) -> None:
                            imaml_cg_steps=args.cg_steps, cg_sweep=args.cg_sweep,
                            cg_sweep_inner_steps=args.cg_sweep_inner_steps, lam=args.lam, inner_lr=args.inner_lr,
                            repeats=args.repeats, rss=not args.no_rss, device=args.device, seed=args.seed,
-                           data_root=args.data_root)
+                           data_root=args.data_root, batched_tasks=args.batched_tasks)
     frame = write_profile(config, args.out, progress=not args.no_progress)
     shown = ["algorithm", "inner_steps", "cg_steps", "time_s", "peak_bytes", "saved_bytes", "flops", "grad_evals",
-             "hvp_evals", "status"]
+             "hvp_evals", "tasks_per_s", "batched_tasks_per_s", "status"]
     print(frame[shown].to_string(index=False))
     for key, value in ratios(frame).items():
         print(f"{key}: {value:.3g}")
@@ -165,12 +165,13 @@ def _train(args: argparse.Namespace) -> None:
         for name in ("iterations", "max_minutes"):
             if overrides[name] is not None:
                 fields[name] = overrides[name]
-        fields.update(engine=args.engine if args.engine != "auto" else fields["engine"], cuda_graph=args.cuda_graph)
+        fields.update(engine=args.engine if args.engine != "auto" else fields["engine"], cuda_graph=args.cuda_graph,
+                      compile=args.compile)
         config = TrainConfig(**fields)
     else:
         config = train_config(args.preset, dict(args.set or []), dataset=args.dataset, algorithm=args.algorithm,
                               seed=args.seed, device=args.device, dtype=args.dtype, cuda_graph=args.cuda_graph,
-                              engine=None if args.engine == "auto" else args.engine,
+                              compile=args.compile, engine=None if args.engine == "auto" else args.engine,
                               sampler=None if args.sampler == "auto" else args.sampler, **overrides)
     last = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     if environment_rank() != 0:  # under torchrun, rank 0 speaks for the run
@@ -204,7 +205,7 @@ def _throughput(args: argparse.Namespace) -> None:
     config = ThroughputConfig(presets=args.presets or DEFAULT_PRESETS, engines=args.engines, meta_batch=args.meta_batch,
                               filters=args.filters, iterations=args.iterations, warmup=args.warmup,
                               device=args.device, cuda_graph=args.cuda_graph, sampler=args.sampler, seed=args.seed,
-                              data_root=args.data_root, trace=args.trace)
+                              data_root=args.data_root, trace=args.trace, compile=args.compile)
     frame = write_throughput(config, args.out, progress=not args.no_progress)
     shown = ["preset", "engine", "meta_batch", "tasks_per_s", "iteration_s", "grad_evals", "hvp_evals",
              "max_rel_diff_vs_per_task", "max_rel_diff_float32"]
@@ -312,13 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="inner step size (default 2/(L+mu) of the inner objective)")
     exact.set_defaults(run=_exact_solve)
 
+    from .profile import ProfileConfig
+
     profile = sub.add_parser(
         "profile",
         help="time, memory and work of each algorithm against inner steps (paper Fig. 2b)",
         description="For each algorithm and number of inner steps, one task's meta-gradient after a warm-up: "
                     "median time of repeats, peak memory (CUDA max allocated and NVML on a GPU; on the CPU the "
                     "peak RSS increase of a fresh subprocess), peak bytes saved for backward, FLOPs, gradient and "
-                    "Hessian-vector-product counts; plus a sweep of iMAML's CG steps. Writes OUT/profile.csv and "
+                    "Hessian-vector-product counts; the per-task engine's tasks/s beside the batched engine's over a "
+                    "meta-batch of copies of the task; plus a sweep of iMAML's CG steps. Writes OUT/profile.csv and "
                     "OUT/profile.png. A configuration that runs out of memory is recorded as 'oom'.",
     )
     _add_common(profile)
@@ -343,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--inner-lr", type=float, default=0.1, help="inner step size (default 0.1)")
     profile.add_argument("--repeats", type=int, default=3, help="timed repeats per configuration (default 3)")
     profile.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measure (CPU)")
+    profile.add_argument("--batched-tasks", type=int, default=ProfileConfig.batched_tasks,
+                         help="meta-batch of the batched engine's tasks/s column (copies of the task; default "
+                              f"{ProfileConfig.batched_tasks}; 0: not measured)")
     profile.set_defaults(run=_profile)
 
     from algorithms import algorithm_names
@@ -401,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "the CPU (on --resume: the run's own)")
     train.add_argument("--cuda-graph", action="store_true",
                        help="batched engine on CUDA: capture the whole iteration as a CUDA graph and replay it")
+    train.add_argument("--compile", action="store_true",
+                       help="batched engine: the iteration through torch.compile (mode reduce-overhead) instead of "
+                            "--cuda-graph; compiling takes seconds to minutes (metagrad throughput --compile "
+                            "measures both)")
     train.add_argument("--sampler", choices=("auto", *SAMPLERS), default="auto",
                        help="who draws the meta-training tasks: host (a torch.Generator, task by task) or device "
                             "(the split's images held on the device, each meta-batch a function of the seed and "
@@ -455,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="batched rows: capture each iteration as a CUDA graph and replay it")
     throughput.add_argument("--sampler", choices=SAMPLERS, default="host",
                             help="who draws the meta-batches (metagrad train --sampler; default host)")
+    throughput.add_argument("--compile", action="store_true",
+                            help="batched rows: the whole iteration through torch.compile (mode reduce-overhead, "
+                                 "fullgraph), the other way to take the launches out; warmup_s holds the compile time")
     throughput.add_argument("--trace", action="store_true",
                             help="profile the timed iterations (torch.profiler): kernel launches, host "
                                  "synchronizations and copies per iteration in the CSV, and OUT/trace-PRESET-ENGINE.txt "

@@ -19,6 +19,9 @@
 #            kernels that take the time). About 3 minutes. Writes flags.env: the graph and sampler flags
 #            that worked, which the training phases use.
 #   bench    the pytest-benchmark GPU baseline (--bench-device cuda), at most 2 minutes.
+#   compile  first-order MAML and MAML through torch.compile (inductor, reduce-overhead) instead of the
+#            captured graph, warmup_s holding the compile time; at most 5 minutes. Not in the two calls
+#            above: 15 device minutes do not hold it beside the training runs; run it where they are done.
 #   maml     the Omniglot 5-way 1-shot MAML preset, batched engine, for its 60,000 iterations (6.4 minutes at
 #            the 5,000 tasks/s target) or the time left, validated every 1,000 iterations, then its 600
 #            test tasks.
@@ -88,6 +91,12 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
   pack
 }
 
+compiled() {  # torch.compile (inductor, reduce-overhead) against the captured graph, for the two cheapest to compile
+  timeout 300 "${MG[@]}" throughput --out "$R/throughput-compiled" --engines batched --compile --sampler device \
+    --presets omniglot-5w1s-fomaml,omniglot-5w1s-maml --iterations "$ITERATIONS" --trace "${SMALL[@]}" "${COMMON[@]}"
+  pack
+}
+
 benchmarks() {  # the pytest-benchmark GPU baseline
   timeout 120 python3 -m pytest tests/benchmarks --benchmark-only --bench-device "$DEVICE" -p no:cacheprovider \
     --benchmark-storage="file://$R/benchmarks" --benchmark-save="gpu-$DEVICE" "${BENCH[@]}" -q
@@ -116,9 +125,10 @@ for phase in "$@"; do
   case "$phase" in
     measure) measure ;;
     bench) benchmarks ;;
+    compile) compiled ;;
     maml) train_and_evaluate maml "$MAML_MINUTES" 1000 ;;
     imaml) train_and_evaluate imaml-gd "$IMAML_MINUTES" 250 ;;
-    *) echo "unknown phase $phase (measure, bench, maml, imaml)"; exit 2 ;;
+    *) echo "unknown phase $phase (measure, bench, compile, maml, imaml)"; exit 2 ;;
   esac
 done
 ls -R "$R" | head -60

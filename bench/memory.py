@@ -104,6 +104,17 @@ def peak_rss_bytes() -> int:
     return _status_kib("VmHWM") * 1024
 
 
+def available_bytes(device: torch.device) -> int:
+    """Memory that can still be allocated: free CUDA memory, or the kernel's MemAvailable on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        match = re.search(r"^MemAvailable:\s+(\d+) kB", f.read(), re.MULTILINE)
+    if not match:
+        raise RuntimeError("/proc/meminfo has no MemAvailable")
+    return int(match.group(1)) * 1024
+
+
 @dataclass
 class CudaMemory:
     max_allocated_bytes: int  # torch.cuda.max_memory_allocated during the region, minus what was allocated before

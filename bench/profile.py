@@ -7,7 +7,10 @@ For each algorithm and number of inner steps, one meta-gradient of one task, aft
   used memory; on the CPU the peak RSS of a fresh subprocess during the run minus its RSS just
   before, after one warm-up run of the same configuration there;
 - work: gradient and Hessian-vector-product evaluations from the algorithm's record, and FLOPs
-  from ``torch.utils.flop_counter``.
+  from ``torch.utils.flop_counter``;
+- batched tasks/s: for the algorithms, the batched engine's ``batched_meta_gradient`` over a meta-batch
+  of ``batched_tasks`` copies of the task (the same work per task as the row's), median of ``repeats``,
+  beside the per-task engine's 1 / time_s. Memory columns stay per task.
 A plain gradient of the support loss and of the query loss is measured the same way (algorithm
 ``gradient``), so that the ratio to Theorem 1's bound (at most twice one gradient) is a column, and
 one Hessian-vector product of the support loss (``hvp``), for its cost relative to a gradient.
@@ -34,7 +37,7 @@ from algorithms import FunctionalModel, Task, algorithm_label, algorithm_names, 
 from algorithms.protocol import require
 
 from .machine import device_name
-from .memory import CudaMemory, SavedTensorPeak, nvml_used_bytes, subprocess_environment
+from .memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
 
 DATASETS = ("omniglot", "synthetic", "random-images")
 ALGORITHMS = algorithm_names()
@@ -43,7 +46,8 @@ COLUMNS = ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_byt
            "grad_evals", "hvp_evals", "cg_iterations", "negative_curvature", "sweep", "status", "time_iqr_s",
            "repeats", "rss_delta_bytes",
            "cuda_max_allocated_bytes", "nvml_used_bytes", "gradient_saved_bytes", "saved_over_gradient",
-           "peak_over_gradient", "dataset", "ways", "shots", "queries", "filters", "device_name", "torch", "threads"]
+           "peak_over_gradient", "dataset", "ways", "shots", "queries", "filters", "device_name", "torch", "threads",
+           "tasks_per_s", "batched_tasks_per_s", "batched_tasks"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class ProfileConfig:
     seed: int = 0
     data_root: str | None = None
     synthetic_dim: int = 50
+    batched_tasks: int = 8  # the meta-batch of the batched tasks/s column (0: not measured)
 
     def __post_init__(self) -> None:
         require(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
@@ -77,6 +82,7 @@ class ProfileConfig:
         require(self.filters >= 1, f"filters must be >= 1, got {self.filters}")
         require(self.lam > 0, f"lam must be > 0, got {self.lam}")
         require(self.inner_lr > 0, f"inner lr must be > 0, got {self.inner_lr}")
+        require(self.batched_tasks >= 0, f"batched tasks must be >= 0, got {self.batched_tasks}")
 
 
 @dataclass(frozen=True)
@@ -157,10 +163,7 @@ def runner(config: ProfileConfig, problem: Problem, measure: Measure) -> Callabl
             return {"grad_evals": 1, "hvp_evals": 0, "cg_iterations": 0, "negative_curvature": False}
 
         return gradient
-    kwargs: dict[str, Any] = dict(inner_steps=measure.inner_steps, inner_lr=config.inner_lr)
-    if measure.algorithm == "imaml":
-        kwargs.update(lam=config.lam, cg_steps=measure.cg_steps)
-    algorithm = make_algorithm(measure.algorithm, **kwargs)
+    algorithm = profiled_algorithm(config, measure)
 
     def meta_gradient() -> dict[str, Any]:
         record = algorithm.meta_gradient(model, theta, task).record
@@ -168,6 +171,49 @@ def runner(config: ProfileConfig, problem: Problem, measure: Measure) -> Callabl
                 "cg_iterations": record.cg_iterations, "negative_curvature": record.negative_curvature}
 
     return meta_gradient
+
+
+def profiled_algorithm(config: ProfileConfig, measure: Measure):
+    """The algorithm a row measures: its inner steps and, for iMAML, lambda and its CG steps."""
+    kwargs: dict[str, Any] = dict(inner_steps=measure.inner_steps, inner_lr=config.inner_lr)
+    if measure.algorithm == "imaml":
+        kwargs.update(lam=config.lam, cg_steps=measure.cg_steps)
+    return make_algorithm(measure.algorithm, **kwargs)
+
+
+def median_time(run: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, list[float]]:
+    """Median wall-clock time of ``run`` over ``repeats`` calls after one warm-up (CUDA synchronized), and
+    every time."""
+    run()
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def batched_tasks_per_second(config: ProfileConfig, problem: Problem, measure: Measure, saved_bytes: int) -> float:
+    """Tasks per second of ``batched_meta_gradient`` over ``batched_tasks`` copies of the row's task; nan
+    where the meta-batch would not fit: ``batched_tasks`` times the reference's ``saved_bytes`` over half the
+    memory available (a CPU run past the machine's memory would swap or be killed, not raise), or out of
+    memory."""
+    from algorithms import TaskBatch
+
+    if config.batched_tasks * saved_bytes > available_bytes(problem.device) // 2:
+        return float("nan")
+    algorithm = profiled_algorithm(config, measure)
+    batch = TaskBatch.stack([problem.task] * config.batched_tasks)
+    try:
+        seconds, _ = median_time(lambda: algorithm.batched_meta_gradient(problem.model, problem.theta, batch),
+                                 problem.device, config.repeats)
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        return float("nan")
+    return config.batched_tasks / seconds
 
 
 def _synchronize(device: torch.device) -> None:
@@ -190,20 +236,18 @@ def count_work(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def measure_in_process(config: ProfileConfig, problem: Problem, measure: Measure) -> dict[str, Any]:
     run = runner(config, problem, measure)
     device = problem.device
-    run()  # warm-up
-    _synchronize(device)
-    times = []
-    for _ in range(config.repeats):
-        start = time.perf_counter()
-        run()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
+    seconds, times = median_time(run, device, config.repeats)
     row: dict[str, Any] = {
-        "time_s": statistics.median(times),
+        "time_s": seconds,
         "time_iqr_s": _iqr(times),
         "repeats": len(times),
         **count_work(run),
     }
+    if measure.algorithm in ALGORITHMS:
+        row["tasks_per_s"] = 1.0 / seconds
+        if config.batched_tasks:
+            row.update(batched_tasks_per_s=batched_tasks_per_second(config, problem, measure, row["saved_bytes"]),
+                       batched_tasks=config.batched_tasks)
     if device.type == "cuda":
         cuda = _cuda_peak(run, device)
         row.update(cuda_max_allocated_bytes=cuda.max_allocated_bytes, nvml_used_bytes=cuda.nvml_used_bytes,

@@ -320,13 +320,15 @@ def throughput_table(results: Results) -> str:
             first = group.iloc[0]
             batched = group[group["engine"] == "batched"]
             graph = bool(batched["cuda_graph"].any()) if "cuda_graph" in batched else False
+            compiled = bool(batched["compiled"].any()) if "compiled" in batched else False
             rows.append([
                 f"`{name}`", preset_name, f"{first['device_name']} ({first['threads']} threads)"
                 if first["device"] == "cpu" else str(first["device_name"]), str(int(first["meta_batch"])),
                 *(f"{float(group[group['engine'] == e]['tasks_per_s'].iloc[0]):.3g}" if (group["engine"] == e).any()
                   else "—" for e in ("per-task", "batched")),
                 f"{float(ratios.loc[preset_name, 'batched_over_per_task']):.2f}" if preset_name in ratios.index else "—",
-                "yes" if graph else "no", str(first["sampler"]) if "sampler" in group else "host",
+                "CUDA graph" if graph else "torch.compile" if compiled else "none",
+                str(first["sampler"]) if "sampler" in group else "host",
                 f"{float(batched['max_rel_diff_vs_per_task'].iloc[0]):.1e}" if len(batched) else "—",
                 f"{float(batched['max_rel_diff_float32'].iloc[0]):.1e}" if len(batched) and
                 "max_rel_diff_float32" in batched else "—",
@@ -334,7 +336,7 @@ def throughput_table(results: Results) -> str:
     if not rows:
         return intro + "No throughput results.\n"
     return intro + _markdown_table(["Result", "Preset", "Device", "Meta-batch", "Per-task (tasks/s)",
-                                    "Batched (tasks/s)", "Batched / per-task", "CUDA graph", "Sampler", "Max rel. diff (float64)",
+                                    "Batched (tasks/s)", "Batched / per-task", "Captured by", "Sampler", "Max rel. diff (float64)",
                                     "Max rel. diff (float32)"], rows)
 
 

@@ -26,6 +26,14 @@ WINDOW = ("tasks", "query_loss", "query_accuracy", "cg_negative_curvature", "cg_
 # Eager iterations before a CUDA graph is captured: they allocate Adam's state and warm up the kernels
 # (and are real iterations of the run).
 GRAPH_WARMUP = 3
+# The other way to take the launches out of an iteration (``compile=True``): the iteration through
+# torch.compile, with inductor's own CUDA graphs on CUDA (mode "reduce-overhead"), in two parts: the
+# meta-gradients with fullgraph (a graph break is an error rather than a silent return to eager Python)
+# and the optimizer's step, which breaks its graph on purpose. Tests run it with the "eager" backend too
+# (dynamo's tracing alone), as inductor takes 30 to 170 s per algorithm on this CPU. Static: a second
+# configuration compiled in one process (metagrad throughput's rows) would otherwise turn the step sizes into
+# symbolic floats, which inductor's double backward cannot take ("x must be Tensor or scalar, got SymFloat").
+COMPILE_OPTIONS: dict = {"mode": "reduce-overhead", "fullgraph": True, "dynamic": False}
 
 
 def per_task_diagnostics(records: list[MetaGradientRecord], device: torch.device) -> dict[str, Tensor]:
@@ -148,32 +156,40 @@ class BatchedStep:
 
     def __init__(self, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
                  window: Window, graph: bool = False, group: ProcessGroup | None = None, meta_batch: int | None = None,
-                 source: DeviceTasks | None = None):
+                 source: DeviceTasks | None = None, compile: bool = False):
         if graph and theta.device.type != "cuda":
             raise ValueError("CUDA graphs need a CUDA device")
+        if graph and compile:
+            raise ValueError("a CUDA graph and torch.compile are two ways to capture the iteration: choose one")
         self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
         self.group, self.meta_batch, self.source = group or ProcessGroup(), meta_batch, source
-        if graph and self.group.active:
-            raise ValueError("CUDA graphs under several processes are not supported yet")
-        self.graph = graph
+        if (graph or compile) and self.group.active:
+            raise ValueError("CUDA graphs and torch.compile under several processes are not supported yet")
+        self.graph, self.compile = graph, compile
+        self.compiled = None
         self.inputs: TaskBatch | None = None
         self.calls = 0
         self.cuda_graph: torch.cuda.CUDAGraph | None = None
 
-    def _iteration(self) -> None:
+    def _meta_gradients(self) -> None:
+        """The iteration up to the optimizer's step: the draw, the meta-gradients into ``theta.grad``, the
+        window's sums."""
         if self.source is not None:
             self.inputs = self.source.next()
         result = self.algorithm.batched_meta_gradient(self.model, self.theta, self.inputs)
-        if self.theta.grad is None:
-            self.theta.grad = torch.zeros_like(self.theta)
         if self.group.active:
             total = result.gradients.sum(dim=0)
             self.group.sum_(total)
             self.theta.grad.copy_(total / self.meta_batch)
         else:
             self.theta.grad.copy_(result.gradient)  # in place: the graph's buffers stay the same tensors
-        self.optimizer.step()
         self.window.add(result.diagnostics)
+
+    def _iteration(self) -> None:
+        if self.theta.grad is None:
+            self.theta.grad = torch.zeros_like(self.theta)
+        self._meta_gradients()
+        self.optimizer.step()
 
     def _load(self, batch: TaskBatch) -> None:
         device = self.theta.device
@@ -190,7 +206,26 @@ class BatchedStep:
         if drawn(self.source, batch) is not None:
             self._load(batch)
         self.calls += 1
-        if not self.graph:
+        if self.compile:
+            if self.calls == 1:  # eager first: Adam's state exists, and keeps its addresses, when compiled
+                self._iteration()
+                return
+            if self.compiled is None:
+                # tensors that live across iterations keep their addresses: inductor's CUDA graphs then read
+                # and update them in place instead of copying them in (the device sampler's 69 MB of images)
+                lasting = [self.theta, self.theta.grad, self.window.sums, self.window.work,
+                           *(t for state in self.optimizer.state.values() for t in state.values() if isinstance(t, Tensor))]
+                if self.source is not None:
+                    lasting += [self.source.images, self.source.iteration]
+                for tensor in lasting:
+                    torch._dynamo.mark_static_address(tensor)
+                # the optimizer's step breaks a graph on purpose (torch.optim's _use_grad): compiled apart
+                self.compiled = (torch.compile(self._meta_gradients, **COMPILE_OPTIONS),
+                                 torch.compile(self.optimizer.step, **{**COMPILE_OPTIONS, "fullgraph": False}))
+            meta_gradients, optimizer_step = self.compiled
+            meta_gradients()
+            optimizer_step()
+        elif not self.graph:
             self._iteration()
         elif self.calls <= GRAPH_WARMUP:
             side = torch.cuda.Stream()
@@ -208,11 +243,13 @@ class BatchedStep:
 
 def training_step(engine: str, algorithm, model: FunctionalModel, theta: Tensor, optimizer: torch.optim.Optimizer,
                   window: Window, graph: bool = False, group: ProcessGroup | None = None,
-                  meta_batch: int | None = None, source: DeviceTasks | None = None) -> PerTaskStep | BatchedStep:
+                  meta_batch: int | None = None, source: DeviceTasks | None = None,
+                  compile: bool = False) -> PerTaskStep | BatchedStep:
     """The engine's step; under several processes, ``meta_batch`` is the global size the shares add up to.
-    With ``source`` the step draws each meta-batch itself (called with no batch)."""
+    With ``source`` the step draws each meta-batch itself (called with no batch); ``compile``: the batched
+    iteration through torch.compile."""
     if engine == "batched":
-        return BatchedStep(algorithm, model, theta, optimizer, window, graph, group, meta_batch, source)
-    if graph:
-        raise ValueError("CUDA graphs need the batched engine")
+        return BatchedStep(algorithm, model, theta, optimizer, window, graph, group, meta_batch, source, compile)
+    if graph or compile:
+        raise ValueError("CUDA graphs and torch.compile need the batched engine")
     return PerTaskStep(algorithm, model, theta, optimizer, window, group, meta_batch, source)

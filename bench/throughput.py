@@ -37,9 +37,9 @@ from .steps import GRAPH_WARMUP, Window, training_step
 from .tasks import EpisodeSpec, ImageClassTasks
 
 COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
-           "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "sampler",
-           "iterations", "filters", "torch", "threads", "kernel_launches_per_iteration", "host_syncs_per_iteration",
-           "copies_per_iteration"]
+           "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "compiled",
+           "warmup_s", "sampler", "iterations", "filters", "torch", "threads", "kernel_launches_per_iteration",
+           "host_syncs_per_iteration", "copies_per_iteration"]
 # CUDA runtime calls, as torch.profiler names them: launches (a graph's replay counts one), calls that make the
 # host wait for the device, and copies between them (an asynchronous copy from pageable memory waits too)
 LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch",
@@ -61,12 +61,15 @@ class ThroughputConfig:
     device: str = "cpu"
     cuda_graph: bool = False  # batched rows captured as a CUDA graph (bench/steps.py)
     sampler: str = "host"  # who draws the meta-batches: host or device (bench/device_tasks.py)
+    compile: bool = False  # batched rows through torch.compile (bench/steps.py, COMPILE_OPTIONS)
     seed: int = 0
     data_root: str | None = None
     trace: bool = False  # profile the timed iterations: runtime-call counts per row, trace-*.txt per row
 
     def __post_init__(self) -> None:
         require(not self.cuda_graph or self.device.startswith("cuda"), "CUDA graphs need a CUDA device")
+        require(not (self.cuda_graph and self.compile), "--cuda-graph and --compile are two ways to capture the "
+                "iteration: choose one")
         require(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         for name in self.presets:
             preset(name)  # an unknown preset is a ConfigError naming the known ones
@@ -139,13 +142,21 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     generator = torch.Generator().manual_seed(config.seed)
     window = Window(device)
     source = DeviceTasks(tasks, device, torch.float32, config.seed, meta_batch) if config.sampler == "device" else None
-    step = training_step(engine, algorithm, model, theta, optimizer, window, graph=graph, source=source)
+    compiled = config.compile and engine == "batched"
+    step = training_step(engine, algorithm, model, theta, optimizer, window, graph=graph, source=source,
+                         compile=compiled)
 
     def iteration() -> None:
         step(tasks.sample_batch(generator, meta_batch) if source is None else None)
 
-    for _ in range(config.warmup + (GRAPH_WARMUP + 1 if graph else 0)):  # a graph is captured in the warm-up
+    # a graph is captured, or the iteration compiled, in the warm-up: that time is reported apart
+    compiling = time.perf_counter()
+    # (compiled: one eager call, then inductor's CUDA graphs warm up and record in the first compiled calls)
+    for _ in range(config.warmup + (GRAPH_WARMUP + 1 if graph else 4 if compiled else 0)):
         iteration()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    warmup_s = time.perf_counter() - compiling
     work_before = window.work.clone()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -178,7 +189,8 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
         "tasks_per_s": config.iterations * meta_batch / elapsed, "iteration_s": elapsed / config.iterations,
         "grad_evals": grad_evals, "hvp_evals": hvp_evals, "max_rel_diff_vs_per_task": differences[torch.float64],
         "max_rel_diff_float32": differences[torch.float32],
-        "cuda_graph": graph, "sampler": config.sampler, "iterations": config.iterations,
+        "cuda_graph": graph, "compiled": compiled, "warmup_s": warmup_s, "sampler": config.sampler,
+        "iterations": config.iterations,
         "filters": module.features[0].out_channels, "torch": torch.__version__,
         "threads": torch.get_num_threads(), **counts,
     }

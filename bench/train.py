@@ -86,6 +86,7 @@ class TrainConfig:
     preset: str | None = None
     engine: str = "per-task"  # per-task (the reference) or batched (one vmap over the meta-batch)
     cuda_graph: bool = False  # batched engine on CUDA: capture the iteration once, replay it (bench/steps.py)
+    compile: bool = False  # batched engine: the iteration through torch.compile instead (bench/steps.py)
     sampler: str = "host"  # who draws the meta-training tasks: host (torch.Generator) or device (bench/device_tasks.py)
     dtype: str = "float32"  # float64 for the tests that compare engines and runs exactly
 
@@ -95,6 +96,8 @@ class TrainConfig:
         require(self.omniglot_split == "random" or self.dataset == "omniglot",
                 f"the {self.omniglot_split!r} split is Omniglot's; {self.dataset} has its own fixed split")
         require(self.engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        require(not self.compile or (self.engine == "batched" and not self.cuda_graph),
+                "--compile needs the batched engine, and is instead of --cuda-graph, not beside it")
         require(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         require(not self.cuda_graph or (self.engine == "batched" and self.device.startswith("cuda")),
@@ -324,12 +327,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
         # only how long to train, and which engine computes it, may change on resume
         config = TrainConfig(**{**asdict(saved_config), "iterations": config.iterations,
                                 "max_minutes": config.max_minutes, "engine": config.engine,
-                                "cuda_graph": config.cuda_graph})
+                                "cuda_graph": config.cuda_graph, "compile": config.compile})
     elif (out / "config.json").exists():
         raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another --out")
     require(config.meta_batch >= group.world_size,
             f"the meta-batch ({config.meta_batch} tasks) is smaller than the number of processes ({group.world_size})")
-    require(not (config.cuda_graph and group.active), "--cuda-graph under several processes is not supported yet")
+    require(not ((config.cuda_graph or config.compile) and group.active),
+            "--cuda-graph and --compile under several processes are not supported yet")
 
     device = group.device(config.device)
     dtype = DTYPES[config.dtype]
@@ -400,7 +404,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
                              share if group.active else None)
         source.seek(start_iteration)
     step = training_step(config.engine, algorithm, model, theta, optimizer, window, graph=config.cuda_graph,
-                         group=group, meta_batch=config.meta_batch, source=source)
+                         group=group, meta_batch=config.meta_batch, source=source, compile=config.compile)
 
     def synchronize() -> None:
         if device.type == "cuda":

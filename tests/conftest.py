@@ -84,7 +84,12 @@ def bias_ahead_of_batchnorm(filters: int) -> torch.Tensor:
     depend on the summation order: comparisons of two correct runs leave them out or bound them apart."""
     from bench.datasets import network
 
-    module = network("omniglot", 5, filters)
+    return convolution_biases(network("omniglot", 5, filters))
+
+
+def convolution_biases(module: nn.Module) -> torch.Tensor:
+    """Mask of ``module``'s flat parameters that are convolution biases (in the ConvNets: each just ahead of
+    BatchNorm; see ``bias_ahead_of_batchnorm``)."""
     modules = dict(module.named_modules())
     return torch.cat([torch.full((p.numel(),), name.endswith(".bias") and isinstance(
         modules[name.rsplit(".", 1)[0]], torch.nn.Conv2d)) for name, p in module.named_parameters()])

@@ -12,7 +12,7 @@ import torch
 from algorithms import FunctionalModel, TaskBatch, conjugate_gradient, cross_entropy_loss, make_algorithm
 from algorithms.conjugate_gradient import masked_conjugate_gradient
 
-from .conftest import classification_task, tiny_convnet, tiny_mlp
+from .conftest import classification_task, convolution_biases, tiny_convnet, tiny_mlp
 from .finite_differences import relative_error
 
 TASKS = 6
@@ -146,3 +146,65 @@ def test_masked_cg_is_the_reference_cg(case):
         assert reference.negative_curvature
     if case in ("tolerance", "exact-in-3"):
         assert reference.converged and reference.iterations < 20
+
+
+def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> tuple[torch.Tensor, ...]:
+    """``iterations`` training steps of the batched engine with the device sampler, eager and through
+    torch.compile, from one start, with outer SGD or Adam: their meta-parameters and window sums. With Adam
+    the convolution biases ahead of BatchNorm are left out (their noise gradients become steps that depend
+    on summation order: conftest)."""
+    from bench.device_tasks import DeviceTasks
+    from bench.steps import BatchedStep, Window
+    from bench.tasks import EpisodeSpec, ImageClassTasks
+
+    name, hyperparameters = CONFIGS[config]
+    images = torch.randint(0, 256, (6, 8, 6, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    tasks = ImageClassTasks(images, tuple((c, t) for c in range(6) for t in range(2)), EpisodeSpec(3, 2, 3))
+    results = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        model = FunctionalModel(tiny_convnet().double(), cross_entropy_loss)
+        theta = model.flat_parameters().clone()
+        window = Window(theta.device)
+        source = DeviceTasks(tasks, "cpu", torch.float64, seed=0, count=4)
+        outer = torch.optim.SGD([theta], lr=0.1) if optimizer == "sgd" else torch.optim.Adam([theta], lr=1e-2)
+        step = BatchedStep(make_algorithm(name, **hyperparameters), model, theta, outer, window, source=source,
+                           compile=compile)
+        for _ in range(iterations):
+            step()
+        results.append((theta.detach().clone(), window.sums.clone(), window.work.tolist(), source.iteration.item()))
+    (eager, eager_sums, eager_work, eager_drawn), (compiled, compiled_sums, compiled_work, compiled_drawn) = results
+    assert eager_drawn == compiled_drawn == iterations and eager_work == compiled_work
+    kept = ~convolution_biases(tiny_convnet()) if optimizer == "adam" else torch.ones_like(eager, dtype=torch.bool)
+    return eager[kept], compiled[kept], eager_sums, compiled_sums
+
+
+@pytest.mark.parametrize("config", ["maml", "imaml-gd", "imaml-newton-cg", "reptile-nichol"])
+def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, config):
+    """fullgraph=True with dynamo's "eager" backend: a graph break (host work, Python control flow on
+    values) would be an error; with outer SGD the compiled iteration is the eager one."""
+    import bench.steps
+
+    monkeypatch.setattr(bench.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    torch._dynamo.reset()
+    eager, compiled, eager_sums, compiled_sums = compiled_against_eager(config, "sgd")
+    assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12
+
+
+def test_torch_compile_of_the_adam_step_rounds_its_bias_correction_in_float32(monkeypatch):
+    """torch's compiled Adam keeps its step count as a float32 tensor, so its bias corrections carry float32
+    rounding (measured 8e-8 relative on a plain float64 vector): the compiled runs agree to 1e-6, not 1e-12."""
+    import bench.steps
+
+    monkeypatch.setattr(bench.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    torch._dynamo.reset()
+    eager, compiled, eager_sums, compiled_sums = compiled_against_eager("fomaml", "adam")
+    assert relative_error(compiled, eager) < 1e-6 and relative_error(compiled_sums, eager_sums) < 1e-6
+
+
+def test_torch_compile_with_inductor_is_the_eager_iteration():
+    """Inductor's generated kernels (on the CPU: C++; about 30 s to compile first-order MAML here) compute
+    the same steps to rounding."""
+    torch._dynamo.reset()
+    eager, compiled, eager_sums, compiled_sums = compiled_against_eager("fomaml", "sgd")
+    assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12

@@ -25,6 +25,20 @@ def test_profile_command_writes_the_csv_contract(tmp_path):
     cg = frame[frame["sweep"] == "cg_steps"].set_index("cg_steps")
     assert cg.loc[0, "hvp_evals"] == 0 and cg.loc[3, "hvp_evals"] == 3
     assert (out / "profile.png").stat().st_size > 10_000
+    # both engines' tasks per second for the algorithms; none for a plain gradient
+    algorithms = frame[frame["sweep"].isin(["inner_steps", "cg_steps"])]
+    assert (algorithms["tasks_per_s"] == 1 / algorithms["time_s"]).all()
+    assert (algorithms["batched_tasks_per_s"] > 0).all() and (algorithms["batched_tasks"] == 8).all()
+    assert frame[frame["sweep"] == "gradient"]["batched_tasks_per_s"].isna().all()
+
+
+def test_a_meta_batch_that_would_not_fit_is_not_run(monkeypatch):
+    monkeypatch.setattr(profile, "available_bytes", lambda device: 0)
+    config = profile.ProfileConfig(dataset="synthetic", algorithms=("maml",), inner_steps=(2,), cg_sweep=(),
+                                   repeats=1, rss=False)
+    frame = profile.run_profile(config, progress=False)
+    maml = frame[frame["algorithm"] == "maml"].iloc[0]
+    assert maml["status"] == "ok" and maml["tasks_per_s"] > 0 and pd.isna(maml["batched_tasks_per_s"])
 
 
 def test_out_of_memory_is_recorded_not_raised(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import algorithms.imaml
+from algorithms.protocol import ConfigError
 from bench.cli import main
 from bench.presets import presets
 from bench.train import TrainConfig, evaluate_run, train
@@ -354,3 +355,22 @@ def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys):
     train(float64_config(root, "fomaml", iterations=1), tmp_path / "run", progress=False)
     assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--sampler", "device", "--no-progress"]) == 2
     assert "keeps its task stream" in capsys.readouterr().err
+
+
+def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
+    """--compile (dynamo's tracing here; inductor's numerics: tests/test_batched_engine.py) trains the same
+    run as the eager batched engine (outer SGD: the compiled Adam rounds its bias correction in float32)."""
+    import bench.steps
+
+    monkeypatch.setattr(bench.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    torch._dynamo.reset()
+    root = require_data("omniglot-py")
+    config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
+                     meta_lr=0.5, sampler="device", engine="batched")
+    train(config, tmp_path / "eager", progress=False)
+    train(replace(config, compile=True), tmp_path / "compiled", progress=False)
+    a, b = (torch.load(tmp_path / run / "checkpoint.pt")["theta"] for run in ("eager", "compiled"))
+    assert ((a - b).norm() / a.norm()).item() < 1e-12
+    assert json.loads((tmp_path / "compiled" / "config.json").read_text())["config"]["compile"] is True
+    with pytest.raises(ConfigError, match="instead of --cuda-graph"):
+        replace(config, compile=True, cuda_graph=True, device="cuda")
