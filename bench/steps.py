@@ -30,7 +30,7 @@ GRAPH_WARMUP = 3
 # torch.compile, with inductor's own CUDA graphs on CUDA (mode "reduce-overhead"), in two parts: the
 # meta-gradients with fullgraph (a graph break is an error rather than a silent return to eager Python)
 # and the optimizer's step, which breaks its graph on purpose. Tests run it with the "eager" backend too
-# (dynamo's tracing alone), as inductor takes 30 to 170 s per algorithm on this CPU. Static: a second
+# (dynamo's tracing alone), as inductor takes tens of seconds to minutes per algorithm on this CPU. Static: a second
 # configuration compiled in one process (metagrad throughput's rows) would otherwise turn the step sizes into
 # symbolic floats, which inductor's double backward cannot take ("x must be Tensor or scalar, got SymFloat").
 COMPILE_OPTIONS: dict = {"mode": "reduce-overhead", "fullgraph": True, "dynamic": False}
@@ -191,6 +191,21 @@ class BatchedStep:
         self._meta_gradients()
         self.optimizer.step()
 
+    def _compiled(self) -> tuple:
+        """The iteration's two compiled parts; made once, after the first (eager) call."""
+        # tensors that live across iterations keep their addresses: inductor's CUDA graphs then read and
+        # update them in place instead of copying them in (the device sampler's 69 MB of images)
+        lasting = [self.theta, self.theta.grad, self.window.sums, self.window.work,
+                   *(t for state in self.optimizer.state.values() for t in state.values() if isinstance(t, Tensor))]
+        if self.source is not None:
+            lasting += [self.source.images, self.source.iteration]
+        for tensor in lasting:
+            torch._dynamo.mark_static_address(tensor)
+        # the optimizer's step breaks a graph on purpose (torch.optim's _use_grad): compiled apart
+        self.compiled = (torch.compile(self._meta_gradients, **COMPILE_OPTIONS),
+                         torch.compile(self.optimizer.step, **{**COMPILE_OPTIONS, "fullgraph": False}))
+        return self.compiled
+
     def _load(self, batch: TaskBatch) -> None:
         device = self.theta.device
         if self.inputs is None:
@@ -206,23 +221,8 @@ class BatchedStep:
         if drawn(self.source, batch) is not None:
             self._load(batch)
         self.calls += 1
-        if self.compile:
-            if self.calls == 1:  # eager first: Adam's state exists, and keeps its addresses, when compiled
-                self._iteration()
-                return
-            if self.compiled is None:
-                # tensors that live across iterations keep their addresses: inductor's CUDA graphs then read
-                # and update them in place instead of copying them in (the device sampler's 69 MB of images)
-                lasting = [self.theta, self.theta.grad, self.window.sums, self.window.work,
-                           *(t for state in self.optimizer.state.values() for t in state.values() if isinstance(t, Tensor))]
-                if self.source is not None:
-                    lasting += [self.source.images, self.source.iteration]
-                for tensor in lasting:
-                    torch._dynamo.mark_static_address(tensor)
-                # the optimizer's step breaks a graph on purpose (torch.optim's _use_grad): compiled apart
-                self.compiled = (torch.compile(self._meta_gradients, **COMPILE_OPTIONS),
-                                 torch.compile(self.optimizer.step, **{**COMPILE_OPTIONS, "fullgraph": False}))
-            meta_gradients, optimizer_step = self.compiled
+        if self.compile and self.calls > 1:  # eager first: Adam's state exists, at fixed addresses, when compiled
+            meta_gradients, optimizer_step = self.compiled or self._compiled()
             meta_gradients()
             optimizer_step()
         elif not self.graph:

@@ -113,22 +113,24 @@ def preset_tasks(config: ThroughputConfig, name: str) -> ImageClassTasks:
     return task_source(settings["dataset"], "train", spec, config.data_root).tasks
 
 
-def runtime_calls(profiler: torch.profiler.profile, names: tuple[str, ...]) -> int:
-    """How many times the profiled code called the CUDA runtime functions ``names``."""
-    return sum(event.count for event in profiler.key_averages() if event.key in names)
+# the CSV's columns of counts, and the CUDA runtime calls each counts
+RUNTIME_COUNTS = {"kernel_launches_per_iteration": LAUNCH_CALLS, "host_syncs_per_iteration": SYNC_CALLS,
+                  "copies_per_iteration": COPY_CALLS}
 
 
-def trace_table(profiler: torch.profiler.profile, device: torch.device, iterations: int) -> str:
-    """The operators and kernels that took the time, most first, with the runtime-call counts."""
+def traced(profiler: torch.profiler.profile, device: torch.device, iterations: int) -> tuple[dict[str, float], str]:
+    """Per iteration, how many times the profiled code called each group of CUDA runtime functions (the CSV's
+    columns), and the table of operators and kernels that took the time, most first, under those counts."""
+    averages = profiler.key_averages()
+    counts = {column: sum(event.count for event in averages if event.key in names) / iterations
+              for column, names in RUNTIME_COUNTS.items()}
+    head = "\n".join(f"{column.replace('_', ' ')}: {value:g}" for column, value in counts.items())
     sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    counts = {what: runtime_calls(profiler, names) / iterations
-              for what, names in (("kernel launches", LAUNCH_CALLS), ("host synchronizations", SYNC_CALLS),
-                                  ("host-device copies", COPY_CALLS))}
-    head = "\n".join(f"{what} per iteration: {value:g}" for what, value in counts.items())
-    return f"{head}\n\n{profiler.key_averages().table(sort_by=sort_by, row_limit=30)}\n"
+    return counts, f"{head}\n\n{averages.table(sort_by=sort_by, row_limit=30)}\n"
 
 
-def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassTasks) -> dict[str, Any]:
+def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassTasks) -> tuple[dict[str, Any], str | None]:
+    """One row of the CSV, and with ``trace`` its profile table."""
     settings = preset(name)
     device = torch.device(config.device)
     meta_batch = config.meta_batch or settings["meta_batch"]
@@ -150,16 +152,14 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
         step(tasks.sample_batch(generator, meta_batch) if source is None else None)
 
     # a graph is captured, or the iteration compiled, in the warm-up: that time is reported apart
-    compiling = time.perf_counter()
     # (compiled: one eager call, then inductor's CUDA graphs warm up and record in the first compiled calls)
+    warmup_started = time.perf_counter()
     for _ in range(config.warmup + (GRAPH_WARMUP + 1 if graph else 4 if compiled else 0)):
         iteration()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    warmup_s = time.perf_counter() - compiling
     work_before = window.work.clone()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    warmup_s = time.perf_counter() - warmup_started
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -176,13 +176,9 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     if engine == "batched":
         batch = tasks.sample_batch(generator, meta_batch, torch.float64)
         differences = {dtype: max_relative_difference(algorithm, model, theta, batch, dtype) for dtype in differences}
-    counts = {"kernel_launches_per_iteration": float("nan"), "host_syncs_per_iteration": float("nan"),
-              "copies_per_iteration": float("nan"), "trace": None}
+    counts, trace = ({column: float("nan") for column in RUNTIME_COUNTS}, None)
     if config.trace:
-        counts = {column: runtime_calls(profiler, names) / config.iterations for column, names in (
-            ("kernel_launches_per_iteration", LAUNCH_CALLS), ("host_syncs_per_iteration", SYNC_CALLS),
-            ("copies_per_iteration", COPY_CALLS))}
-        counts["trace"] = trace_table(profiler, device, config.iterations)
+        counts, trace = traced(profiler, device, config.iterations)
     return {
         "preset": name, "algorithm": settings["algorithm"], "engine": engine, "device": device.type,
         "device_name": device_name(device), "meta_batch": meta_batch,
@@ -193,7 +189,7 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
         "iterations": config.iterations,
         "filters": module.features[0].out_channels, "torch": torch.__version__,
         "threads": torch.get_num_threads(), **counts,
-    }
+    }, trace
 
 
 def run_throughput(config: ThroughputConfig, progress: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -204,9 +200,9 @@ def run_throughput(config: ThroughputConfig, progress: bool = True) -> tuple[pd.
         for name in config.presets:
             tasks = preset_tasks(config, name)
             for engine in config.engines:
-                row = measure(config, name, engine, tasks)
-                if row["trace"] is not None:
-                    traces[f"trace-{name}-{engine}.txt"] = row["trace"]
+                row, trace = measure(config, name, engine, tasks)
+                if trace is not None:
+                    traces[f"trace-{name}-{engine}.txt"] = trace
                 rows.append(row)
                 bar.update()
     return pd.DataFrame(rows, columns=COLUMNS), traces

@@ -193,7 +193,7 @@ def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, c
 
 def test_torch_compile_of_the_adam_step_rounds_its_bias_correction_in_float32(monkeypatch):
     """torch's compiled Adam keeps its step count as a float32 tensor, so its bias corrections carry float32
-    rounding (measured 8e-8 relative on a plain float64 vector): the compiled runs agree to 1e-6, not 1e-12."""
+    rounding: the compiled runs agree to 1e-6, not 1e-12."""
     import bench.steps
 
     monkeypatch.setattr(bench.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
@@ -203,8 +203,8 @@ def test_torch_compile_of_the_adam_step_rounds_its_bias_correction_in_float32(mo
 
 
 def test_torch_compile_with_inductor_is_the_eager_iteration():
-    """Inductor's generated kernels (on the CPU: C++; about 30 s to compile first-order MAML here) compute
-    the same steps to rounding."""
+    """Inductor's generated kernels (on the CPU: C++, the slowest test here for its compiling) compute the
+    same steps to rounding."""
     torch._dynamo.reset()
     eager, compiled, eager_sums, compiled_sums = compiled_against_eager("fomaml", "sgd")
     assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12
