@@ -205,7 +205,8 @@ def _throughput(args: argparse.Namespace) -> None:
     config = ThroughputConfig(presets=args.presets or DEFAULT_PRESETS, engines=args.engines, meta_batch=args.meta_batch,
                               filters=args.filters, iterations=args.iterations, warmup=args.warmup,
                               device=args.device, cuda_graph=args.cuda_graph, sampler=args.sampler, seed=args.seed,
-                              data_root=args.data_root, trace=args.trace, compile=args.compile)
+                              data_root=args.data_root, trace=args.trace, compile=args.compile,
+                              check_tasks=args.check_tasks)
     frame = write_throughput(config, args.out, progress=not args.no_progress)
     shown = ["preset", "engine", "meta_batch", "tasks_per_s", "iteration_s", "grad_evals", "hvp_evals",
              "max_rel_diff_vs_per_task", "max_rel_diff_float32"]
@@ -470,9 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="batched rows: the whole iteration through torch.compile (mode reduce-overhead, "
                                  "fullgraph), the other way to take the launches out; warmup_s holds the compile time")
     throughput.add_argument("--trace", action="store_true",
-                            help="profile the timed iterations (torch.profiler): kernel launches, host "
-                                 "synchronizations and copies per iteration in the CSV, and OUT/trace-PRESET-ENGINE.txt "
-                                 "with the operators and kernels that took the time")
+                            help="after the timed iterations, profile as many more (torch.profiler): kernel "
+                                 "launches, host synchronizations and copies per iteration in the CSV, and "
+                                 "OUT/trace-PRESET-ENGINE.txt with the operators and kernels that took the time")
+    throughput.add_argument("--check-tasks", type=int, default=None,
+                            help="batched rows: compare this many tasks' meta-gradients with the per-task engine's "
+                                 "(default the whole meta-batch; 0 skips the comparison and leaves its columns empty)")
     _add_data_root(throughput)
     throughput.set_defaults(run=_throughput)
 

@@ -1,45 +1,47 @@
 #!/usr/bin/env bash
 # Every GPU check, for a session lent a GPU machine (15 minutes of device time in all, start-up included;
-# at most 10 minutes a call). Two calls on one warm machine, the second right after the first:
+# at most 10 minutes a call). Two calls on one warm machine, the second right after the first, with the
+# budget the first left (status's budget_left_s less about 30 s):
 #
-#   CALL_BUDGET_S=560 bash bench/gpu_checks.sh measure maml    # run timeout_s 600
-#   CALL_BUDGET_S=200 bash bench/gpu_checks.sh imaml bench     # run timeout_s 240
-#
-# A training phase trains for what is left of CALL_BUDGET_S (seconds since the script started) less
-# TAIL_S (default 100: the last validation, 600 test tasks, packing), at most MAML_MINUTES / IMAML_MINUTES,
-# so that each call ends inside its timeout whatever the measurements before it took.
+#   CALL_BUDGET_S=570 bash bench/gpu_checks.sh measure maml      # run timeout_s 600
+#   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh imaml bench      # run timeout_s LEFT + 20, at once
 #
 # each with carry [".whl", ".device-data"] (README, "GPU results": the higher wheel, which the GPU image
 # lacks, and Omniglot packed by bench.omniglot.pack_omniglot, since the image folders are too large to travel).
+# Every step is sized by what is left of CALL_BUDGET_S (seconds since the script started): a training
+# phase trains for that less TAIL_S (default 75: the last validation, 600 test tasks, packing), at most
+# MAML_MINUTES (3, the issue's "at most 3 GPU minutes") / IMAML_MINUTES; a step with under 20 s is skipped.
 #
 # Phases, in the order given:
-#   measure  device.txt; `metagrad throughput` of both engines eagerly (host sampler), of the batched engine
-#            with the device sampler eagerly, then captured as a CUDA graph with the device sampler (with
-#            the host sampler if that capture fails), every row traced (kernel launches, host syncs, the
-#            kernels that take the time). About 3 minutes. Writes flags.env: the graph and sampler flags
-#            that worked, which the training phases use.
-#   bench    the pytest-benchmark GPU baseline (--bench-device cuda), at most 2 minutes.
-#   compile  first-order MAML and MAML through torch.compile (inductor, reduce-overhead) instead of the
-#            captured graph, warmup_s holding the compile time; at most 5 minutes. Not in the two calls
-#            above: 15 device minutes do not hold it beside the training runs; run it where they are done.
-#   maml     the Omniglot 5-way 1-shot MAML preset, batched engine, for its 60,000 iterations (6.4 minutes at
-#            the 5,000 tasks/s target) or the time left, validated every 1,000 iterations, then its 600
-#            test tasks.
+#   measure  device.txt; tests/test_cuda.py (the captured iteration trains the eager run, float64; the GPU
+#            draws the CPU's tasks); `metagrad throughput` of the per-task engine (meta-batch 8: it runs
+#            one task at a time, so its tasks/s does not depend on the batch), of the batched engine eagerly
+#            (host sampler; its meta-gradients compared with the per-task ones on 8 tasks, float64 and
+#            float32), then captured as a CUDA graph with the device sampler (with the host sampler if that
+#            capture fails), every row traced (kernel launches, host syncs, the kernels that take the time).
+#            About 3 minutes. Writes flags.env: the capture the training phases use, the graph only where
+#            both the capture and the CUDA tests passed (TRAIN_FLAGS overrides it).
+#   maml     the Omniglot 5-way 1-shot MAML preset, batched engine, for MAML_MINUTES of training,
+#            validated every 500 iterations (the preset's), then its 600 test tasks.
 #   imaml    the iMAML-GD preset for the time left (at most IMAML_MINUTES), validated every 250
 #            iterations, then its 600 test tasks.
+#   bench    the pytest-benchmark GPU baseline of the device-dependent benchmarks (--bench-device cuda).
+#   compile  first-order MAML and MAML through torch.compile (inductor, reduce-overhead) instead of the
+#            captured graph, warmup_s holding the compile time; up to 5 minutes, in neither call above.
 # Every step has its own timeout, so one that hangs or fails leaves the others their time; results are
 # packed into $OUT/gpu-results.tar.gz after every step (a timeout keeps what finished), checkpoints left
 # out; the log is $OUT/gpu-log-PHASES.txt.
 #
 # A dry run on the CPU checks the script itself (flags, fallbacks, packing) in a minute or two:
-#   OUT=/tmp/gpu-out DEVICE=cpu DATA_ROOT=../shared/data DRY_RUN=1 bash bench/gpu_checks.sh measure maml imaml
+#   OUT=/tmp/gpu-out DEVICE=cpu DATA_ROOT=.device-data DRY_RUN=1 CALL_BUDGET_S=100000 \
+#     bash bench/gpu_checks.sh measure maml imaml bench
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 DATA_ROOT=${DATA_ROOT:-.device-data}
-MAML_MINUTES=${MAML_MINUTES:-8}
+MAML_MINUTES=${MAML_MINUTES:-3}
 IMAML_MINUTES=${IMAML_MINUTES:-8}
-CALL_BUDGET_S=${CALL_BUDGET_S:-560}
-TAIL_S=${TAIL_S:-100}
+CALL_BUDGET_S=${CALL_BUDGET_S:-570}
+TAIL_S=${TAIL_S:-75}
 R=${RESULTS:-runs/gpu-results}  # ignored by git, so it stays on the warm machine between the two calls
 mkdir -p "$R" "$OUT"
 R=$(cd "$R" && pwd)
@@ -55,11 +57,22 @@ MG=(python3 -m bench.cli)  # metagrad, from this checkout
 COMMON=(--device "$DEVICE" --data-root "$DATA_ROOT" --no-progress)
 # DRY_RUN: tiny networks and runs, so that the CPU goes through every step quickly
 if [ -n "${DRY_RUN:-}" ]; then
-  SMALL=(--filters 4 --meta-batch 4) ITERATIONS=1 TRAIN=(--filters 4 --meta-batch 4 --validation-tasks 8)
+  SMALL=(--filters 4 --meta-batch 4) ITERATIONS=1 EAGER_ITERATIONS=1 TRAIN=(--filters 4 --meta-batch 4 --validation-tasks 8)
   EVAL_TASKS=20 MAML_MINUTES=0.05 IMAML_MINUTES=0.05 BENCH=(-k "device_sampler and omniglot-5w1s")
 else
-  SMALL=() ITERATIONS=20 TRAIN=() EVAL_TASKS=600 BENCH=()
+  SMALL=() ITERATIONS=20 EAGER_ITERATIONS=5 TRAIN=() EVAL_TASKS=600 BENCH=(-k "tasks_per_second or device_sampler")
 fi
+
+# Run a step under its timeout: at most CAP seconds, and no more than what is left of the call less RESERVE
+# (default TAIL_S; the steps of the tail itself keep 10 s for packing); under 20 s it is skipped.
+step() {  # CAP NAME COMMAND...
+  local limit
+  limit=$(python3 -c "print(max(0, int(min($1, $CALL_BUDGET_S - $SECONDS - ${RESERVE:-$TAIL_S}))))"); shift
+  local name=$1; shift
+  if [ "$limit" -lt 20 ]; then echo "skipped $name: ${SECONDS}s of $CALL_BUDGET_S used"; return 124; fi
+  echo "== $name (at most ${limit}s, ${SECONDS}s into the call)"
+  timeout "$limit" "$@"
+}
 
 measure() {
   {
@@ -68,56 +81,64 @@ measure() {
 torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
   } > "$R/device.txt" 2>&1
   cat "$R/device.txt"
-  # the per-task engine runs one task at a time (about 2 s an iteration): one timed iteration says enough
-  timeout 100 "${MG[@]}" throughput --out "$R/throughput-per-task" --engines per-task --iterations 1 --trace \
-    "${SMALL[@]}" "${COMMON[@]}"
+  local tests_passed=1
+  step 150 "CUDA tests" env METAGRAD_DATA="$DATA_ROOT" python3 -m pytest tests/test_cuda.py -p no:cacheprovider -q \
+    -rs --junitxml="$R/test-cuda.xml" || tests_passed=0
   pack
-  timeout 60 "${MG[@]}" throughput --out "$R/throughput-eager" --engines batched --iterations "$ITERATIONS" \
-    --trace "${SMALL[@]}" "${COMMON[@]}"
+  step 100 "per-task engine" "${MG[@]}" throughput --out "$R/throughput-per-task" --engines per-task --iterations 1 \
+    --meta-batch 8 --trace "${SMALL[@]}" "${COMMON[@]}"
   pack
-  timeout 60 "${MG[@]}" throughput --out "$R/throughput-eager-device-sampler" --engines batched --sampler device \
-    --iterations "$ITERATIONS" --trace "${SMALL[@]}" "${COMMON[@]}"
+  step 120 "batched engine, eager" "${MG[@]}" throughput --out "$R/throughput-eager" --engines batched \
+    --iterations "$EAGER_ITERATIONS" --check-tasks 8 --trace "${SMALL[@]}" "${COMMON[@]}"
   pack
   FLAGS="--cuda-graph --sampler device"
-  if ! timeout 90 "${MG[@]}" throughput --out "$R/throughput-graph" --engines batched --cuda-graph --sampler device \
-      --iterations "$ITERATIONS" --trace "${SMALL[@]}" "${COMMON[@]}"; then
+  if ! step 100 "batched engine, CUDA graph" "${MG[@]}" throughput --out "$R/throughput-graph" --engines batched \
+      --cuda-graph --sampler device --iterations "$ITERATIONS" --check-tasks 0 --trace "${SMALL[@]}" "${COMMON[@]}"; then
     echo "CUDA graph with the device sampler failed: trying the host sampler"
     FLAGS="--cuda-graph --sampler host"
-    timeout 90 "${MG[@]}" throughput --out "$R/throughput-graph-host-sampler" --engines batched --cuda-graph \
-      --sampler host --iterations "$ITERATIONS" --trace "${SMALL[@]}" "${COMMON[@]}" \
+    step 100 "batched engine, CUDA graph, host sampler" "${MG[@]}" throughput \
+      --out "$R/throughput-graph-host-sampler" --engines batched --cuda-graph --sampler host \
+      --iterations "$ITERATIONS" --check-tasks 0 --trace "${SMALL[@]}" "${COMMON[@]}" \
       || { echo "CUDA graph capture failed: training runs eagerly"; FLAGS="--sampler device"; }
+  fi
+  if [ "$tests_passed" = 0 ] && [ "$DEVICE" = cuda ]; then
+    echo "the CUDA tests failed: training runs eagerly"; FLAGS="--sampler device"
   fi
   echo "FLAGS=\"$FLAGS\"" > "$R/flags.env"
   pack
 }
 
 compiled() {  # torch.compile (inductor, reduce-overhead) against the captured graph, for the two cheapest to compile
-  timeout 300 "${MG[@]}" throughput --out "$R/throughput-compiled" --engines batched --compile --sampler device \
-    --presets omniglot-5w1s-fomaml,omniglot-5w1s-maml --iterations "$ITERATIONS" --trace "${SMALL[@]}" "${COMMON[@]}"
+  step 300 "torch.compile" "${MG[@]}" throughput --out "$R/throughput-compiled" --engines batched --compile \
+    --sampler device --presets omniglot-5w1s-fomaml,omniglot-5w1s-maml --iterations "$ITERATIONS" --check-tasks 0 \
+    --trace "${SMALL[@]}" "${COMMON[@]}"
   pack
 }
 
-benchmarks() {  # the pytest-benchmark GPU baseline
-  timeout 120 python3 -m pytest tests/benchmarks --benchmark-only --bench-device "$DEVICE" -p no:cacheprovider \
-    --benchmark-storage="file://$R/benchmarks" --benchmark-save="gpu-$DEVICE" "${BENCH[@]}" -q
+benchmarks() {  # the pytest-benchmark GPU baseline of the benchmarks that run on the device
+  RESERVE=10 step 150 "GPU benchmarks" python3 -m pytest tests/benchmarks --benchmark-only --bench-device "$DEVICE" \
+    -p no:cacheprovider --benchmark-storage="file://$R/benchmarks" --benchmark-save="gpu-$DEVICE" "${BENCH[@]}" -q
   pack
 }
 
 train_and_evaluate() {  # VARIANT MAX_MINUTES VALIDATE_EVERY
   local variant=$1 run="$R/train-omniglot-5w1s-$1-batched" minutes
-  minutes=$(python3 -c "print(round(min($2, ($CALL_BUDGET_S - $SECONDS - $TAIL_S) / 60), 2))")
-  if python3 -c "import sys; sys.exit(0 if $minutes > 0 else 1)"; then :; else
+  # training time excludes validation and checkpoints: a minute of the step is left for them and start-up
+  minutes=$(python3 -c "print(round(min($2, ($CALL_BUDGET_S - $SECONDS - $TAIL_S - 60) / 60), 2))")
+  if python3 -c "import sys; sys.exit(0 if $CALL_BUDGET_S - $SECONDS - $TAIL_S - 60 > 12 else 1)"; then :; else
     echo "no time left in CALL_BUDGET_S=$CALL_BUDGET_S for $variant (${SECONDS}s used)"; return
   fi
-  echo "training $variant for at most $minutes minutes (${SECONDS}s into the call)"
   FLAGS="--sampler device"
   [ -f "$R/flags.env" ] && . "$R/flags.env"
   [ "$DEVICE" = cuda ] || FLAGS="--sampler device"  # graphs are CUDA's
+  FLAGS=${TRAIN_FLAGS:-$FLAGS}
   # shellcheck disable=SC2086  # FLAGS is a list of flags
-  timeout "$(python3 -c "print(int($minutes * 60 + 120))")" "${MG[@]}" train --preset "omniglot-5w1s-$variant" \
-    --out "$run" --engine batched $FLAGS --max-minutes "$minutes" --validate-every "$3" --checkpoint-every 5000 \
-    "${TRAIN[@]}" "${COMMON[@]}"
-  timeout 120 "${MG[@]}" eval "$run" --engine batched --device "$DEVICE" --tasks "$EVAL_TASKS" --no-progress
+  step "$(python3 -c "print(int($minutes * 60 + 60))")" "train $variant for $minutes minutes ($FLAGS)" \
+    "${MG[@]}" train --preset "omniglot-5w1s-$variant" --out "$run" --engine batched $FLAGS --max-minutes "$minutes" \
+    --validate-every "$3" "${TRAIN[@]}" "${COMMON[@]}"
+  pack
+  RESERVE=10 step 60 "evaluate $variant on $EVAL_TASKS test tasks" "${MG[@]}" eval "$run" --engine batched --device "$DEVICE" \
+    --tasks "$EVAL_TASKS" --no-progress
   pack
 }
 
@@ -126,9 +147,9 @@ for phase in "$@"; do
     measure) measure ;;
     bench) benchmarks ;;
     compile) compiled ;;
-    maml) train_and_evaluate maml "$MAML_MINUTES" 1000 ;;
+    maml) train_and_evaluate maml "$MAML_MINUTES" 500 ;;
     imaml) train_and_evaluate imaml-gd "$IMAML_MINUTES" 250 ;;
-    *) echo "unknown phase $phase (measure, bench, compile, maml, imaml)"; exit 2 ;;
+    *) echo "unknown phase $phase (measure, maml, imaml, bench, compile)"; exit 2 ;;
   esac
 done
-ls -R "$R" | head -60
+ls -R "$R" | head -80

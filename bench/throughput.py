@@ -8,15 +8,18 @@ engine's own diagnostics. Each batched row also says how far its meta-gradients 
 per-task reference on one meta-batch, the largest relative difference over the tasks, in float64
 (``max_rel_diff_vs_per_task``) and in float32 (``max_rel_diff_float32``); TF32 off while comparing.
 
-With ``trace`` the timed iterations also run under ``torch.profiler``: each row then counts, per
-iteration, the kernel launches (a graph's replay is one), the host synchronizations and the host-device
-copies the CUDA runtime saw, and ``trace-{preset}-{engine}.txt`` holds the operators and kernels that
-took the time. That is where a missed target is explained.
+With ``trace``, after the timed iterations, as many more run under ``torch.profiler`` (apart, so that the
+profiler's own cost stays out of tasks/s): each row then counts, per iteration, the kernel launches (a
+graph's replay is one), the host synchronizations and the host-device copies the CUDA runtime saw, and
+``trace-{preset}-{engine}.txt`` holds the operators and kernels that took the time. That is where a missed
+target is explained.
+
+The CSV is rewritten (atomically) after every row, so a run that is stopped keeps the rows it finished.
 """
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +67,11 @@ class ThroughputConfig:
     compile: bool = False  # batched rows through torch.compile (bench/steps.py, COMPILE_OPTIONS)
     seed: int = 0
     data_root: str | None = None
-    trace: bool = False  # profile the timed iterations: runtime-call counts per row, trace-*.txt per row
+    trace: bool = False  # profile as many iterations again: runtime-call counts per row, trace-*.txt per row
+    # tasks of one meta-batch whose batched meta-gradients are compared with the per-task ones (None: the whole
+    # meta-batch; 0: no comparison, the two columns empty); the comparison does not depend on the sampler or
+    # the capture, so a second run of the same presets can skip it
+    check_tasks: int | None = None
 
     def __post_init__(self) -> None:
         require(not self.cuda_graph or self.device.startswith("cuda"), "CUDA graphs need a CUDA device")
@@ -79,6 +86,8 @@ class ThroughputConfig:
         require(self.filters is None or self.filters >= 1, f"filters must be >= 1, got {self.filters}")
         require(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
         require(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
+        require(self.check_tasks is None or self.check_tasks >= 0,
+                f"check tasks must be >= 0, got {self.check_tasks}")
 
 
 def _gradients(engine: str, algorithm, model: FunctionalModel, theta: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
@@ -160,25 +169,31 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     warmup_s = time.perf_counter() - warmup_started
-    activities = [torch.profiler.ProfilerActivity.CPU]
+    started = time.perf_counter()
+    for _ in range(config.iterations):
+        iteration()
     if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    profiler = torch.profiler.profile(activities=activities) if config.trace else nullcontext()
-    with profiler:
-        started = time.perf_counter()
-        for _ in range(config.iterations):
-            iteration()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - started
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - started
     grad_evals, hvp_evals = ((window.work - work_before).double() / (config.iterations * meta_batch)).tolist()
-    differences = {torch.float64: 0.0, torch.float32: 0.0}
-    if engine == "batched":
-        batch = tasks.sample_batch(generator, meta_batch, torch.float64)
-        differences = {dtype: max_relative_difference(algorithm, model, theta, batch, dtype) for dtype in differences}
     counts, trace = ({column: float("nan") for column in RUNTIME_COUNTS}, None)
     if config.trace:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as profiler:
+            for _ in range(config.iterations):
+                iteration()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
         counts, trace = traced(profiler, device, config.iterations)
+    differences = {torch.float64: 0.0, torch.float32: 0.0}
+    check_tasks = meta_batch if config.check_tasks is None else min(config.check_tasks, meta_batch)
+    if engine == "batched" and check_tasks == 0:
+        differences = {dtype: float("nan") for dtype in differences}
+    elif engine == "batched":
+        batch = tasks.sample_batch(generator, check_tasks, torch.float64)
+        differences = {dtype: max_relative_difference(algorithm, model, theta, batch, dtype) for dtype in differences}
     return {
         "preset": name, "algorithm": settings["algorithm"], "engine": engine, "device": device.type,
         "device_name": device_name(device), "meta_batch": meta_batch,
@@ -192,20 +207,29 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     }, trace
 
 
-def run_throughput(config: ThroughputConfig, progress: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The rows, and with ``trace`` each row's profile table by file name."""
-    rows, traces = [], {}
+def measured_rows(config: ThroughputConfig, progress: bool = True) -> Iterator[tuple[pd.DataFrame, str, str | None]]:
+    """After each row: the rows so far, the row's trace file name and its profile table (None without
+    ``trace``)."""
+    rows = []
     with tqdm(total=len(config.presets) * len(config.engines), desc="throughput", unit="row",
               disable=not progress) as bar:
         for name in config.presets:
             tasks = preset_tasks(config, name)
             for engine in config.engines:
                 row, trace = measure(config, name, engine, tasks)
-                if trace is not None:
-                    traces[f"trace-{name}-{engine}.txt"] = trace
                 rows.append(row)
                 bar.update()
-    return pd.DataFrame(rows, columns=COLUMNS), traces
+                yield pd.DataFrame(rows, columns=COLUMNS), f"trace-{name}-{engine}.txt", trace
+
+
+def run_throughput(config: ThroughputConfig, progress: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The rows, and with ``trace`` each row's profile table by file name."""
+    frames, traces = [pd.DataFrame(columns=COLUMNS)], {}
+    for frame, file_name, trace in measured_rows(config, progress):
+        frames.append(frame)
+        if trace is not None:
+            traces[file_name] = trace
+    return frames[-1], traces
 
 
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
@@ -254,9 +278,10 @@ def write_throughput(config: ThroughputConfig, out: Path, progress: bool = True)
     ``trace-*.txt``), each atomically."""
     from .atomic import save_figure, write_csv, write_text
 
-    frame, traces = run_throughput(config, progress=progress)
-    for file_name, text in traces.items():
-        write_text(out / file_name, text)
-    write_csv(frame, out / "throughput.csv")
+    frame = pd.DataFrame(columns=COLUMNS)
+    for frame, file_name, trace in measured_rows(config, progress):  # a stopped run keeps its finished rows
+        if trace is not None:
+            write_text(out / file_name, trace)
+        write_csv(frame, out / "throughput.csv")
     save_figure(plot_throughput(frame), out / "throughput.png")
     return frame

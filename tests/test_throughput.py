@@ -70,3 +70,33 @@ def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path):
                  "--data-root", str(root), "--no-progress"]) == 0
     assert pd.read_csv(untraced / "throughput.csv")["kernel_launches_per_iteration"].isna().all()
     assert not list(untraced.glob("trace-*"))
+
+
+def test_a_stopped_throughput_run_keeps_its_finished_rows_and_the_check_can_be_skipped(tmp_path, monkeypatch):
+    """The CSV is rewritten after every row (bench/gpu_checks.sh stops a run at its timeout); --check-tasks 0
+    leaves the comparison's columns empty, a positive count compares that many tasks."""
+    import bench.throughput
+
+    root = require_data("omniglot-py")
+    measure, calls = bench.throughput.measure, []
+
+    def measure_then_stop(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[2])
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(bench.throughput, "measure", measure_then_stop)
+    out = tmp_path / "tp"
+    argv = ["throughput", "--out", str(out), "--presets", "omniglot-5w1s-fomaml,omniglot-5w1s-maml", "--filters", "4",
+            "--meta-batch", "3", "--iterations", "1", "--warmup", "0", "--data-root", str(root), "--no-progress"]
+    assert main([*argv, "--check-tasks", "0"]) == 130
+    frame = pd.read_csv(out / "throughput.csv")
+    assert calls == ["per-task", "batched"] and list(frame["engine"]) == calls
+    batched = frame[frame["engine"] == "batched"]
+    assert batched[["max_rel_diff_vs_per_task", "max_rel_diff_float32"]].isna().all().all()
+    assert not list(out.glob(".*.tmp"))
+    calls.clear()
+    assert main([*argv, "--check-tasks", "2", "--engines", "batched"]) == 0
+    checked = pd.read_csv(out / "throughput.csv")
+    assert len(checked) == 2 and (checked["max_rel_diff_vs_per_task"] < 1e-10).all()
