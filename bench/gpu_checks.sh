@@ -5,6 +5,7 @@
 #
 #   CALL_BUDGET_S=570 bash bench/gpu_checks.sh measure maml      # run timeout_s 600
 #   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh imaml bench      # run timeout_s LEFT + 20, at once
+#   (on a fresh machine, where the first call's results are gone: tests imaml bench)
 #
 # each with carry [".whl", ".device-data"] (README, "GPU results": the higher wheel, which the GPU image
 # lacks, and Omniglot packed by bench.omniglot.pack_omniglot, since the image folders are too large to travel).
@@ -19,8 +20,10 @@
 #            (host sampler; its meta-gradients compared with the per-task ones on 8 tasks, float64 and
 #            float32), then captured as a CUDA graph with the device sampler (with the host sampler if that
 #            capture fails), every row traced (kernel launches, host syncs, the kernels that take the time).
-#            About 3 minutes. Writes flags.env: the capture the training phases use, the graph only where
-#            both the capture and the CUDA tests passed (TRAIN_FLAGS overrides it).
+#            About 4 minutes. Writes flags.env: the capture the training phases use; a preset trains with
+#            the graph only where its captured-iteration test passed too (TRAIN_FLAGS overrides flags.env).
+#   tests    tests/test_cuda.py alone, for a call on a machine that has not run measure (flags.env: the
+#            graph, for the presets whose captured-iteration test passes).
 #   maml     the Omniglot 5-way 1-shot MAML preset, batched engine, for MAML_MINUTES of training,
 #            validated every 500 iterations (the preset's), then its 600 test tasks.
 #   imaml    the iMAML-GD preset for the time left (at most IMAML_MINUTES), validated every 250
@@ -60,7 +63,7 @@ if [ -n "${DRY_RUN:-}" ]; then
   SMALL=(--filters 4 --meta-batch 4) ITERATIONS=1 EAGER_ITERATIONS=1 TRAIN=(--filters 4 --meta-batch 4 --validation-tasks 8)
   EVAL_TASKS=20 MAML_MINUTES=0.05 IMAML_MINUTES=0.05 BENCH=(-k "device_sampler and omniglot-5w1s")
 else
-  SMALL=() ITERATIONS=20 EAGER_ITERATIONS=5 TRAIN=() EVAL_TASKS=600 BENCH=(-k "tasks_per_second or device_sampler")
+  SMALL=() ITERATIONS=20 EAGER_ITERATIONS=3 TRAIN=() EVAL_TASKS=600 BENCH=(-k "tasks_per_second or device_sampler")
 fi
 
 # Run a step under its timeout: at most CAP seconds, and no more than what is left of the call less RESERVE
@@ -74,6 +77,29 @@ step() {  # CAP NAME COMMAND...
   timeout "$limit" "$@"
 }
 
+graph_tested() {  # VARIANT: tests/test_cuda.py's captured-iteration test of VARIANT passed in this call or before
+  python3 - "$R/test-cuda.xml" "$1" <<'PY'
+import sys
+import xml.etree.ElementTree as ElementTree
+path, variant = sys.argv[1:]
+try:
+    cases = ElementTree.parse(path).iter("testcase")
+except (OSError, ElementTree.ParseError):
+    sys.exit(1)
+name = f"test_the_captured_iteration_is_the_eager_iteration[{variant}]"
+passed = [not list(case) for case in cases if case.get("name") == name]
+sys.exit(0 if passed == [True] else 1)
+PY
+}
+
+cuda_tests() {  # tests/test_cuda.py; fails where a test fails
+  local status=0
+  step 150 "CUDA tests" env METAGRAD_DATA="$DATA_ROOT" python3 -m pytest tests/test_cuda.py -p no:cacheprovider -q \
+    -rs --junitxml="$R/test-cuda.xml" || status=1
+  pack
+  return $status
+}
+
 measure() {
   {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
@@ -82,9 +108,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
   } > "$R/device.txt" 2>&1
   cat "$R/device.txt"
   local tests_passed=1
-  step 150 "CUDA tests" env METAGRAD_DATA="$DATA_ROOT" python3 -m pytest tests/test_cuda.py -p no:cacheprovider -q \
-    -rs --junitxml="$R/test-cuda.xml" || tests_passed=0
-  pack
+  cuda_tests || tests_passed=0
   step 100 "per-task engine" "${MG[@]}" throughput --out "$R/throughput-per-task" --engines per-task --iterations 1 \
     --meta-batch 8 --trace "${SMALL[@]}" "${COMMON[@]}"
   pack
@@ -101,9 +125,7 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
       --iterations "$ITERATIONS" --check-tasks 0 --trace "${SMALL[@]}" "${COMMON[@]}" \
       || { echo "CUDA graph capture failed: training runs eagerly"; FLAGS="--sampler device"; }
   fi
-  if [ "$tests_passed" = 0 ] && [ "$DEVICE" = cuda ]; then
-    echo "the CUDA tests failed: training runs eagerly"; FLAGS="--sampler device"
-  fi
+  [ "$tests_passed" = 1 ] || echo "some CUDA tests failed: a preset whose graph test failed trains eagerly"
   echo "FLAGS=\"$FLAGS\"" > "$R/flags.env"
   pack
 }
@@ -131,6 +153,9 @@ train_and_evaluate() {  # VARIANT MAX_MINUTES VALIDATE_EVERY
   FLAGS="--sampler device"
   [ -f "$R/flags.env" ] && . "$R/flags.env"
   [ "$DEVICE" = cuda ] || FLAGS="--sampler device"  # graphs are CUDA's
+  if [[ "$FLAGS" == *--cuda-graph* ]] && ! graph_tested "$variant"; then
+    echo "the captured-iteration test of $variant did not pass: training runs eagerly"; FLAGS="--sampler device"
+  fi
   FLAGS=${TRAIN_FLAGS:-$FLAGS}
   # shellcheck disable=SC2086  # FLAGS is a list of flags
   step "$(python3 -c "print(int($minutes * 60 + 60))")" "train $variant for $minutes minutes ($FLAGS)" \
@@ -145,11 +170,13 @@ train_and_evaluate() {  # VARIANT MAX_MINUTES VALIDATE_EVERY
 for phase in "$@"; do
   case "$phase" in
     measure) measure ;;
+    tests)  # the CUDA tests alone (a call without measure on this machine): the graph where its test passed
+      cuda_tests; [ -f "$R/flags.env" ] || echo 'FLAGS="--cuda-graph --sampler device"' > "$R/flags.env" ;;
     bench) benchmarks ;;
     compile) compiled ;;
     maml) train_and_evaluate maml "$MAML_MINUTES" 500 ;;
     imaml) train_and_evaluate imaml-gd "$IMAML_MINUTES" 250 ;;
-    *) echo "unknown phase $phase (measure, maml, imaml, bench, compile)"; exit 2 ;;
+    *) echo "unknown phase $phase (measure, tests, maml, imaml, bench, compile)"; exit 2 ;;
   esac
 done
 ls -R "$R" | head -80

@@ -304,6 +304,16 @@ def profile_ratios_table(results: Results) -> str:
     return intro + _markdown_table(["Ratio"] + [f"`{name}`" for name in columns], rows)
 
 
+def ratio(ratios: pd.DataFrame, preset_name: str, batched: pd.DataFrame, other_per_task: float | None) -> str:
+    """Batched over per-task tasks/s: from the row's own result, else (marked *) from another result's
+    per-task row on the same device."""
+    if preset_name in ratios.index:
+        return f"{float(ratios.loc[preset_name, 'batched_over_per_task']):.2f}"
+    if len(batched) and other_per_task:
+        return f"{float(batched['tasks_per_s'].iloc[0]) / other_per_task:.1f}*"
+    return "—"
+
+
 def throughput_table(results: Results) -> str:
     """Tasks per second of each engine per preset and device, and their ratio, from each throughput.csv."""
     from .throughput import speedups
@@ -312,7 +322,20 @@ def throughput_table(results: Results) -> str:
              "Whole training iterations (sampling, meta-gradients, Adam) per second times the meta-batch, per "
              "engine (`metagrad throughput`). The last columns are the batched engine's largest relative "
              "difference from the per-task reference over one meta-batch: in float64 (do the engines compute "
-             "the same thing?) and in float32 (how far does rounding move the solvers' discrete decisions?).\n\n")
+             "the same thing?) and in float32 (how far does rounding move the solvers' discrete decisions?); "
+             "— where the run did not compare (`--check-tasks 0`). A batched row whose result has no per-task "
+             "row of its preset takes its ratio from the per-task row of the same device and preset in another "
+             "result (marked *): the per-task engine runs one task at a time, so its tasks/s does not depend on "
+             "the meta-batch.\n\n")
+    # per-task tasks/s per (device name, preset), from every result: for results that measured only batched rows
+    per_task = {(row["device_name"], row["preset"]): float(row["tasks_per_s"])
+                for _, frame in results.throughputs for _, row in frame[frame["engine"] == "per-task"].iterrows()}
+
+    def difference(batched: pd.DataFrame, column: str) -> str:
+        if not len(batched) or column not in batched or pd.isna(batched[column].iloc[0]):
+            return "—"
+        return f"{float(batched[column].iloc[0]):.1e}"
+
     rows = []
     for name, frame in results.throughputs:
         ratios = speedups(frame).set_index("preset")
@@ -326,12 +349,10 @@ def throughput_table(results: Results) -> str:
                 if first["device"] == "cpu" else str(first["device_name"]), str(int(first["meta_batch"])),
                 *(f"{float(group[group['engine'] == e]['tasks_per_s'].iloc[0]):.3g}" if (group["engine"] == e).any()
                   else "—" for e in ("per-task", "batched")),
-                f"{float(ratios.loc[preset_name, 'batched_over_per_task']):.2f}" if preset_name in ratios.index else "—",
+                ratio(ratios, preset_name, batched, per_task.get((first["device_name"], preset_name))),
                 "CUDA graph" if graph else "torch.compile" if compiled else "none",
                 str(first["sampler"]) if "sampler" in group else "host",
-                f"{float(batched['max_rel_diff_vs_per_task'].iloc[0]):.1e}" if len(batched) else "—",
-                f"{float(batched['max_rel_diff_float32'].iloc[0]):.1e}" if len(batched) and
-                "max_rel_diff_float32" in batched else "—",
+                difference(batched, "max_rel_diff_vs_per_task"), difference(batched, "max_rel_diff_float32"),
             ])
     if not rows:
         return intro + "No throughput results.\n"

@@ -3,18 +3,20 @@ device sampler draws on the GPU exactly what it draws on the CPU. Skipped withou
 bench/gpu_checks.sh runs them on a lent GPU machine, where the data is the packed Omniglot."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 
+from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from bench.datasets import network, task_source
 from bench.device_tasks import DeviceTasks
 from bench.presets import preset
+from bench.steps import BatchedStep, Window
 from bench.tasks import EpisodeSpec
-from bench.train import TrainConfig, load_trained, train
 
+from .conftest import bias_ahead_of_batchnorm
 from .data_paths import DATA_ROOT, require_data
 
+FILTERS = 8
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_checks.sh)")
 
 
@@ -25,38 +27,56 @@ def omniglot_root():
     return require_data("omniglot-py")
 
 
-def small_run(variant: str) -> TrainConfig:
-    """The preset's algorithm on a small float64 network, for a handful of iterations past the graph's capture
-    (the outer step is Adam at a constant rate, as graphs require: bench/train.py)."""
+def replayed(variant: str, graph: bool, iterations: int = 6) -> list[torch.Tensor]:
+    """theta after each of ``iterations`` batched steps (device sampler, float64, capturable Adam, TF32 off),
+    eager or with the iteration captured as a CUDA graph (three eager warm-up steps, then replays)."""
     settings = preset(f"omniglot-5w1s-{variant}")
-    return TrainConfig(dataset="omniglot", ways=5, shots=1, queries=5, algorithm=settings["algorithm"],
-                       hyperparameters=settings["hyperparameters"], filters=8, meta_batch=4, iterations=8,
-                       validate_every=4, validation_tasks=8, checkpoint_every=8, meta_lr=0.01,
-                       train_shots=settings.get("train_shots"), train_queries=settings.get("train_queries"),
-                       data_root=str(omniglot_root()), device="cuda", dtype="float64", engine="batched",
-                       sampler="device")
+    spec = EpisodeSpec(5, settings.get("train_shots") or 1, settings.get("train_queries") or 5)
+    tasks = task_source("omniglot", "train", spec, str(omniglot_root())).tasks
+    algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
+    torch.manual_seed(0)
+    model = FunctionalModel(network("omniglot", 5, FILTERS).to("cuda", torch.float64), cross_entropy_loss)
+    theta = model.flat_parameters().clone()
+    optimizer = torch.optim.Adam([theta], lr=0.01, capturable=True)
+    source = DeviceTasks(tasks, "cuda", torch.float64, seed=0, count=4)
+    step = BatchedStep(algorithm, model, theta, optimizer, Window(theta.device), graph=graph, source=source)
+    thetas = []
+    for _ in range(iterations):
+        step()
+        thetas.append(theta.detach().cpu().clone())
+    return thetas
 
 
 @pytest.mark.parametrize("variant", ["maml", "fomaml", "reptile", "imaml-gd", "imaml-hf"])
-def test_the_captured_iteration_trains_the_eager_run(tmp_path, variant):
-    """Replaying the CUDA graph (sampling, meta-gradients, Adam) is the eager batched engine, iteration for
-    iteration: a graph that read a stale input or missed an update would drift at once (float64)."""
-    config = small_run(variant)
-    train(config, tmp_path / "eager", progress=False)
-    train(replace(config, cuda_graph=True), tmp_path / "graph", progress=False)
-    eager, graph = (load_trained(tmp_path / run, device="cpu") for run in ("eager", "graph"))
-    assert eager.iteration == graph.iteration == config.iterations
-    assert ((eager.theta - graph.theta).norm() / eager.theta.norm()).item() < 1e-10
-    initial = load_trained(tmp_path / "eager", device="cpu", at_init=True).theta
-    assert ((eager.theta - initial).norm() / initial.norm()).item() > 1e-4  # the runs did move
+def test_the_captured_iteration_is_the_eager_iteration(variant):
+    """Replaying the CUDA graph (draw, meta-gradients, Adam step) is the eager batched step, iteration for
+    iteration (float64, the same capturable Adam): a graph that read a stale input or missed an update would
+    leave it at once.
+
+    The same Adam matters: capturable Adam computes its bias corrections from a float32 step count on the
+    device (1 - 0.999 is 1.3e-5 off there), the default Adam in Python floats; theta was 4.5e-7 apart after
+    one step of the two and percents after six on an H200 (reports/gpu-h200-batched/graph-diagnostic.txt),
+    so the training runs, one eager and one captured, are not compared with each other.
+
+    The convolution biases just ahead of BatchNorm are bounded apart: their gradient is rounding noise
+    (conftest.bias_ahead_of_batchnorm), which cuDNN's backward may sum in any order and Adam divides into
+    steps (Reptile's inner Adam too: up to 3e-6 apart on the H200)."""
+    eager, graph = replayed(variant, graph=False), replayed(variant, graph=True)
+    noise = bias_ahead_of_batchnorm(FILTERS)
+    rest = [((a[~noise] - b[~noise]).norm() / a[~noise].norm()).item() for a, b in zip(eager, graph)]
+    assert max(rest) < 1e-10, rest
+    assert max((a[noise] - b[noise]).abs().max().item() for a, b in zip(eager, graph)) < 1e-4
+    assert ((eager[-1] - eager[0]).norm() / eager[0].norm()).item() > 1e-4  # the steps did move theta
 
 
 def test_the_gpu_draws_the_tasks_the_cpu_draws():
-    from bench.datasets import task_source
-
     tasks = task_source("omniglot", "train", EpisodeSpec(5, 1, 15), str(omniglot_root())).tasks
     cpu, gpu = (DeviceTasks(tasks, device, torch.float32, seed=3, count=32) for device in ("cpu", "cuda"))
     for iteration in (0, 1, 777, 1 << 33):
         a, b = (source.draw(torch.tensor(iteration, device=source.images.device)) for source in (cpu, gpu))
-        for x, y in ((a.support.x, b.support.x), (a.query.x, b.query.x), (a.support.y, b.support.y)):
-            assert torch.equal(x, y.cpu())
+        # the same images: the pixels as stored (CUDA divides by 255 as a product with its reciprocal, which
+        # can differ from the CPU's quotient in the last bit)
+        for x, y in ((a.support.x, b.support.x), (a.query.x, b.query.x)):
+            assert torch.equal((x * 255).round(), (y.cpu() * 255).round())
+            torch.testing.assert_close(x, y.cpu(), rtol=1e-6, atol=0)
+        assert torch.equal(a.support.y, b.support.y.cpu()) and torch.equal(a.query.y, b.query.y.cpu())

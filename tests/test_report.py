@@ -259,3 +259,28 @@ def test_a_run_on_lakes_split_is_in_the_lake_table_and_not_in_table_2(tmp_path):
     lake = (tmp_path / "out" / "tables" / "lake-runs.md").read_text()
     row = next(line for line in lake.splitlines() if "`lake-run`" in line)
     assert [c.strip() for c in row.strip("|").split("|")][1:4] == ["MAML", "25.0 ± 5.0", "10.0 ± 1.0"]
+
+
+def test_a_batched_only_throughput_result_takes_its_ratio_from_the_same_devices_per_task_row():
+    """gpu_checks.sh measures the engines in separate runs: the ratio comes from the other result's per-task
+    row of the same device and preset (marked *), never from another device's, and a comparison the run
+    skipped (--check-tasks 0) shows as a dash, not nan."""
+    from bench.report import Results, throughput_table
+    from bench.throughput import COLUMNS
+
+    def frame(engine: str, device_name: str, tasks_per_s: float, check: float) -> pd.DataFrame:
+        row = dict.fromkeys(COLUMNS, float("nan"))
+        row.update(preset="omniglot-5w1s-maml", algorithm="maml", engine=engine, device="cuda", meta_batch=32,
+                   device_name=device_name, tasks_per_s=tasks_per_s, cuda_graph=engine == "batched",
+                   compiled=False, sampler="device", threads=16, max_rel_diff_vs_per_task=check,
+                   max_rel_diff_float32=check)
+        return pd.DataFrame([row], columns=COLUMNS)
+
+    results = Results(throughputs=[("per-task", frame("per-task", "GPU A", 50.0, float("nan"))),
+                                   ("graph", frame("batched", "GPU A", 3000.0, float("nan"))),
+                                   ("other", frame("batched", "GPU B", 4000.0, 1e-15))])
+    rows = {line.split(" | ")[0].strip("|` "): line.split(" | ") for line in throughput_table(results).splitlines()
+            if line.startswith("| `")}
+    assert rows["graph"][6] == "60.0*" and rows["graph"][9:] == ["—", "— |"]
+    assert rows["other"][6] == "—" and rows["other"][9] == "1.0e-15"
+    assert rows["per-task"][4] == "50"
