@@ -222,16 +222,6 @@ def measured_rows(config: ThroughputConfig, progress: bool = True) -> Iterator[t
                 yield pd.DataFrame(rows, columns=COLUMNS), f"trace-{name}-{engine}.txt", trace
 
 
-def run_throughput(config: ThroughputConfig, progress: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The rows, and with ``trace`` each row's profile table by file name."""
-    frames, traces = [pd.DataFrame(columns=COLUMNS)], {}
-    for frame, file_name, trace in measured_rows(config, progress):
-        frames.append(frame)
-        if trace is not None:
-            traces[file_name] = trace
-    return frames[-1], traces
-
-
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """Batched over per-task tasks/s, one row per preset (where both engines ran)."""
     table = frame.pivot_table(index="preset", columns="engine", values="tasks_per_s", sort=False)
