@@ -326,7 +326,9 @@ def throughput_table(results: Results) -> str:
              "— where the run did not compare (`--check-tasks 0`). A batched row whose result has no per-task "
              "row of its preset takes its ratio from the per-task row of the same device and preset in another "
              "result (marked *): the per-task engine runs one task at a time, so its tasks/s does not depend on "
-             "the meta-batch.\n\n")
+             "the meta-batch. Operations are the computing device operations of one meta-batch's meta-gradients "
+             "(`bench/operations.py`, counted eagerly; on CUDA most launch one kernel each), — where the result predates "
+             "the count.\n\n")
     # per-task tasks/s per (device name, preset), from every result: for results that measured only batched rows
     per_task = {(row["device_name"], row["preset"]): float(row["tasks_per_s"])
                 for _, frame in results.throughputs for _, row in frame[frame["engine"] == "per-task"].iterrows()}
@@ -335,6 +337,12 @@ def throughput_table(results: Results) -> str:
         if not len(batched) or column not in batched or pd.isna(batched[column].iloc[0]):
             return "—"
         return f"{float(batched[column].iloc[0]):.1e}"
+
+    def operations(group: pd.DataFrame, engine: str) -> str:
+        rows = group[group["engine"] == engine]
+        if not len(rows) or "operations_per_meta_batch" not in rows or pd.isna(rows["operations_per_meta_batch"].iloc[0]):
+            return "—"
+        return f"{int(rows['operations_per_meta_batch'].iloc[0]):,}"
 
     rows = []
     for name, frame in results.throughputs:
@@ -350,6 +358,7 @@ def throughput_table(results: Results) -> str:
                 *(f"{float(group[group['engine'] == e]['tasks_per_s'].iloc[0]):.3g}" if (group["engine"] == e).any()
                   else "—" for e in ("per-task", "batched")),
                 ratio(ratios, preset_name, batched, per_task.get((first["device_name"], preset_name))),
+                *(operations(group, e) for e in ("per-task", "batched")),
                 "CUDA graph" if graph else "torch.compile" if compiled else "none",
                 str(first["sampler"]) if "sampler" in group else "host",
                 difference(batched, "max_rel_diff_vs_per_task"), difference(batched, "max_rel_diff_float32"),
@@ -357,7 +366,8 @@ def throughput_table(results: Results) -> str:
     if not rows:
         return intro + "No throughput results.\n"
     return intro + _markdown_table(["Result", "Preset", "Device", "Meta-batch", "Per-task (tasks/s)",
-                                    "Batched (tasks/s)", "Batched / per-task", "Captured by", "Sampler", "Max rel. diff (float64)",
+                                    "Batched (tasks/s)", "Batched / per-task", "Operations, per-task",
+                                    "Operations, batched", "Captured by", "Sampler", "Max rel. diff (float64)",
                                     "Max rel. diff (float32)"], rows)
 
 

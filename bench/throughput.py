@@ -6,7 +6,10 @@ preset's training split, compute its meta-gradients with the engine, take the Ad
 training does). Work per task (gradient and Hessian-vector-product evaluations) comes from the
 engine's own diagnostics. Each batched row also says how far its meta-gradients are from the
 per-task reference on one meta-batch, the largest relative difference over the tasks, in float64
-(``max_rel_diff_vs_per_task``) and in float32 (``max_rel_diff_float32``); TF32 off while comparing.
+(``max_rel_diff_vs_per_task``) and in float32 (``max_rel_diff_float32``); TF32 off while comparing. Every row
+counts the computing device operations of one meta-batch's meta-gradients, run eagerly
+(``operations_per_meta_batch``, ``bench/operations.py``): deterministic, and the same whether the iteration
+is captured or not (on CUDA most launch one kernel each; cuDNN adds its own inside convolutions).
 
 With ``trace``, after the timed iterations, as many more run under ``torch.profiler`` (apart, so that the
 profiler's own cost stays out of tasks/s): each row then counts, per iteration, the kernel launches (a
@@ -35,14 +38,15 @@ from .datasets import network, task_source
 from .device_tasks import DeviceTasks
 from .engines import ENGINES, SAMPLERS
 from .machine import device_name
+from .operations import count_operations
 from .presets import preset
 from .steps import GRAPH_WARMUP, Window, training_step
 from .tasks import EpisodeSpec, ImageClassTasks
 
 COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
            "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "compiled",
-           "warmup_s", "sampler", "iterations", "filters", "torch", "threads", "kernel_launches_per_iteration",
-           "host_syncs_per_iteration", "copies_per_iteration"]
+           "warmup_s", "sampler", "iterations", "filters", "torch", "threads", "operations_per_meta_batch",
+           "kernel_launches_per_iteration", "host_syncs_per_iteration", "copies_per_iteration"]
 # CUDA runtime calls, as torch.profiler names them: launches (a graph's replay counts one), calls that make the
 # host wait for the device, and copies between them (an asynchronous copy from pageable memory waits too)
 LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch",
@@ -194,6 +198,9 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     elif engine == "batched":
         batch = tasks.sample_batch(generator, check_tasks, torch.float64)
         differences = {dtype: max_relative_difference(algorithm, model, theta, batch, dtype) for dtype in differences}
+    # the computing operations of one meta-batch's meta-gradients, eagerly: a graph's replay hides them
+    counted = tasks.sample_batch(generator, meta_batch).to(device)
+    operations = count_operations(lambda: _gradients(engine, algorithm, model, theta, counted)).total
     return {
         "preset": name, "algorithm": settings["algorithm"], "engine": engine, "device": device.type,
         "device_name": device_name(device), "meta_batch": meta_batch,
@@ -203,7 +210,7 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
         "cuda_graph": graph, "compiled": compiled, "warmup_s": warmup_s, "sampler": config.sampler,
         "iterations": config.iterations,
         "filters": module.features[0].out_channels, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), **counts,
+        "threads": torch.get_num_threads(), "operations_per_meta_batch": operations, **counts,
     }, trace
 
 

@@ -18,7 +18,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--counter-baseline", metavar="JSON", default=None,
         help="a saved pytest-benchmark run: fail a benchmark whose deterministic counters (gradient and "
-             "Hessian-vector-product evaluations, FLOPs, saved bytes) differ from that run's")
+             "Hessian-vector-product evaluations, FLOPs, saved bytes, device operations) differ from that run's")
     parser.addoption(
         "--bench-device", default="cpu",
         help="where the tasks-per-second and sampler benchmarks run: cpu (default) or cuda (bench/gpu_checks.sh)")

@@ -264,23 +264,23 @@ def test_a_run_on_lakes_split_is_in_the_lake_table_and_not_in_table_2(tmp_path):
 def test_a_batched_only_throughput_result_takes_its_ratio_from_the_same_devices_per_task_row():
     """gpu_checks.sh measures the engines in separate runs: the ratio comes from the other result's per-task
     row of the same device and preset (marked *), never from another device's, and a comparison the run
-    skipped (--check-tasks 0) shows as a dash, not nan."""
+    skipped (--check-tasks 0), or operations a result predates, show as a dash, not nan."""
     from bench.report import Results, throughput_table
     from bench.throughput import COLUMNS
 
-    def frame(engine: str, device_name: str, tasks_per_s: float, check: float) -> pd.DataFrame:
+    def frame(engine: str, device_name: str, tasks_per_s: float, check: float, operations: float = float("nan")):
         row = dict.fromkeys(COLUMNS, float("nan"))
         row.update(preset="omniglot-5w1s-maml", algorithm="maml", engine=engine, device="cuda", meta_batch=32,
                    device_name=device_name, tasks_per_s=tasks_per_s, cuda_graph=engine == "batched",
                    compiled=False, sampler="device", threads=16, max_rel_diff_vs_per_task=check,
-                   max_rel_diff_float32=check)
+                   max_rel_diff_float32=check, operations_per_meta_batch=operations)
         return pd.DataFrame([row], columns=COLUMNS)
 
     results = Results(throughputs=[("per-task", frame("per-task", "GPU A", 50.0, float("nan"))),
                                    ("graph", frame("batched", "GPU A", 3000.0, float("nan"))),
-                                   ("other", frame("batched", "GPU B", 4000.0, 1e-15))])
+                                   ("other", frame("batched", "GPU B", 4000.0, 1e-15, 1234.0))])
     rows = {line.split(" | ")[0].strip("|` "): line.split(" | ") for line in throughput_table(results).splitlines()
             if line.startswith("| `")}
-    assert rows["graph"][6] == "60.0*" and rows["graph"][9:] == ["—", "— |"]
-    assert rows["other"][6] == "—" and rows["other"][9] == "1.0e-15"
+    assert rows["graph"][6] == "60.0*" and rows["graph"][7:9] == ["—", "—"] and rows["graph"][11:] == ["—", "— |"]
+    assert rows["other"][6] == "—" and rows["other"][8] == "1,234" and rows["other"][11] == "1.0e-15"
     assert rows["per-task"][4] == "50"

@@ -21,6 +21,7 @@ def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, caps
     assert (out / "throughput.png").stat().st_size > 0
     assert len(frame) == 4 and set(frame["engine"]) == {"per-task", "batched"}
     assert (frame["tasks_per_s"] > 0).all() and (frame["meta_batch"] == 2).all()
+    assert (frame["operations_per_meta_batch"] > 0).all()
     for _, rows in frame.groupby("preset"):
         per_task, batched = (rows[rows["engine"] == e].iloc[0] for e in ("per-task", "batched"))
         assert per_task["grad_evals"] == batched["grad_evals"]

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-COUNTERS = ("grad_evals", "hvp_evals", "flops", "saved_bytes", "images")
+COUNTERS = ("grad_evals", "hvp_evals", "flops", "saved_bytes", "images", "operations")
 
 
 def load_baseline(path: str | Path) -> dict[str, dict[str, Any]]:
