@@ -52,11 +52,11 @@ def proximal(model: FunctionalModel, x: Tensor, y: Tensor, theta: Tensor, lam: f
 
 
 def accuracy(logits: Tensor, y: Tensor) -> Tensor:
-    """Fraction of correct labels, in float64 as the per-task record has it; nan for regression targets
-    (the record's None)."""
+    """Fraction of correct labels over the last axis (one task's set; [tasks] for stacked logits), in float64
+    as the per-task record has it; nan for regression targets (the record's None)."""
     if y.is_floating_point():
-        return torch.full((), float("nan"), dtype=torch.float64, device=logits.device)
-    return (logits.argmax(dim=-1) == y).to(torch.float64).mean()
+        return torch.full(y.shape[:-1], float("nan"), dtype=torch.float64, device=logits.device)
+    return (logits.argmax(dim=-1) == y).to(torch.float64).mean(dim=-1)
 
 
 def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -71,7 +71,8 @@ def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, x: Tensor, y: T
 
 
 def record(**values: Tensor | int | float | bool) -> dict[str, Tensor]:
-    """A full diagnostics dict from the fields given; the rest take the per-task record's defaults."""
+    """A full diagnostics dict from the fields given; the rest take the per-task record's defaults, shaped
+    like the given tensors (one task's scalars under ``vmap``, or [tasks] from the stacked network)."""
     defaults = {"inner_loss": float("nan"), "query_loss": float("nan"), "query_accuracy": float("nan"),
                 "grad_evals": 0, "hvp_evals": 0, "loss_evals": 0, "cg_iterations": 0, "cg_residual": float("nan"),
                 "negative_curvature": False, "inner_negative_curvature": False}
@@ -84,7 +85,7 @@ def record(**values: Tensor | int | float | bool) -> dict[str, Tensor]:
         value = values.get(name, default)
         if not isinstance(value, Tensor):  # a fill kernel, not a copy from the host: capturable in a CUDA graph
             dtype = torch.bool if isinstance(default, bool) else torch.long if isinstance(default, int) else reference.dtype
-            value = torch.full((), value, dtype=dtype, device=reference.device)
+            value = torch.full(reference.shape, value, dtype=dtype, device=reference.device)
         out[name] = value
     return out
 
@@ -95,6 +96,52 @@ def over_tasks(per_task: PerTask, theta: Tensor, batch: TaskBatch) -> BatchedMet
     gradients, diagnostics, adapted = mapped(theta.detach(), batch.support.x, batch.support.y, batch.query.x,
                                              batch.query.y)
     return BatchedMetaGradient(gradients, diagnostics, adapted)
+
+
+def stacked_gradient_descent(model: FunctionalModel, theta: Tensor, support: Batch, lam: float, steps: int,
+                             lr: float) -> Tensor:
+    """``inner_solvers.functional_gradient_descent`` on every task's G (``proximal``) at once, without ``vmap``:
+    phi [tasks, parameters] from theta, on the stacked network (``FunctionalModel.stacks``).
+
+    The gradient of the sum of the tasks' objectives is every task's own gradient, since no parameter is
+    shared; the same steps in fewer operations (`bench/operations.py`; the README's "Two engines"). Only
+    for first-order steps: PyTorch's double backward of a grouped convolution loops over its groups."""
+    step = torch.func.grad(stacked_proximal(model, support, theta, lam))
+    phi = stacked_start(theta, support.x.shape[0])
+    for _ in range(steps):
+        phi = phi - lr * step(phi)
+    return phi
+
+
+def stacked_start(theta: Tensor, tasks: int) -> Tensor:
+    """theta for every task, [tasks, parameters]: where the stacked inner loops start."""
+    return theta.detach().expand(tasks, -1).contiguous()
+
+
+def stacked_proximal(model: FunctionalModel, support: Batch, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
+    """phi [tasks, parameters] -> the sum over tasks of G_t(phi_t) = L_t(phi_t) + lam/2 ||phi_t - theta||^2 (``proximal``
+    with theta held fixed) on the stacked network; its gradient is every task's own."""
+    anchor = theta.detach().expand(support.x.shape[0], -1)
+
+    def objective(phi: Tensor) -> Tensor:
+        losses = model.stacked_losses(phi, support)[0]
+        if lam:
+            losses = losses + 0.5 * lam * (phi - anchor).pow(2).sum(dim=-1)
+        return losses.sum()
+
+    return objective
+
+
+def stacked_query_loss_and_gradient(model: FunctionalModel, phi: Tensor, query: Batch) -> tuple[Tensor, Tensor, Tensor]:
+    """``query_loss_and_gradient`` for every task at once on the stacked network: losses [tasks], gradients
+    [tasks, parameters], accuracies [tasks]."""
+
+    def total(flat: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        losses, logits = model.stacked_losses(flat, query)
+        return losses.sum(), (losses, logits)
+
+    gradients, (losses, logits) = torch.func.grad(total, has_aux=True)(phi)
+    return losses, gradients, accuracy(logits, query.y)
 
 
 def adapt_over_tasks(adapt: Adapt, theta: Tensor, batch: TaskBatch) -> Tensor:

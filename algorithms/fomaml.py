@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
 from . import batched
@@ -30,6 +31,16 @@ class FirstOrderMAML(InnerGradientDescentConfig):
         return MetaGradient(gradient, record, inner.phi)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        if model.stacks:  # every step first-order: the whole meta-batch on the stacked network
+            phi = batched.stacked_gradient_descent(model, theta, tasks.support, self.lam, self.inner_steps,
+                                                   self.inner_lr)
+            query_loss, gradients, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
+            with torch.no_grad():
+                inner_loss = model.stacked_losses(phi, tasks.support)[0]
+            return batched.BatchedMetaGradient(gradients, batched.record(
+                inner_loss=inner_loss, query_loss=query_loss, query_accuracy=accuracy,
+                grad_evals=self.inner_steps + 1), phi)
+
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             phi = self.functional_inner_solution(model, theta, sx, sy).phi
             query_loss, gradient, accuracy = batched.query_loss_and_gradient(model, phi, qx, qy)

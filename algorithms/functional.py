@@ -130,6 +130,21 @@ class FunctionalModel:
     def loss(self, flat: Tensor, batch: Batch) -> Tensor:
         return self.loss_fn(self.forward(flat, batch.x), batch.y)
 
+    @property
+    def stacks(self) -> bool:
+        """Whether the module runs a meta-batch's tasks side by side (it has ``stacked_forward``, as the
+        ConvNet has): the batched engine's first-order inner loops then run on it instead of ``vmap``."""
+        return hasattr(self.module, "stacked_forward")
+
+    def stacked_losses(self, flat: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Each task's loss [tasks] and logits, from its parameters ``flat`` [tasks, parameters] and its set
+        ``batch`` (x [tasks, images, ...], y [tasks, images]), in one pass of ``stacked_forward``."""
+        tasks = flat.shape[0]
+        parameters = [chunk.reshape(tasks, *shape) for chunk, shape in zip(torch.split(flat, self.numels, dim=1),
+                                                                          self.shapes)]
+        logits = self.module.stacked_forward(parameters, batch.x)
+        return torch.func.vmap(self.loss_fn)(logits, batch.y), logits
+
     def loss_and_accuracy(self, flat: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
         """The loss and, for classification targets (integer labels), the accuracy."""
         out = self.forward(flat, batch.x)

@@ -138,15 +138,19 @@ class IMAML:
         return masked_newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
+        if model.stacks and self.inner_solver == "gd":
+            with torch.no_grad():
+                return batched.stacked_gradient_descent(model, theta, tasks.support, self.lam, self.inner_steps,
+                                                        self.inner_lr)
         return batched.adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, tasks)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
-        """``meta_gradient`` for every task at once: the masked CG and forward-over-reverse products."""
+        """``meta_gradient`` for every task at once: the masked CG and forward-over-reverse products (per task,
+        under ``vmap``), after gradient descent and the query gradient on the stacked network where it runs."""
 
-        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
-            inner = self.functional_inner_solution(model, theta, sx, sy)
+        def finish(inner: MaskedInnerSolution, query_loss: Tensor, v: Tensor, accuracy: Tensor, sx: Tensor, sy: Tensor):
+            """One task's meta-gradient from its inner solution and query gradient v."""
             phi = inner.phi
-            query_loss, v, accuracy = batched.query_loss_and_gradient(model, phi, qx, qy)
             support_loss = batched.support_loss(model, sx, sy)
             counts = dict(inner_loss=support_loss(phi), query_loss=query_loss, query_accuracy=accuracy,
                           grad_evals=inner.grad_evals + 1, hvp_evals=inner.hvp_evals, loss_evals=inner.loss_evals,
@@ -160,5 +164,23 @@ class IMAML:
                           cg_iterations=solve.iterations, cg_residual=solve.relative_residual,
                           negative_curvature=solve.negative_curvature)
             return torch.where(solve.iterations > 0, solve.x, v), batched.record(**counts), phi
+
+        if model.stacks and self.inner_solver == "gd":  # the first-order part on the stacked network
+            phi = batched.stacked_gradient_descent(model, theta, tasks.support, self.lam, self.inner_steps,
+                                                   self.inner_lr)
+            query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
+
+            def given(phi: Tensor, query_loss: Tensor, v: Tensor, accuracy: Tensor, sx: Tensor, sy: Tensor):
+                return finish(MaskedInnerSolution.of_gradient_steps(phi, self.inner_steps), query_loss, v, accuracy,
+                              sx, sy)
+
+            gradients, diagnostics, phi = torch.func.vmap(given, randomness="error")(
+                phi, query_loss, v, accuracy, tasks.support.x, tasks.support.y)
+            return batched.BatchedMetaGradient(gradients, diagnostics, phi)
+
+        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            inner = self.functional_inner_solution(model, theta, sx, sy)
+            query_loss, v, accuracy = batched.query_loss_and_gradient(model, inner.phi, qx, qy)
+            return finish(inner, query_loss, v, accuracy, sx, sy)
 
         return batched.over_tasks(per_task, theta, tasks)

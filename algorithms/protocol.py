@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor
 
-from .batched import BatchedMetaGradient, adapt_over_tasks, proximal
+from .batched import BatchedMetaGradient, adapt_over_tasks, proximal, stacked_gradient_descent
 from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .inner_solvers import InnerSolution, MaskedInnerSolution, functional_gradient_descent, gradient_descent
 
@@ -168,4 +168,7 @@ class InnerGradientDescentConfig:
         return functional_gradient_descent(proximal(model, x, y, theta, self.lam), theta, self.inner_steps, self.inner_lr)
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
+        if model.stacks:
+            with torch.no_grad():  # torch.func.grad differentiates inside regardless; nothing outside keeps a graph
+                return stacked_gradient_descent(model, theta, batch.support, self.lam, self.inner_steps, self.inner_lr)
         return adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, batch)

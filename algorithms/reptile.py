@@ -102,7 +102,25 @@ class Reptile(InnerGradientDescentConfig):
         return MaskedInnerSolution.of_gradient_steps(self._functional(model, theta, x, y, evaluation=False),
                                                      self.inner_steps)
 
+    def _stacked(self, model: FunctionalModel, theta: Tensor, support: Batch, evaluation: bool) -> Tensor:
+        """Every task's phi [tasks, parameters] at once on the stacked network: ``_functional``'s steps, each
+        task's minibatch k the same examples of its own support set, as there."""
+        if self.shared_protocol:
+            return batched.stacked_gradient_descent(model, theta, support, self.lam, self.inner_steps, self.inner_lr)
+        steps, batch = self._steps(evaluation)
+        indices = minibatch_indices(support.y.shape[1], batch, steps, support.x.device)
+
+        def gradient_at(phi: Tensor, k: int) -> Tensor:
+            part = Batch(support.x[:, indices[k]], support.y[:, indices[k]])
+            return torch.func.grad(batched.stacked_proximal(model, part, theta, self.lam))(phi)
+
+        start = batched.stacked_start(theta, support.x.shape[0])
+        return minibatch_descent(gradient_at, start, steps, self.inner_lr, self.inner_optimizer == "adam")
+
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
+        if model.stacks:
+            with torch.no_grad():
+                return self._stacked(model, theta, tasks.support, evaluation=True)
         if self.shared_protocol:
             return super().batched_adapt(model, theta, tasks)
         return batched.adapt_over_tasks(lambda th, x, y: self._functional(model, th, x, y, evaluation=True), theta, tasks)
@@ -120,6 +138,14 @@ class Reptile(InnerGradientDescentConfig):
         return MetaGradient(theta.detach() - inner.phi, record, inner.phi)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        if model.stacks:  # first-order throughout: the whole meta-batch on the stacked network
+            with torch.no_grad():
+                phi = self._stacked(model, theta, tasks.support, evaluation=False)
+                query_loss, logits = model.stacked_losses(phi, tasks.query)
+                return batched.BatchedMetaGradient(theta.detach() - phi, batched.record(
+                    inner_loss=model.stacked_losses(phi, tasks.support)[0], query_loss=query_loss,
+                    query_accuracy=batched.accuracy(logits, tasks.query.y), grad_evals=self.inner_steps), phi)
+
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             phi = self.functional_inner_solution(model, theta, sx, sy).phi
             logits = model.forward(phi, qx)

@@ -30,9 +30,11 @@
 #            as it takes: the first call trains MAML_MINUTES, copies the run as it stands
 #            (train-omniglot-5w1s-maml-first-3-minutes, the issue's "at most 3 GPU minutes") and evaluates
 #            the copy on 600 test tasks; then, in this call and the next, the run resumes from its checkpoint
-#            for what each call has left, until the last iteration, and is evaluated too. Validated every
-#            PAPER_VALIDATE_EVERY (2,000) iterations, 100 tasks each. At 3,526 tasks/s (the H200's captured
-#            MAML) 60,000 iterations are 9 minutes of training.
+#            for what each call has left less RESUME_RESERVE_S (45: the evaluation and packing), until
+#            the last iteration, and is evaluated too (in the next call, if this one has no time left).
+#            Validated every PAPER_VALIDATE_EVERY (2,000) iterations, 100 tasks each. At 3,526 tasks/s
+#            (the H200's captured MAML) 60,000 iterations are 9 minutes of training: with the tests, the
+#            copy's evaluation, start-ups and validations, about 12 of the session's 15 minutes.
 #   maml     the MAML preset for MAML_MINUTES of training alone, validated every 500 iterations (the
 #            preset's), then its 600 test tasks.
 #   imaml    the iMAML-GD preset for the time left (at most IMAML_MINUTES), validated every 250
@@ -65,6 +67,7 @@ MAML_MINUTES=${MAML_MINUTES:-3}
 IMAML_MINUTES=${IMAML_MINUTES:-8}
 PAPER_ITERATIONS=${PAPER_ITERATIONS:-60000}  # the preset's
 PAPER_VALIDATE_EVERY=${PAPER_VALIDATE_EVERY:-2000}  # 30 validations of 100 tasks over 60,000 iterations
+RESUME_RESERVE_S=${RESUME_RESERVE_S:-45}
 R=${RESULTS:-runs/gpu-results}  # ignored by git, so it stays on the warm machine between the two calls
 mkdir -p "$R" "$OUT"
 R=$(cd "$R" && pwd)
@@ -218,10 +221,12 @@ paper() {  # the MAML preset at full length, over as many calls as it takes, and
   fi
   read -r iteration seconds <<< "$(progress_of "$run")"
   if [ "$iteration" -lt "$PAPER_ITERATIONS" ]; then
-    # the run's total training time may grow by what the call has left, less the tail and a minute of slack
-    minutes=$(python3 -c "print(round(($seconds + $CALL_BUDGET_S - $SECONDS - $TAIL_S - 60) / 60, 2))")
+    # the run trains for what the call has left, less RESUME_RESERVE_S (the evaluation, should it finish, and
+    # packing) and 35 s for start-up, capture and validations; should those take longer, the step's timeout
+    # stops it and it saves a checkpoint first, so nothing is lost
+    minutes=$(python3 -c "print(max(0.01, round(($seconds + $CALL_BUDGET_S - $SECONDS - $RESUME_RESERVE_S - 35) / 60, 2)))")
     # shellcheck disable=SC2086  # flags is a list of flags
-    step "$(python3 -c "print(int(($minutes * 60 - $seconds) + 60))")" \
+    RESERVE=$RESUME_RESERVE_S step "$CALL_BUDGET_S" \
       "resume maml at iteration $iteration, to $PAPER_ITERATIONS iterations or $minutes minutes of training ($flags)" \
       "${MG[@]}" train --resume --out "$run" --engine batched $flags --max-minutes "$minutes" \
       --iterations "$PAPER_ITERATIONS" --no-progress

@@ -11,6 +11,8 @@ function of the parameters, which implicit differentiation and finite-difference
 """
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 POOLINGS = ("stride", "max")
@@ -43,6 +45,31 @@ class ConvNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x).flatten(1))
+
+    def stacked_forward(self, parameters: list[Tensor], x: Tensor) -> Tensor:
+        """Every task's logits [tasks, images, classes] at once, each task with its own parameters.
+
+        ``parameters`` are the module's, in order, each with a leading task axis; ``x`` is [tasks, images,
+        channels, height, width]. The tasks sit side by side in the channels ([images, tasks x channels,
+        ...]): a layer is one grouped convolution (its bias included) and one BatchNorm whose channels,
+        and so batch statistics, are per task, where ``vmap`` would add the biases and BatchNorm's scale
+        and shift as separate operations. The batched engine's first-order inner loops run on it
+        (``algorithms.batched.stacked_gradient_descent``)."""
+        tasks, images = x.shape[:2]
+        h = x.transpose(0, 1).reshape(images, tasks * x.shape[2], *x.shape[3:])
+        given = iter(parameters)
+        for layer in self.features:
+            if isinstance(layer, nn.Conv2d):
+                weight, bias = next(given), next(given)
+                h = F.conv2d(h, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1), layer.stride, layer.padding,
+                             groups=tasks)
+            elif isinstance(layer, nn.BatchNorm2d):
+                weight, bias = next(given), next(given)
+                h = F.batch_norm(h, None, None, weight.reshape(-1), bias.reshape(-1), training=True, eps=layer.eps)
+            else:  # the activation or the max-pool: channel by channel, so task by task
+                h = layer(h)
+        weight, bias = next(given), next(given)
+        return torch.baddbmm(bias.unsqueeze(1), h.reshape(images, tasks, -1).transpose(0, 1), weight.transpose(1, 2))
 
 
 def omniglot_convnet(num_classes: int, filters: int = 64) -> ConvNet:

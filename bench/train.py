@@ -150,7 +150,9 @@ def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any]
     base = preset(preset_name) if preset_name else {}
     merged = {**base, **{name: value for name, value in fields.items() if value is not None}}
     merged["hyperparameters"] = {**base.get("hyperparameters", {}), **(hyperparameters or {})}
-    merged.setdefault("engine", default_engine(merged.get("device", "cpu")))
+    if "engine" not in merged:
+        algorithm = make_algorithm(merged["algorithm"], **merged["hyperparameters"]) if "algorithm" in merged else None
+        merged["engine"] = default_engine(merged.get("device", "cpu"), algorithm)
     merged.setdefault("sampler", default_sampler(merged.get("device", "cpu")))
     return TrainConfig(**merged)
 
@@ -537,7 +539,7 @@ def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0
     with process_group(device or config.device) as group:
         trained = load_trained(out, str(group.device(device or config.device)))
         config, state, dev = trained.config, trained.state, trained.theta.device
-        engine = engine or default_engine(str(dev))
+        engine = engine or default_engine(str(dev), trained.algorithm)
         require(engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
                              config.omniglot_split)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import FunctionalModel, TaskBatch, conjugate_gradient, cross_entropy_loss, make_algorithm
+from algorithms import Batch, FunctionalModel, TaskBatch, conjugate_gradient, cross_entropy_loss, make_algorithm
 from algorithms.conjugate_gradient import masked_conjugate_gradient
+from bench.models import ConvNet
 
 from .conftest import classification_task, convolution_biases, tiny_convnet, tiny_mlp
 from .finite_differences import relative_error
@@ -208,3 +209,23 @@ def test_torch_compile_with_inductor_is_the_eager_iteration():
     torch._dynamo.reset()
     eager, compiled, eager_sums, compiled_sums = compiled_against_eager("fomaml", "sgd")
     assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12
+
+
+@pytest.mark.parametrize("pooling,activation", [("stride", "tanh"), ("max", "relu")])
+def test_the_stacked_network_is_each_tasks_own_network(pooling, activation):
+    """``ConvNet.stacked_forward`` (the first-order inner loops' network) gives every task the logits and loss
+    its own parameters give it alone, for Omniglot's strided blocks and Mini-ImageNet's max-pooled RGB ones."""
+    torch.manual_seed(0)
+    module = ConvNet(num_classes=3, in_channels=3, filters=2, blocks=2, image_size=8, pooling=pooling,
+                     activation=activation).double()
+    model = FunctionalModel(module, cross_entropy_loss)
+    assert model.stacks
+    tasks = 4
+    theta = model.flat_parameters() + 0.1 * torch.randn(tasks, model.num_parameters, dtype=torch.float64)
+    batch = Batch(torch.randn(tasks, 5, 3, 8, 8, dtype=torch.float64), torch.randint(0, 3, (tasks, 5)))
+    losses, logits = model.stacked_losses(theta, batch)
+    for t in range(tasks):
+        alone = Batch(batch.x[t], batch.y[t])
+        assert relative_error(logits[t], model.forward(theta[t], alone.x)) < 1e-12
+        assert abs(float(losses[t] - model.loss(theta[t], alone))) < 1e-12
+    assert not FunctionalModel(tiny_mlp(), cross_entropy_loss).stacks  # the MLP keeps vmap

@@ -24,3 +24,16 @@ def test_four_algorithms_are_registered():
 def test_bad_hyperparameters_raise_a_clear_error(name, kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):
         make_algorithm(name, **kwargs)
+
+
+@pytest.mark.parametrize("variant,cpu_engine", [("maml", "per-task"), ("fomaml", "per-task"), ("reptile", "batched"),
+                                                ("reptile-shared", "batched"), ("imaml-gd", "batched"),
+                                                ("imaml-hf", "per-task")])
+def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cpu_engine):
+    """bench/engines.py: batched on CUDA; on the CPU, batched only where it measured faster (README, "Two
+    engines"), and a given engine is kept."""
+    from bench.train import train_config
+
+    assert train_config(f"omniglot-5w1s-{variant}", device="cpu").engine == cpu_engine
+    assert train_config(f"omniglot-5w1s-{variant}", device="cuda").engine == "batched"
+    assert train_config(f"omniglot-5w1s-{variant}", device="cpu", engine="per-task").engine == "per-task"
