@@ -34,7 +34,9 @@ def _storages(value: Any) -> set[int]:
 
 
 class OperationCounter(TorchDispatchMode):
-    """Counts the computing operations dispatched while active, by name (``counts``) and in all (``total``)."""
+    """Counts the computing operations dispatched while active, by name (``counts``) and in all (``total``).
+
+    On a real device: it tells a result from its input by their storage, which ``meta`` tensors lack."""
 
     def __init__(self) -> None:
         super().__init__()
