@@ -209,7 +209,7 @@ PY
 
 paper() {  # the MAML preset at full length, over as many calls as it takes, and its first MAML_MINUTES apart
   local run="$R/train-omniglot-5w1s-maml-full" early="$R/train-omniglot-5w1s-maml-first-${MAML_MINUTES}-minutes"
-  local flags progress iteration seconds minutes
+  local flags iteration seconds minutes
   flags=$(training_flags maml)
   if [ ! -f "$run/config.json" ]; then
     # shellcheck disable=SC2086  # flags is a list of flags
@@ -228,7 +228,7 @@ paper() {  # the MAML preset at full length, over as many calls as it takes, and
     # shellcheck disable=SC2086  # flags is a list of flags
     RESERVE=$RESUME_RESERVE_S step "$CALL_BUDGET_S" \
       "resume maml at iteration $iteration, to $PAPER_ITERATIONS iterations or $minutes minutes of training ($flags)" \
-      "${MG[@]}" train --resume --out "$run" --engine batched $flags --max-minutes "$minutes" \
+      "${MG[@]}" train --resume --out "$run" --device "$DEVICE" --engine batched $flags --max-minutes "$minutes" \
       --iterations "$PAPER_ITERATIONS" --no-progress
     pack
     read -r iteration seconds <<< "$(progress_of "$run")"
