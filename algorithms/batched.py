@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .functional import Batch, FunctionalModel, TaskBatch
+from .inner_solvers import gradient_steps
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
 PerTask = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, dict[str, Tensor], Tensor]]
@@ -106,11 +107,8 @@ def stacked_gradient_descent(model: FunctionalModel, theta: Tensor, support: Bat
     The gradient of the sum of the tasks' objectives is every task's own gradient, since no parameter is
     shared; the same steps in fewer operations (`bench/operations.py`; the README's "Two engines"). Only
     for first-order steps: PyTorch's double backward of a grouped convolution loops over its groups."""
-    step = torch.func.grad(stacked_proximal(model, support, theta, lam))
-    phi = stacked_start(theta, support.x.shape[0])
-    for _ in range(steps):
-        phi = phi - lr * step(phi)
-    return phi
+    return gradient_steps(torch.func.grad(stacked_proximal(model, support, theta, lam)),
+                          stacked_start(theta, support.x.shape[0]), steps, lr)
 
 
 def stacked_start(theta: Tensor, tasks: int) -> Tensor:

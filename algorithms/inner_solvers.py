@@ -187,13 +187,18 @@ def newton_cg(
                          negative_curvature=negative_curvature)
 
 
+def gradient_steps(gradient: Callable[[Tensor], Tensor], start: Tensor, steps: int, lr: float) -> Tensor:
+    """``steps`` plain steps phi <- phi - lr gradient(phi) from ``start``: the batched engine's gradient descent,
+    one task's under ``vmap`` or every task's at once on the stacked network."""
+    phi = start
+    for _ in range(steps):
+        phi = phi - lr * gradient(phi)
+    return phi
+
+
 def functional_gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float) -> MaskedInnerSolution:
     """``gradient_descent`` as a pure ``torch.func`` function: the same steps, batchable with ``vmap``."""
-    phi = start
-    grad = torch.func.grad(objective)
-    for _ in range(steps):
-        phi = phi - lr * grad(phi)
-    return MaskedInnerSolution.of_gradient_steps(phi, steps)
+    return MaskedInnerSolution.of_gradient_steps(gradient_steps(torch.func.grad(objective), start, steps, lr), steps)
 
 
 def functional_nesterov_accelerated_gradient(objective: Objective, start: Tensor, steps: int, smoothness: float,
