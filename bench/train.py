@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -374,7 +374,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
             window.load(state["window"])
             launch["iteration"] = start_iteration
             kept = {key: value for key, value in saved.items() if key != "config"}
-            run.write_config(saved_config, {**kept, "launches": [*saved.get("launches", []), launch]})
+            # the limits in force from now on, so that the folder says how long it trains and a plain --resume
+            # keeps them; the engine of each launch is in its record
+            limits = replace(saved_config, iterations=config.iterations, max_minutes=config.max_minutes)
+            run.write_config(limits, {**kept, "launches": [*saved.get("launches", []), launch]})
     elif group.is_main:
         out.mkdir(parents=True, exist_ok=True)
         run.write_config(config, {

@@ -64,7 +64,10 @@ def test_resume_continues_exactly(tmp_path):
                      validation_tasks=5)
     train(config, tmp_path / "straight", progress=False)
     train(replace(config, iterations=2), tmp_path / "split", progress=False)
-    train(replace(config, iterations=4), tmp_path / "split", resume=True, progress=False)
+    train(replace(config, iterations=4, max_minutes=30.0), tmp_path / "split", resume=True, progress=False)
+    saved = json.loads((tmp_path / "split" / "config.json").read_text())  # the limits now in force, each launch
+    assert (saved["config"]["iterations"], saved["config"]["max_minutes"]) == (4, 30.0)
+    assert [launch["iteration"] for launch in saved["launches"]] == [0, 2]
     a = torch.load(tmp_path / "straight" / "checkpoint.pt")
     b = torch.load(tmp_path / "split" / "checkpoint.pt")
     assert a["iteration"] == b["iteration"] == 4

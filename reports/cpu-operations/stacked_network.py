@@ -14,6 +14,7 @@ written as nested ``torch.func.grad`` through the stacked network. It compares t
 from __future__ import annotations
 
 import torch
+from random_tasks import meta_batch  # beside this script
 
 from algorithms import Batch, FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
 from algorithms.batched import stacked_start
@@ -43,15 +44,6 @@ def stacked_maml(batch: TaskBatch, inner_lr: float) -> torch.Tensor:
         return total(th - inner_lr * torch.func.grad(total)(th, batch.support), batch.query)
 
     return torch.func.grad(query_loss_of)(stacked_start(theta, batch.size))
-
-
-def meta_batch(tasks: int) -> TaskBatch:
-    generator = torch.Generator().manual_seed(tasks)
-    support = Batch(torch.rand(tasks, 5, 1, 28, 28, generator=generator, dtype=torch.float64),
-                    torch.arange(5).repeat(tasks, 1))
-    query = Batch(torch.rand(tasks, 75, 1, 28, 28, generator=generator, dtype=torch.float64),
-                  torch.arange(5).repeat_interleave(15).repeat(tasks, 1))
-    return TaskBatch(support, query)
 
 
 print("preset           tasks  engine   operations  convolutions  max relative difference")
