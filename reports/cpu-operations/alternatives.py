@@ -18,9 +18,8 @@ meta-batch of 2 and of 32:
   reverse (``jvp`` of ``grad``) and reverse over reverse (``vjp`` of ``grad``, which refuses BatchNorm
   under ``vmap`` but runs without it).
 
-Operation counts only: on two CPU cores they say nothing about GPU time (the im2col network's gradient
-took longer here than the grouped convolutions', by hand: 54 against 29-37 ms for 32 tasks). Run from
-the repository root:
+Operation counts only, no timing: on two CPU cores time says nothing about a GPU's. Run from the
+repository root:
 
     python reports/cpu-operations/alternatives.py > reports/cpu-operations/alternatives.txt
 """
