@@ -4,7 +4,7 @@
 # right after the first, with the budget the first left (status's budget_left_s less about 30 s):
 #
 #   CALL_BUDGET_S=570 bash bench/gpu_checks.sh tests paper       # run timeout_s 600
-#   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh paper imaml      # run timeout_s LEFT + 20, at once
+#   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh paper imaml imaml-minres   # run timeout_s LEFT + 20, at once
 #
 # each with carry [".whl", ".device-data"] (README, "GPU results": the higher wheel, which the GPU image
 # lacks, and Omniglot packed by bench.omniglot.pack_omniglot, since the image folders are too large to travel).
@@ -39,6 +39,9 @@
 #            preset's), then its 600 test tasks.
 #   imaml    the iMAML-GD preset for the time left (at most IMAML_MINUTES), validated every 250
 #            iterations, then its 600 test tasks.
+#   imaml-minres  the same with MINRES for the meta-gradient (preset omniglot-5w1s-imaml-gd-minres): on the
+#            CPU it beat the paper's CG by 7 points in an hour with one seed and lost by 1.5 in 70 minutes with
+#            another (reports/cpu-training/); where both are given, imaml first, they share the time left.
 #   bench    the pytest-benchmark GPU baseline of the device-dependent benchmarks (--bench-device cuda).
 #   compile  first-order MAML and MAML through torch.compile (inductor, reduce-overhead) instead of the
 #            captured graph, warmup_s holding the compile time; up to 5 minutes, in neither call above.
@@ -48,7 +51,7 @@
 #
 # A dry run on the CPU checks the script itself (flags, fallbacks, packing, resuming) in a minute or two:
 #   OUT=/tmp/gpu-out DEVICE=cpu DATA_ROOT=.device-data DRY_RUN=1 CALL_BUDGET_S=100000 \
-#     bash bench/gpu_checks.sh measure paper maml imaml bench
+#     bash bench/gpu_checks.sh measure paper maml imaml imaml-minres bench
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 DATA_ROOT=${DATA_ROOT:-.device-data}
@@ -180,11 +183,17 @@ evaluate() {  # RUN NAME: the run's test accuracy on EVAL_TASKS tasks
   pack
 }
 
-train_and_evaluate() {  # VARIANT MAX_MINUTES VALIDATE_EVERY
-  local variant=$1 run="$R/train-omniglot-5w1s-$1-batched" minutes flags
-  # training time excludes validation and checkpoints: a minute of the step is left for them and start-up
-  minutes=$(python3 -c "print(round(min($2, ($CALL_BUDGET_S - $SECONDS - $TAIL_S - 60) / 60), 2))")
-  if python3 -c "import sys; sys.exit(0 if $CALL_BUDGET_S - $SECONDS - $TAIL_S - 60 > 12 else 1)"; then :; else
+train_and_evaluate() {  # VARIANT MAX_MINUTES VALIDATE_EVERY [RUNS_AFTER: training runs still to come in the call]
+  local variant=$1 run="$R/train-omniglot-5w1s-$1-batched" minutes flags after=${4:-0}
+  # training time excludes validation and checkpoints: a minute of the step is left for them and start-up;
+  # what is left is shared equally with the runs still to come, each keeping its own tail and minute (where a
+  # share would be under 12 s, this run takes it all)
+  minutes=$(python3 -c "
+left = $CALL_BUDGET_S - $SECONDS
+shared = (left - ($TAIL_S + 60) * (1 + $after)) / (1 + $after)
+seconds = shared if shared > 12 else left - $TAIL_S - 60
+print(round(min($2, seconds / 60), 2) if seconds > 12 else 'none')")
+  if [ "$minutes" != none ]; then :; else
     echo "no time left in CALL_BUDGET_S=$CALL_BUDGET_S for $variant (${SECONDS}s used)"; return
   fi
   flags=$(training_flags "$variant")
@@ -246,8 +255,10 @@ for phase in "$@"; do
     compile) compiled ;;
     maml) train_and_evaluate maml "$MAML_MINUTES" 500 ;;
     paper) paper ;;
-    imaml) train_and_evaluate imaml-gd "$IMAML_MINUTES" 250 ;;
-    *) echo "unknown phase $phase (measure, tests, paper, maml, imaml, bench, compile)"; exit 2 ;;
+    imaml) [[ " $* " == *" imaml-minres "* ]] && after=1 || after=0
+      train_and_evaluate imaml-gd "$IMAML_MINUTES" 250 "$after" ;;
+    imaml-minres) train_and_evaluate imaml-gd-minres "$IMAML_MINUTES" 250 ;;
+    *) echo "unknown phase $phase (measure, tests, paper, maml, imaml, imaml-minres, bench, compile)"; exit 2 ;;
   esac
 done
 ls -R "$R" | head -80

@@ -66,7 +66,9 @@ def load_mini_imagenet(root: Path, split: str) -> tuple[Tensor, ClassSplit]:
         images = torch.load(cache)
     else:
         arrays = []
-        for _label, files in tqdm(listing.items(), desc=f"decoding Mini-ImageNet {split}", unit="class", leave=False):
+        # disable=None: on a terminal only, as the Omniglot decoder's bar
+        for _label, files in tqdm(listing.items(), desc=f"decoding Mini-ImageNet {split}", unit="class", leave=False,
+                                  disable=None):
             per = []
             for path in files[:per_class]:
                 try:

@@ -57,7 +57,9 @@ def _decode(folders: list[Path], size: int) -> tuple[Tensor, list[str]]:
     from tqdm import tqdm
 
     characters, names = [], []
-    for folder in tqdm(folders, desc="decoding Omniglot", unit="character", leave=False):
+    # disable=None: shown on a terminal only, so a log of a run in the background holds no bar (the first
+    # run after a fresh install decodes the images once, whatever --no-progress says)
+    for folder in tqdm(folders, desc="decoding Omniglot", unit="character", leave=False, disable=None):
         files = sorted(folder.glob("*.png"))
         if not files:
             raise ConfigError(f"empty Omniglot class: {folder}")

@@ -447,9 +447,61 @@ def lake_table(results: Results) -> str:
                                     "600 evaluation-alphabet tasks: error (%)", "Device", "Training"], rows)
 
 
+def full_size_imaml_runs(results: Results) -> list[TrainingRun]:
+    """iMAML-GD runs of a preset as it stands, the paper's CG (``imaml-gd``) or MINRES (``imaml-gd-minres``),
+    outside the curvature study: the two meta-gradient solvers at full size, seeds told apart."""
+    runs = [r for r in results.runs if not r.in_curvature_study and r.variant in ("imaml-gd", "imaml-gd-minres")
+            and not r.differences]
+    return sorted(runs, key=lambda r: (r.setting, _solver_name(r), int(r.config.get("seed", 0)), r.name))
+
+
+def full_size_table(runs: list[TrainingRun]) -> str:
+    """Per full-size run: its seed, how often its solve met non-positive curvature, its residual (the mean
+    over the logged windows, how many windows averaged above 1: a returned meta-gradient that solves the
+    system worse than g = 0, and the residual of the windows that ended in a validation dip against the
+    others'), and the accuracy it reached."""
+    intro = ("## The presets at full size: the paper's CG against MINRES\n\nEvery run of an iMAML-GD preset as "
+             "it stands (full network and meta-batch) outside the study above, CG (the paper's) or MINRES for the "
+             "meta-gradient; runs of one seed saw the same tasks. 'Residual > 1' counts the logged windows "
+             "whose mean relative residual was above 1; 'dips' counts the validations that fell from the one "
+             "before, and compares the mean residual of the windows that ended in a dip with that of the "
+             "others.\n\n")
+    if not runs:
+        return intro + "No such runs were found.\n"
+    rows = []
+    for run in runs:
+        metrics = run.metrics
+        validated = metrics.dropna(subset=["val_accuracy"])
+        best = validated.loc[validated["val_accuracy"].idxmax()] if len(validated) else None
+        residual = metrics["cg_residual_mean"].dropna() if "cg_residual_mean" in metrics else pd.Series(dtype=float)
+        fraction = metrics.get("cg_negative_curvature_fraction")
+        dip = validated["val_accuracy"].diff() < 0
+        rising = validated["val_accuracy"].diff() >= 0
+
+        def in_windows(mask: pd.Series, validated: pd.DataFrame = validated) -> str:
+            values = validated.loc[mask, "cg_residual_mean"].dropna() if "cg_residual_mean" in validated else []
+            return f"{values.mean():.3g}" if len(values) else "—"
+
+        rows.append([
+            run.setting, _solver_name(run), str(run.config.get("seed", 0)), run.device, _training(run),
+            f"{fraction.mean():.3f}" if fraction is not None else "—",
+            f"{residual.mean():.3g}" if len(residual) else "—",
+            f"{int((residual > 1).sum())} of {len(residual)}" if len(residual) else "—",
+            f"{int(dip.sum())}: {in_windows(dip)} / {in_windows(rising)}",
+            f"{100 * best['val_accuracy']:.1f} (it {int(best['iteration'])})" if best is not None else "—",
+            f"{100 * validated['val_accuracy'].iloc[-1]:.1f}" if len(validated) else "—",
+            f"{100 * run.evaluation['accuracy']:.2f} ± {100 * run.evaluation['ci95']:.2f}" if run.evaluation
+            else "not evaluated", f"`{run.name}`"])
+    return intro + _markdown_table(["Setting", "Solver", "Seed", "Device", "Training", "Indefinite (all)",
+                                    "Residual", "Residual > 1", "Dips: residual in dip / other windows",
+                                    "Best validation (%)", "Last validation (%)", "Test (%)", "Run"], rows)
+
+
 def curvature_table(results: Results) -> str:
     """The curvature study: per run, how often the meta-gradient system met non-positive curvature, the
-    solve's residual, the spectrum at the start and the end, and the accuracy reached."""
+    solve's residual, the spectrum at the start and the end, and the accuracy reached; then the full-size
+    runs of the two solvers (``full_size_table``)."""
+    full_size = "\n" + full_size_table(full_size_imaml_runs(results))
     runs = sorted((r for r in results.runs if r.in_curvature_study), key=_curvature_key)
     intro = ("# iMAML's meta-gradient system when it is indefinite\n\nEach run: iMAML with gradient descent inside, "
              "one lambda and one meta-gradient solver, equal iterations and seeds (so the same tasks). "
@@ -460,7 +512,7 @@ def curvature_table(results: Results) -> str:
              "the validations that fell from the one before, and compares the indefinite share of the training "
              "windows that ended in a dip with that of the others.\n\n")
     if not runs:
-        return intro + "No runs of the study were found.\n"
+        return intro + "No runs of the study were found.\n" + full_size
     rows = []
     for run in runs:
         metrics = run.metrics.dropna(subset=["val_accuracy"])
@@ -497,7 +549,7 @@ def curvature_table(results: Results) -> str:
     return intro + _markdown_table(["Setting", "λ", "Solver", "Iterations", "Indefinite (all)", "Indefinite (last ¼)",
                                     "Residual", "Spectrum: indefinite", "Dips: indefinite in dip / other windows",
                                     "Best validation (%)",
-                                    "Last validation (%)", "Test (%)", "Run"], rows)
+                                    "Last validation (%)", "Test (%)", "Run"], rows) + full_size
 
 
 def plot_curvature(runs: list[TrainingRun], setting: str):
@@ -526,6 +578,43 @@ def plot_curvature(runs: list[TrainingRun], setting: str):
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"iMAML-GD, {setting_label(setting)}: lambda and meta-gradient solver (CPU, reduced network)")
     fig.tight_layout()
+    return fig
+
+
+def plot_full_size(runs: list[TrainingRun], setting: str):
+    """The full-size iMAML-GD runs (``full_size_imaml_runs``) that logged their solve's residual: validation
+    accuracy and the mean relative residual against meta-iterations, one color per solver, one line style per
+    run of a solver."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    solvers = sorted({_solver_name(r) for r in runs})
+    seen: dict[str, int] = {}
+    for run in runs:
+        seed, solver = int(run.config.get("seed", 0)), _solver_name(run)
+        color = f"C{solvers.index(solver)}"
+        nth = seen[solver] = seen.get(solver, -1) + 1
+        style, marker = RUN_STYLES[nth % len(RUN_STYLES)]
+        label = f"{_solver_name(run)}, seed {seed}: {run.name} ({run.device})"
+        validated = run.metrics.dropna(subset=["val_accuracy"])
+        axes[0].plot(validated["iteration"], 100 * validated["val_accuracy"], color=color, linestyle=style,
+                     marker=marker, markersize=3, label=label)
+        if "cg_residual_mean" in run.metrics:
+            logged = run.metrics.dropna(subset=["cg_residual_mean"])
+            axes[1].plot(logged["iteration"], logged["cg_residual_mean"], color=color, linestyle=style, marker=marker,
+                         markersize=3, label=label)
+    axes[1].axhline(1.0, color="grey", linestyle="-.", linewidth=0.8, label="residual of g = 0")
+    axes[1].set_yscale("log")
+    axes[0].set_ylabel("validation accuracy (%)")
+    axes[1].set_ylabel("mean relative residual of the meta-gradient system")
+    for ax in axes:
+        ax.set_xlabel("meta-iterations")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"iMAML-GD, {setting_label(setting)}, the preset at full size: CG (the paper's) against MINRES")
+    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += axes[1].get_legend_handles_labels()[0][-1:]  # the line of g = 0
+    labels += axes[1].get_legend_handles_labels()[1][-1:]
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
     return fig
 
 
@@ -756,6 +845,12 @@ def render_report(roots: list[Path], out: Path) -> list[Path]:
         if runs:
             figure(plot_curvature(runs, setting), f"curvature-{setting}.png",
                    f"iMAML-GD with each lambda and meta-gradient solver, {setting_label(setting)}")
+    for setting in SETTINGS:
+        runs = [run for run in full_size_imaml_runs(results) if run.setting == setting
+                and "cg_residual_mean" in run.metrics]
+        if runs:
+            figure(plot_full_size(runs, setting), f"curvature-full-size-{setting}.png",
+                   f"iMAML-GD at full size, the paper's CG against MINRES, {setting_label(setting)}")
     figure(plot_test_accuracy(table_runs(results)), "test-accuracy.png",
            "Test accuracy with 95% CI per algorithm and setting, the paper's value marked")
 

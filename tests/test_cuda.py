@@ -47,7 +47,7 @@ def replayed(variant: str, graph: bool, iterations: int = 6) -> list[torch.Tenso
     return thetas
 
 
-@pytest.mark.parametrize("variant", ["maml", "fomaml", "reptile", "imaml-gd", "imaml-hf"])
+@pytest.mark.parametrize("variant", ["maml", "fomaml", "reptile", "imaml-gd", "imaml-gd-minres", "imaml-hf"])
 def test_the_captured_iteration_is_the_eager_iteration(variant):
     """Replaying the CUDA graph (draw, meta-gradients, Adam step) is the eager batched step, iteration for
     iteration (float64, the same capturable Adam): a graph that read a stale input or missed an update would

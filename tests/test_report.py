@@ -203,6 +203,37 @@ def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2
     assert (tmp_path / "out" / "figures" / "curvature-omniglot-20w5s.png").stat().st_size > 0
 
 
+def test_full_size_runs_of_both_solvers_are_compared_by_seed_and_residual(tmp_path):
+    """The curvature table's second part lists the iMAML-GD preset runs as they stand, CG and MINRES, with
+    their seeds and how many logged windows' residual was above 1; a study run and a reduced run are not
+    in it."""
+    for name, preset_name, seed in (("cg", "omniglot-5w1s-imaml-gd", 0), ("minres", "omniglot-5w1s-imaml-gd-minres", 3),
+                                    ("reduced", "omniglot-5w1s-imaml-gd", 0), ("study", "omniglot-5w1s-imaml-gd", 0)):
+        folder = tmp_path / ("cpu-curvature" if name == "study" else "cpu-training") / name
+        _fake_run(folder, preset_name, 0.9 if name == "minres" else None)
+        saved = json.loads((folder / "config.json").read_text())
+        saved["config"].update(seed=seed, filters=8 if name == "reduced" else None)
+        (folder / "config.json").write_text(json.dumps(saved))
+        pd.DataFrame({"iteration": [10, 20, 30], "train_time_s": [1.0, 2.0, 3.0], "val_accuracy": [0.5, 0.7, 0.6],
+                      "val_ci95": 0.02, "cg_negative_curvature_fraction": [0.1, 0.0, 0.2],
+                      "cg_residual_mean": [2.0, 0.5, 1.5] if name == "cg" else [0.3, 0.1, 0.05]}
+                     ).to_csv(folder / "metrics.csv", index=False)
+    render_report([tmp_path], tmp_path / "out")
+    curvature = (tmp_path / "out" / "tables" / "curvature.md").read_text()
+    full_size = curvature[curvature.index("## The presets at full size"):]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in full_size.splitlines()
+            if line.startswith("| omniglot")]
+    # setting, solver, seed, device, training, indefinite, residual mean, windows above 1, one dip (70 -> 60
+    # at iteration 30) and its window's residual against the one rising window's, best and last validation,
+    # test, run
+    assert [row[:3] + row[5:] for row in rows] == [
+        ["omniglot-5w1s", "cg", "0", "0.100", "1.33", "2 of 3", "1: 1.5 / 0.5", "70.0 (it 20)", "60.0",
+         "not evaluated", "`cpu-training/cg`"],
+        ["omniglot-5w1s", "minres", "3", "0.100", "0.15", "0 of 3", "1: 0.05 / 0.1", "70.0 (it 20)", "60.0",
+         "90.00 ± 1.00", "`cpu-training/minres`"]]
+    assert (tmp_path / "out" / "figures" / "curvature-full-size-omniglot-5w1s.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("quick", [True, False])
 def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatch, quick):
     """`--rerun` and `--quick` hand each harness a configuration it accepts, and each step's command
@@ -244,6 +275,9 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
                     assert f"--set {key}={value}" in step.command
             if "--filters" in step.command:
                 assert f"--filters {config.filters}" in step.command
+            # a second seed's run keeps its own seed; every other run the re-run's (0 here)
+            seed = re.search(r"--seed (\d+)", step.command)
+            assert config.seed == (int(seed.group(1)) if seed else 0), step.command
 
 
 def test_a_run_on_lakes_split_is_in_the_lake_table_and_not_in_table_2(tmp_path):
