@@ -447,6 +447,18 @@ def lake_table(results: Results) -> str:
                                     "600 evaluation-alphabet tasks: error (%)", "Device", "Training"], rows)
 
 
+def _dips(validated: pd.DataFrame, column: str, spec: str) -> str:
+    """'N: a / b': the N validations that fell from the one before (dips), and the mean of ``column`` over the
+    logged windows that ended in a dip (a) against the windows that ended rising (b); '—' where none logged it."""
+    change = validated["val_accuracy"].diff()
+
+    def mean_over(mask: pd.Series) -> str:
+        values = validated.loc[mask, column].dropna() if column in validated else []
+        return format(values.mean(), spec) if len(values) else "—"
+
+    return f"{int((change < 0).sum())}: {mean_over(change < 0)} / {mean_over(change >= 0)}"
+
+
 def full_size_imaml_runs(results: Results) -> list[TrainingRun]:
     """iMAML-GD runs of a preset as it stands, the paper's CG (``imaml-gd``) or MINRES (``imaml-gd-minres``),
     outside the curvature study: the two meta-gradient solvers at full size, seeds told apart."""
@@ -475,19 +487,12 @@ def full_size_table(runs: list[TrainingRun]) -> str:
         best = validated.loc[validated["val_accuracy"].idxmax()] if len(validated) else None
         residual = metrics["cg_residual_mean"].dropna() if "cg_residual_mean" in metrics else pd.Series(dtype=float)
         fraction = metrics.get("cg_negative_curvature_fraction")
-        dip = validated["val_accuracy"].diff() < 0
-        rising = validated["val_accuracy"].diff() >= 0
-
-        def in_windows(mask: pd.Series, validated: pd.DataFrame = validated) -> str:
-            values = validated.loc[mask, "cg_residual_mean"].dropna() if "cg_residual_mean" in validated else []
-            return f"{values.mean():.3g}" if len(values) else "—"
-
         rows.append([
             run.setting, _solver_name(run), str(run.config.get("seed", 0)), run.device, _training(run),
             f"{fraction.mean():.3f}" if fraction is not None else "—",
             f"{residual.mean():.3g}" if len(residual) else "—",
             f"{int((residual > 1).sum())} of {len(residual)}" if len(residual) else "—",
-            f"{int(dip.sum())}: {in_windows(dip)} / {in_windows(rising)}",
+            _dips(validated, "cg_residual_mean", ".3g"),
             f"{100 * best['val_accuracy']:.1f} (it {int(best['iteration'])})" if best is not None else "—",
             f"{100 * validated['val_accuracy'].iloc[-1]:.1f}" if len(validated) else "—",
             f"{100 * run.evaluation['accuracy']:.2f} ± {100 * run.evaluation['ci95']:.2f}" if run.evaluation
@@ -527,22 +532,14 @@ def curvature_table(results: Results) -> str:
 
         test = (f"{100 * run.evaluation['accuracy']:.2f} ± {100 * run.evaluation['ci95']:.2f}"
                 if run.evaluation else "not evaluated")
-        # a dip: a validation that fell from the one before; its window's curvature against the others'
-        dip = metrics["val_accuracy"].diff() < 0
-        rising = metrics["val_accuracy"].diff() >= 0
-
-        def in_windows(mask: pd.Series, metrics: pd.DataFrame = metrics) -> str:
-            if "cg_negative_curvature_fraction" not in metrics or not mask.any():
-                return "—"
-            return f"{metrics.loc[mask, 'cg_negative_curvature_fraction'].mean():.2f}"
-
         rows.append([
             run.setting, f"{_curvature_key(run)[1]:g}", _solver_name(run), f"{run.iterations:,}",
             f"{fraction.mean():.2f}" if fraction is not None else "—",
             f"{quarter['cg_negative_curvature_fraction'].mean():.2f}" if fraction is not None else "—",
             f"{metrics['cg_residual_mean'].mean():.3g}" if "cg_residual_mean" in metrics else "—",
             f"{share('init')} → {share('end')}",
-            f"{int(dip.sum())}: {in_windows(dip)} / {in_windows(rising)}",
+            _dips(metrics, "cg_negative_curvature_fraction", ".2f"),  # a dip's window's curvature against the others'
+
             f"{100 * best['val_accuracy']:.1f} (it {int(best['iteration'])})" if best is not None else "—",
             f"{100 * last_val:.1f}", test, f"`{run.name}`",
         ])
