@@ -94,7 +94,8 @@ def assert_same_run(reference: Path, other: Path, tolerance: float, noise_tolera
     pd.testing.assert_frame_equal(one[close], two[close], rtol=tolerance)
 
 
-# Records which process replaced which file (every finished file is an os.replace of a temporary one).
+# Records which process replaced which file (every finished file is an os.replace of a temporary one),
+# and the threads each process still runs when the command has returned (Linux names them in /proc).
 SPY = """
 import os, sys
 log = os.path.join(sys.argv.pop(1), f"replaced-by-rank-{os.environ['RANK']}.txt")
@@ -105,7 +106,10 @@ def replace(source, target, *args, **kwargs):
     return real_replace(source, target, *args, **kwargs)
 os.replace = replace
 from bench.cli import main
-sys.exit(main(sys.argv[1:]))
+code = main(sys.argv[1:])
+threads = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+print(f"rank {os.environ['RANK']} threads left: {' '.join(threads)}", flush=True)
+sys.exit(code)
 """
 
 
@@ -129,7 +133,11 @@ def test_two_processes_give_the_one_process_run(tmp_path, engine, dtype, toleran
     script.write_text(SPY)
     logs = tmp_path / "logs"
     logs.mkdir()
-    standalone([str(logs), *command_line(run, tmp_path / "two")], script=script)
+    output = standalone([str(logs), *command_line(run, tmp_path / "two")], script=script)
+    # no gloo thread outlives the process group: left to interpreter shutdown they can abort a finished run
+    left = sorted(line for line in output.splitlines() if " threads left: " in line)
+    assert [line.split(" threads left: ")[0] for line in left] == ["rank 0", "rank 1"], output[-3000:]
+    assert not any("gloo" in line for line in left), left
     assert_same_run(tmp_path / "one", tmp_path / "two", tolerance,
                     1e-6 if dtype == "float64" else 2 * run.meta_lr * run.iterations)
     # rank 0 alone wrote, and every file once per save
