@@ -184,7 +184,7 @@ CURVATURE = tuple(
 
 _TIME_BOXED = {"max_minutes": 30, "validate_every": 25, "threads": 1}
 
-# The README's commands for the committed CPU results (reports/); one after the other about 12 hours
+# The README's commands for the committed CPU results (reports/); one after the other about 13 hours
 # (the training runs were run two at a time, one thread each: 30 minutes of training apiece, validation
 # not counted; the curvature study two at a time took 40 minutes).
 FULL = (
@@ -205,12 +205,12 @@ FULL = (
     *(_training(f"omniglot-5w1s-{variant}-60-minutes", f"omniglot-5w1s-{variant}", evaluate={"threads": 2},
                 max_minutes=60, validate_every=100, checkpoint_every=200, threads=2)
       for variant in ("imaml-gd", "imaml-gd-minres")),
-    # the same two with other seeds (other initial parameters and tasks): seed 1 for 70 minutes, seed 2 for 30,
+    # the same two with other seeds (other initial parameters and tasks): seed 1 for 70 minutes, seeds 2-4 for 30,
     # the two solvers of a seed at once on one thread each
     *(_training(f"omniglot-5w1s-{variant}-seed{seed}-{minutes}-minutes", f"omniglot-5w1s-{variant}",
                 evaluate={"threads": 1}, seed=seed, max_minutes=minutes, validate_every=100, checkpoint_every=200,
                 threads=1)
-      for seed, minutes in ((1, 70), (2, 30)) for variant in ("imaml-gd", "imaml-gd-minres")),
+      for seed, minutes in ((1, 70), (2, 30), (3, 30), (4, 30)) for variant in ("imaml-gd", "imaml-gd-minres")),
     Experiment("cpu-training/omniglot-20w1s-maml-lake", (
         training("omniglot-20w1s-maml", omniglot_split="lake", max_minutes=20, validate_every=25, threads=2),
         evaluation(threads=2), lake_runs(threads=2))),

@@ -33,7 +33,13 @@ CURVATURE_STUDY = "cpu-curvature"
 VARIANT_COLORS = {"maml": "C0", "fomaml": "C1", "reptile": "C2", "imaml-gd": "C3", "imaml-hf": "C4",
                   "imaml-gd-minres": "C5", "reptile-shared": "C6"}
 VARIANT_LABELS = {**ALGORITHM_LABELS, **EXTRA_VARIANTS}
-RUN_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 against 4 line styles: 28 runs before a pair repeats
+
+
+def run_style(nth: int) -> tuple[str, str]:
+    """The line style and marker of the ``nth`` run drawn in one color."""
+    return LINE_STYLES[nth % len(LINE_STYLES)], MARKERS[nth % len(MARKERS)]
 
 
 @dataclass(frozen=True)
@@ -556,7 +562,7 @@ def plot_curvature(runs: list[TrainingRun], setting: str):
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     lambdas = sorted({_curvature_key(r)[1] for r in runs})
     solvers = sorted({_solver_name(r) for r in runs})
-    styles = {solver: RUN_STYLES[i % len(RUN_STYLES)] for i, solver in enumerate(solvers)}
+    styles = {solver: run_style(i) for i, solver in enumerate(solvers)}
     for run in sorted(runs, key=_curvature_key):
         metrics = run.metrics.dropna(subset=["val_accuracy"])
         color = f"C{lambdas.index(_curvature_key(run)[1])}"
@@ -590,7 +596,7 @@ def plot_full_size(runs: list[TrainingRun], setting: str):
         seed, solver = int(run.config.get("seed", 0)), _solver_name(run)
         color = f"C{solvers.index(solver)}"
         nth = seen[solver] = seen.get(solver, -1) + 1
-        style, marker = RUN_STYLES[nth % len(RUN_STYLES)]
+        style, marker = run_style(nth)
         label = f"{_solver_name(run)}, seed {seed}: {run.name} ({run.device})"
         validated = run.metrics.dropna(subset=["val_accuracy"])
         axes[0].plot(validated["iteration"], 100 * validated["val_accuracy"], color=color, linestyle=style,
@@ -675,7 +681,7 @@ def plot_validation(runs: list[TrainingRun], setting: str):
             continue
         color = VARIANT_COLORS.get(run.variant)
         nth = seen[run.variant] = seen.get(run.variant, -1) + 1  # runs of one algorithm: same color, own style
-        style, marker = RUN_STYLES[nth % len(RUN_STYLES)]
+        style, marker = run_style(nth)
         label = f"{VARIANT_LABELS.get(run.variant, run.variant)}: {run.name} ({run.device})"
         x_time = metrics["train_time_s"] / 60
         minutes += list(x_time)
