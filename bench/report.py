@@ -545,7 +545,6 @@ def curvature_table(results: Results) -> str:
             f"{metrics['cg_residual_mean'].mean():.3g}" if "cg_residual_mean" in metrics else "—",
             f"{share('init')} → {share('end')}",
             _dips(metrics, "cg_negative_curvature_fraction", ".2f"),  # a dip's window's curvature against the others'
-
             f"{100 * best['val_accuracy']:.1f} (it {int(best['iteration'])})" if best is not None else "—",
             f"{100 * last_val:.1f}", test, f"`{run.name}`",
         ])
