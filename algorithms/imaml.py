@@ -19,6 +19,7 @@ the same inner problem, exactly.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from . import batched
-from .conjugate_gradient import conjugate_gradient, masked_conjugate_gradient
+from .conjugate_gradient import CGResult, conjugate_gradient, masked_conjugate_gradient
 from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp
 from .inner_solvers import (
@@ -118,14 +119,21 @@ class IMAML:
         hessian = HessianOperator(lambda p: model.loss(p, task.support), phi)
         record.grad_evals += 1
         record.inner_loss = hessian.value.item()
-        solve = META_SOLVERS[self.meta_solver][0](lambda u: (1.0 + self.damping) * u + hessian(u) / self.lam, v,
-                                                  self.cg_steps, self.cg_tolerance)
+        solve = self.meta_solve(self.system(hessian), v)
         record.hvp_evals += hessian.products
         record.cg_iterations = solve.iterations
         record.cg_residual = solve.relative_residual
         record.negative_curvature = solve.negative_curvature
         gradient = solve.x if solve.iterations > 0 else v
         return MetaGradient(gradient, record, phi)
+
+    def system(self, hessian_product: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        """u -> (I + H/lam + damping I) u, the meta-gradient's linear system, from products with H."""
+        return lambda u: (1.0 + self.damping) * u + hessian_product(u) / self.lam
+
+    def meta_solve(self, matvec: Callable[[Tensor], Tensor], v: Tensor) -> CGResult:
+        """The per-task solve of ``matvec`` g = v with this configuration's solver and budget."""
+        return META_SOLVERS[self.meta_solver][0](matvec, v, self.cg_steps, self.cg_tolerance)
 
     def functional_inner_solution(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor) -> MaskedInnerSolution:
         """``inner_solution`` as a pure function of one task's support tensors (the batched engine's)."""
@@ -158,8 +166,8 @@ class IMAML:
             if self.cg_steps == 0:
                 return v, batched.record(**counts), phi
             solve = META_SOLVERS[self.meta_solver][1](
-                lambda u: (1.0 + self.damping) * u + forward_over_reverse_hvp(support_loss, phi, u) / self.lam, v,
-                self.cg_steps, self.cg_tolerance)
+                self.system(lambda u: forward_over_reverse_hvp(support_loss, phi, u)), v, self.cg_steps,
+                self.cg_tolerance)
             counts.update(grad_evals=counts["grad_evals"] + 1, hvp_evals=counts["hvp_evals"] + solve.matvecs,
                           cg_iterations=solve.iterations, cg_residual=solve.relative_residual,
                           negative_curvature=solve.negative_curvature)

@@ -221,7 +221,8 @@ def _spectrum(args: argparse.Namespace) -> None:
     from .spectrum import SpectrumConfig, spectrum_path, write_spectrum
 
     _set_threads(args)
-    config = SpectrumConfig(tasks=args.tasks, steps=args.steps, split=args.split, seed=args.seed, at_init=args.at_init)
+    config = SpectrumConfig(tasks=args.tasks, steps=args.steps, split=args.split, seed=args.seed, at_init=args.at_init,
+                            next_meta_batch=args.next_meta_batch, hyperparameters=dict(args.set or []))
     out = args.out or spectrum_path(args.run_dir, config)
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give the CSV file to write")
@@ -231,6 +232,12 @@ def _spectrum(args: argparse.Namespace) -> None:
           f"{int(frame['indefinite'].sum())} of {len(frame)} {args.split} tasks; lambda_min(H) from "
           f"{frame['lambda_min'].min():.3g} to {frame['lambda_min'].max():.3g}, lambda_max(H) up to "
           f"{frame['lambda_max'].max():.3g}")
+    solved = frame.dropna(subset=["solver_residual"])
+    if len(solved):
+        worst = solved.loc[solved["solver_residual"].idxmax()]
+        print(f"{worst['meta_solver']}'s relative residual {solved['solver_residual'].min():.3g} to "
+              f"{worst['solver_residual']:.3g} (task {worst['task']}: meta-gradient {worst['meta_gradient_ratio']:.3g} "
+              f"times the query gradient, least curvature met {worst['least_curvature']:.3g})")
     print(f"wrote {out}")
 
 
@@ -536,15 +543,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "Hessian at the adapted parameters by Lanczos with Hessian-vector products, in float64. Writes "
                     "a CSV (default RUN/spectrum.csv, or RUN/spectrum-init.csv with --at-init): lambda_min, "
                     "lambda_max, the paper system's smallest eigenvalue 1 + lambda_min/lambda, whether it is "
-                    "indefinite, and a lower bound on the number of eigenvalues below -lambda.",
+                    "indefinite, and a lower bound on the number of eigenvalues below -lambda; for iMAML, the "
+                    "run's own meta-gradient solve of that system per task (residual, iterations, curvature met, "
+                    "the meta-gradient's size against the query gradient, the least curvature along its products).",
     )
     spectrum.add_argument("run_dir", type=Path, metavar="RUN", help="run folder written by metagrad train")
-    spectrum.add_argument("--out", type=Path, default=None, help="CSV to write (default RUN/spectrum.csv)")
+    spectrum.add_argument("--out", type=Path, default=None,
+                          help="CSV to write (default RUN/spectrum.csv; RUN/spectrum-init.csv with --at-init, "
+                               "RUN/spectrum-next-meta-batch.csv with --next-meta-batch, -KEY-VALUE for each --set)")
     spectrum.add_argument("--tasks", type=int, default=20, help="tasks in the pool (default 20)")
     spectrum.add_argument("--steps", type=int, default=40, help="Lanczos steps per task (default 40)")
     spectrum.add_argument("--split", default="train", choices=("train", "val", "test"))
     spectrum.add_argument("--seed", type=int, default=0, help="seed of the task pool and start vectors (default 0)")
     spectrum.add_argument("--at-init", action="store_true", help="the run's initial meta-parameters, not its checkpoint")
+    spectrum.add_argument("--next-meta-batch", action="store_true",
+                          help="instead of a fixed pool, the training tasks of the iteration after the checkpoint "
+                               "(with --at-init, of the first iteration; --tasks is then the run's meta-batch): "
+                               "one training step's outliers task by task")
+    spectrum.add_argument("--set", type=_key_values, action="append", metavar="KEY=VALUE",
+                          help="the run's algorithm with this hyperparameter changed, as train's --set: e.g. "
+                               "--set meta_solver=minres or --set cg_steps=8 solves the same systems otherwise")
     _add_threads(spectrum)
     spectrum.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     spectrum.set_defaults(run=_spectrum)

@@ -265,19 +265,28 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
                         lambda folder, config, *args, **kwargs: seen.append(("spectrum", config)))
     experiments = regenerate_module.QUICK if quick else regenerate_module.FULL
     regenerate(tmp_path, quick=quick, overwrite=True, progress=False)
-    steps = [step for experiment in experiments for step in experiment.steps]
-    assert [kind for kind, _ in seen] == [step.command.split()[1] for step in steps]
-    for (kind, config), step in zip(seen, steps):
+    # a step is one harness call, or a few joined by && (one command line each)
+    commands = [command for experiment in experiments for step in experiment.steps
+                for command in step.command.split(" && ")]
+    assert [kind for kind, _ in seen] == [command.split()[1] for command in commands]
+    for (kind, config), command in zip(seen, commands):
         if kind == "train":
-            assert f"--preset {config.preset}" in step.command
+            assert f"--preset {config.preset}" in command
             for key, value in config.hyperparameters.items():
-                if f"--set {key}=" in step.command:
-                    assert f"--set {key}={value}" in step.command
-            if "--filters" in step.command:
-                assert f"--filters {config.filters}" in step.command
+                if f"--set {key}=" in command:
+                    assert f"--set {key}={value}" in command
+            if "--filters" in command:
+                assert f"--filters {config.filters}" in command
+            if "--iterations" in command:
+                assert f"--iterations {config.iterations}" in command
             # a second seed's run keeps its own seed; every other run the re-run's (0 here)
-            seed = re.search(r"--seed (\d+)", step.command)
-            assert config.seed == (int(seed.group(1)) if seed else 0), step.command
+            seed = re.search(r"--seed (\d+)", command)
+            assert config.seed == (int(seed.group(1)) if seed else 0), command
+        if kind == "spectrum":
+            assert ("--next-meta-batch" in command) == config.next_meta_batch
+            assert ("--at-init" in command) == config.at_init
+            assert config.hyperparameters == {key: json.loads(value) if value[0].isdigit() else value
+                                              for key, value in re.findall(r"--set (\w+)=(\S+)", command)}, command
 
 
 def test_a_run_on_lakes_split_is_in_the_lake_table_and_not_in_table_2(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from algorithms import FunctionalModel, cross_entropy_loss, lanczos_ritz_values, make_algorithm
+from algorithms.protocol import query_loss_and_gradient
 from bench.cli import main
 from bench.datasets import network, task_source
 from bench.spectrum import COLUMNS
@@ -60,6 +61,73 @@ def test_spectrum_matches_the_explicit_hessian_and_flags_the_indefinite_system(t
     assert bool(first["indefinite"]) == (eigenvalues[0].item() < -0.05)
     assert first["ritz_below_minus_lam"] <= int((eigenvalues < -0.05).sum())
     assert bool(frame["indefinite"].any())  # lambda = 0.05 on this network: the paper's system is indefinite
+    # the run's own meta-gradient solve, against meta_gradient's record for the same task
+    algorithm = make_algorithm("imaml", **config.hyperparameters)
+    reference = algorithm.meta_gradient(model, state["theta"], task)
+    _, v, _ = query_loss_and_gradient(model, phi, task.query)
+    assert first["meta_solver"] == "cg"
+    assert first["solver_residual"] == pytest.approx(reference.record.cg_residual, rel=1e-10)
+    assert first["solver_iterations"] == reference.record.cg_iterations
+    assert bool(first["solver_negative_curvature"]) == reference.record.negative_curvature
+    assert first["meta_gradient_ratio"] == pytest.approx((reference.gradient.norm() / v.norm()).item(), rel=1e-10)
+    # a Rayleigh quotient of A = I + H/lambda lies between A's extreme eigenvalues
+    low, high = 1 + eigenvalues[0].item() / 0.05, 1 + eigenvalues[-1].item() / 0.05
+    assert low - 1e-8 <= first["least_curvature"] <= high + 1e-8
+    # the same systems solved by MINRES instead of the run's CG
+    minres_csv = tmp_path / "minres.csv"
+    assert main(["spectrum", str(tmp_path / "run"), "--tasks", "1", "--steps", "2", "--set", "meta_solver=minres",
+                 "--out", str(minres_csv), "--no-progress"]) == 0
+    by_minres = pd.read_csv(minres_csv).iloc[0]
+    reference = replace(algorithm, meta_solver="minres").meta_gradient(model, state["theta"], task)
+    assert by_minres["meta_solver"] == "minres"
+    assert by_minres["solver_residual"] == pytest.approx(reference.record.cg_residual, rel=1e-10)
+    assert by_minres["solver_residual"] <= first["solver_residual"] + 1e-12  # least residual over the same space
+    assert by_minres["meta_gradient_ratio"] == pytest.approx((reference.gradient.norm() / v.norm()).item(), rel=1e-10)
+
+
+def test_the_next_meta_batch_is_the_one_the_run_trains_on_next(tmp_path, capsys):
+    """The spectrum's solves of the next meta-batch give the residuals the run records for that iteration."""
+    root = require_data("omniglot-py")
+    config = float64_config(root, iterations=1, validate_every=1, validation_tasks=2, meta_batch=3)
+    run = tmp_path / "run"
+    train(config, run, progress=False)
+    first = tmp_path / "first.csv"
+    assert main(["spectrum", str(run), "--next-meta-batch", "--at-init", "--steps", "3", "--out", str(first),
+                 "--no-progress"]) == 0
+    assert "relative residual" in capsys.readouterr().out
+    second = tmp_path / "second.csv"
+    assert main(["spectrum", str(run), "--next-meta-batch", "--steps", "3", "--out", str(second), "--no-progress"]) == 0
+    train(replace(config, iterations=2), run, resume=True, progress=False)
+    rows = pd.read_csv(run / "metrics.csv")  # one row per iteration: its meta-batch's means
+    for csv, iteration in ((first, 1), (second, 2)):
+        frame = pd.read_csv(csv)
+        row = rows.loc[rows["iteration"] == iteration].iloc[0]
+        assert len(frame) == 3 and frame["iteration"].tolist() == [iteration - 1] * 3
+        assert frame["solver_residual"].mean() == pytest.approx(row["cg_residual_mean"], rel=1e-9)
+        assert frame["solver_iterations"].mean() == pytest.approx(row["cg_iterations_mean"], rel=1e-12)
+        assert frame["solver_negative_curvature"].mean() == pytest.approx(row["cg_negative_curvature_fraction"])
+
+
+def test_the_next_meta_batch_needs_the_host_sampler_and_set_the_runs_algorithm(tmp_path, capsys):
+    root = require_data("omniglot-py")
+    train(float64_config(root, iterations=1, validate_every=1, validation_tasks=2, sampler="device"), tmp_path / "run",
+          progress=False)
+    assert main(["spectrum", str(tmp_path / "run"), "--next-meta-batch", "--no-progress"]) == 2
+    assert "host sampler" in capsys.readouterr().err
+    assert main(["spectrum", str(tmp_path / "run"), "--next-meta-batch", "--split", "val", "--no-progress"]) == 2
+    maml = float64_config(root, "maml", iterations=1, validate_every=1, validation_tasks=2)
+    train(maml, tmp_path / "maml", progress=False)
+    capsys.readouterr()
+    assert main(["spectrum", str(tmp_path / "maml"), "--set", "meta_solver=minres", "--no-progress"]) == 2
+    assert "maml has no hyperparameter meta_solver" in capsys.readouterr().err
+    assert main(["spectrum", str(tmp_path / "run"), "--set", "cg_steps=many", "--no-progress"]) == 2
+    assert "cg_steps" in capsys.readouterr().err
+    # no solve (g = v): nothing to report but the ratio; the file named by the change
+    assert main(["spectrum", str(tmp_path / "run"), "--set", "cg_steps=0", "--tasks", "1", "--steps", "2",
+                 "--no-progress"]) == 0
+    unsolved = pd.read_csv(tmp_path / "run" / "spectrum-cg_steps-0.csv").iloc[0]
+    assert unsolved["solver_iterations"] == 0 and unsolved["meta_gradient_ratio"] == 1.0
+    assert pd.isna(unsolved["solver_residual"])
 
 
 def test_spectrum_at_initialization_uses_the_runs_initial_parameters(tmp_path):
