@@ -40,8 +40,8 @@
 #   imaml    the iMAML-GD preset for the time left (at most IMAML_MINUTES), validated every 250
 #            iterations, then its 600 test tasks.
 #   imaml-minres  the same with MINRES for the meta-gradient (preset omniglot-5w1s-imaml-gd-minres): on the
-#            CPU, over six seeds, it beat the paper's CG by 7, 1.1, 22 and 3.1 points, tied once and lost by 1.5
-#            (reports/cpu-training/); where both are given, imaml first, they share the time left.
+#            CPU, over seven seeds, it beat the paper's CG by 7, 1.1, 22, 3.1 and 4.5 points, tied once and
+#            lost by 1.5 (reports/cpu-training/); where both are given, imaml first, they share the time left.
 #   bench    the pytest-benchmark GPU baseline of the device-dependent benchmarks (--bench-device cuda).
 #   compile  first-order MAML and MAML through torch.compile (inductor, reduce-overhead) instead of the
 #            captured graph, warmup_s holding the compile time; up to 5 minutes, in neither call above.
