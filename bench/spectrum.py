@@ -128,7 +128,7 @@ def meta_solve_columns(algorithm: Any, model: FunctionalModel, phi: Tensor, hess
     return {"meta_solver": algorithm.meta_solver, "solver_residual": solve.relative_residual,
             "solver_iterations": solve.iterations, "solver_negative_curvature": solve.negative_curvature,
             "meta_gradient_ratio": (gradient.norm() / v.norm()).item(),
-            "least_curvature": min(curvatures) if curvatures else float("nan")}
+            "least_curvature": min(curvatures) if curvatures else nan}
 
 
 def spectrum_path(run_dir: Path, config: SpectrumConfig) -> Path:
