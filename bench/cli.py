@@ -6,10 +6,18 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from algorithms.protocol import ConfigError
 
 from .distributed import DistributedError, environment_rank
+
+if TYPE_CHECKING:
+    from .complexity import ComplexityConfig
+    from .exact_solve import ExactSolveConfig
+    from .profile import ProfileConfig
+    from .spectrum import SpectrumConfig
+    from .throughput import ThroughputConfig
 
 # Commands whose --out names a folder (spectrum's names a CSV file).
 FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "complexity", "scaling", "report")
@@ -50,17 +58,23 @@ def _add_data_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
 
 
-def _exact_solve(args: argparse.Namespace) -> None:
-    from .exact_solve import ExactSolveConfig, write_exact_solve
+def _exact_solve_config(args: argparse.Namespace) -> ExactSolveConfig:
+    from .exact_solve import ExactSolveConfig
     from .linear_regression import LinearRegressionConfig
+
+    task = LinearRegressionConfig(dim=args.dim, lam=args.lam, kappa=args.kappa,
+                                  distinct_eigenvalues=args.distinct_eigenvalues)
+    return ExactSolveConfig(task=task, inner_steps=args.inner_steps, seeds=tuple(range(args.seed, args.seed + args.seeds)),
+                            tasks_per_seed=args.tasks, inner_lr=args.inner_lr)
+
+
+def _exact_solve(args: argparse.Namespace) -> None:
+    from .exact_solve import write_exact_solve
 
     if args.device != "cpu":
         raise UsageError("exact-solve runs in float64 on the CPU; --device must be cpu")
-    task = LinearRegressionConfig(dim=args.dim, lam=args.lam, kappa=args.kappa,
-                                  distinct_eigenvalues=args.distinct_eigenvalues)
-    config = ExactSolveConfig(task=task, inner_steps=args.inner_steps,
-                              seeds=tuple(range(args.seed, args.seed + args.seeds)),
-                              tasks_per_seed=args.tasks, inner_lr=args.inner_lr)
+    config = _exact_solve_config(args)
+    task = config.task
     frame = write_exact_solve(config, args.out, progress=not args.no_progress)
     if frame["diverged"].any():
         print(f"metagrad exact-solve: warning: {int(frame['diverged'].sum())} of {len(frame)} configurations diverged "
@@ -71,14 +85,20 @@ def _exact_solve(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'exact_solve.csv'} and {args.out / 'exact_solve.png'}")
 
 
+def _complexity_config(args: argparse.Namespace) -> ComplexityConfig:
+    from .complexity import ComplexityConfig
+
+    return ComplexityConfig(kappas=args.kappas, epsilons=args.epsilons, methods=args.methods, dim=args.dim,
+                            lam=args.lam, tasks=args.tasks, seed=args.seed, max_inner_steps=args.max_inner_steps)
+
+
 def _complexity(args: argparse.Namespace) -> None:
-    from .complexity import ComplexityConfig, write_complexity
+    from .complexity import write_complexity
 
     if args.device != "cpu":
         raise UsageError("complexity runs in float64 on the CPU; --device must be cpu")
     _set_threads(args)
-    config = ComplexityConfig(kappas=args.kappas, epsilons=args.epsilons, methods=args.methods, dim=args.dim,
-                              lam=args.lam, tasks=args.tasks, seed=args.seed, max_inner_steps=args.max_inner_steps)
+    config = _complexity_config(args)
     frame, exponents = write_complexity(config, args.out, progress=not args.no_progress)
     shown = ["method", "kappa", "epsilon", "inner_steps", "backprop_steps", "cg_steps", "work", "memory_gradients"]
     print(frame[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -106,16 +126,35 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _shown(value: object) -> str:
+    """A default as --help shows it, the way the option takes it (a tuple comma-separated)."""
+    if isinstance(value, tuple):
+        return ",".join(_shown(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _option(parser: argparse.ArgumentParser, flag: str, default: object, text: str, note: str = "",
+            **kwargs: object) -> None:
+    """An option whose default comes from a config dataclass, and whose --help ends with it."""
+    parser.add_argument(flag, default=default, help=f"{text} (default {_shown(default)}{note})", **kwargs)
+
+
+def _profile_config(args: argparse.Namespace) -> ProfileConfig:
+    from .profile import ProfileConfig
+
+    return ProfileConfig(dataset=args.dataset, ways=args.ways, shots=args.shots, queries=args.queries,
+                         filters=args.filters, algorithms=args.algorithms, inner_steps=args.inner_steps,
+                         imaml_cg_steps=args.cg_steps, cg_sweep=args.cg_sweep,
+                         cg_sweep_inner_steps=args.cg_sweep_inner_steps, lam=args.lam, inner_lr=args.inner_lr,
+                         repeats=args.repeats, rss=not args.no_rss, device=args.device, seed=args.seed,
+                         data_root=args.data_root, batched_tasks=args.batched_tasks)
+
+
 def _profile(args: argparse.Namespace) -> None:
-    from .profile import ProfileConfig, ratios, write_profile
+    from .profile import ratios, write_profile
 
     _check_device(args.device)
-    config = ProfileConfig(dataset=args.dataset, ways=args.ways, shots=args.shots, queries=args.queries,
-                           filters=args.filters, algorithms=args.algorithms, inner_steps=args.inner_steps,
-                           imaml_cg_steps=args.cg_steps, cg_sweep=args.cg_sweep,
-                           cg_sweep_inner_steps=args.cg_sweep_inner_steps, lam=args.lam, inner_lr=args.inner_lr,
-                           repeats=args.repeats, rss=not args.no_rss, device=args.device, seed=args.seed,
-                           data_root=args.data_root, batched_tasks=args.batched_tasks)
+    config = _profile_config(args)
     frame = write_profile(config, args.out, progress=not args.no_progress)
     shown = ["algorithm", "inner_steps", "cg_steps", "time_s", "peak_bytes", "saved_bytes", "flops", "grad_evals",
              "hvp_evals", "tasks_per_s", "batched_tasks_per_s", "status"]
@@ -197,16 +236,21 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {args.run_dir / 'eval.json'}")
 
 
+def _throughput_config(args: argparse.Namespace) -> ThroughputConfig:
+    from .throughput import ThroughputConfig
+
+    return ThroughputConfig(presets=args.presets, engines=args.engines, meta_batch=args.meta_batch, filters=args.filters,
+                            iterations=args.iterations, warmup=args.warmup, device=args.device,
+                            cuda_graph=args.cuda_graph, sampler=args.sampler, seed=args.seed, data_root=args.data_root,
+                            trace=args.trace, compile=args.compile, check_tasks=args.check_tasks)
+
+
 def _throughput(args: argparse.Namespace) -> None:
-    from .throughput import DEFAULT_PRESETS, ThroughputConfig, speedups, write_throughput
+    from .throughput import speedups, write_throughput
 
     _check_device(args.device)
     _set_threads(args)
-    config = ThroughputConfig(presets=args.presets or DEFAULT_PRESETS, engines=args.engines, meta_batch=args.meta_batch,
-                              filters=args.filters, iterations=args.iterations, warmup=args.warmup,
-                              device=args.device, cuda_graph=args.cuda_graph, sampler=args.sampler, seed=args.seed,
-                              data_root=args.data_root, trace=args.trace, compile=args.compile,
-                              check_tasks=args.check_tasks)
+    config = _throughput_config(args)
     frame = write_throughput(config, args.out, progress=not args.no_progress)
     shown = ["preset", "engine", "meta_batch", "tasks_per_s", "iteration_s", "grad_evals", "hvp_evals",
              "max_rel_diff_vs_per_task", "max_rel_diff_float32"]
@@ -217,12 +261,18 @@ def _throughput(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'throughput.csv'} and {args.out / 'throughput.png'}")
 
 
+def _spectrum_config(args: argparse.Namespace) -> SpectrumConfig:
+    from .spectrum import SpectrumConfig
+
+    return SpectrumConfig(tasks=args.tasks, steps=args.steps, split=args.split, seed=args.seed, at_init=args.at_init,
+                          next_meta_batch=args.next_meta_batch, hyperparameters=dict(args.set or []))
+
+
 def _spectrum(args: argparse.Namespace) -> None:
-    from .spectrum import SpectrumConfig, spectrum_path, write_spectrum
+    from .spectrum import spectrum_path, write_spectrum
 
     _set_threads(args)
-    config = SpectrumConfig(tasks=args.tasks, steps=args.steps, split=args.split, seed=args.seed, at_init=args.at_init,
-                            next_meta_batch=args.next_meta_batch, hyperparameters=dict(args.set or []))
+    config = _spectrum_config(args)
     out = args.out or spectrum_path(args.run_dir, config)
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give the CSV file to write")
@@ -299,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # Every subcommand's defaults are its config dataclass's (bench/<harness>.py), read here, never repeated.
+    from .exact_solve import ExactSolveConfig
+
+    exact_defaults = ExactSolveConfig()
+    regression = exact_defaults.task
     exact = sub.add_parser(
         "exact-solve",
         help="meta-gradient error against the closed form on linear regression (paper Fig. 2a)",
@@ -308,21 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "rel_error, ...) and OUT/exact_solve.png.",
     )
     _add_common(exact)
-    exact.add_argument("--inner-steps", type=_number_list(int, 1), default=(1, 2, 5, 10, 20, 50, 100, 200, 300, 500),
-                       help="comma-separated inner step counts (default 1,2,5,10,20,50,100,200,300,500)")
-    exact.add_argument("--seeds", type=int, default=3, help="number of seeds, from --seed on (default 3)")
-    exact.add_argument("--tasks", type=int, default=4, help="tasks per seed, errors averaged (default 4)")
-    exact.add_argument("--dim", type=int, default=50, help="input dimension d (default 50)")
-    exact.add_argument("--lam", type=float, default=5.0, help="proximal regularization lambda (default 5)")
-    exact.add_argument("--kappa", type=float, default=50.0, help="condition number of the inner objective (default 50)")
-    exact.add_argument("--distinct-eigenvalues", type=int, default=0,
-                       help="number of distinct eigenvalues of the training Hessian (default 0: all distinct)")
+    _option(exact, "--inner-steps", exact_defaults.inner_steps, "comma-separated inner step counts",
+            type=_number_list(int, 1))
+    _option(exact, "--seeds", len(exact_defaults.seeds), "number of seeds, from --seed on", type=int)
+    _option(exact, "--tasks", exact_defaults.tasks_per_seed, "tasks per seed, errors averaged", type=int)
+    _option(exact, "--dim", regression.dim, "input dimension d", type=int)
+    _option(exact, "--lam", regression.lam, "proximal regularization lambda", type=float)
+    _option(exact, "--kappa", regression.kappa, "condition number of the inner objective", type=float)
+    _option(exact, "--distinct-eigenvalues", regression.distinct_eigenvalues,
+            "number of distinct eigenvalues of the training Hessian", ": all distinct", type=int)
     exact.add_argument("--inner-lr", type=float, default=None,
                        help="inner step size (default 2/(L+mu) of the inner objective)")
     exact.set_defaults(run=_exact_solve)
 
-    from .profile import ProfileConfig
+    from .profile import DATASETS, ProfileConfig
 
+    profile_defaults = ProfileConfig()
     profile = sub.add_parser(
         "profile",
         help="time, memory and work of each algorithm against inner steps (paper Fig. 2b)",
@@ -334,30 +390,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/profile.png. A configuration that runs out of memory is recorded as 'oom'.",
     )
     _add_common(profile)
-    profile.add_argument("--dataset", default="omniglot", choices=("omniglot", "synthetic", "random-images"),
-                         help="omniglot (real characters, needs --data-root), random-images (same shapes), "
-                              "or synthetic linear regression (default omniglot)")
+    _option(profile, "--dataset", profile_defaults.dataset, "omniglot (real characters, needs --data-root), "
+            "random-images (same shapes), or synthetic linear regression", choices=DATASETS)
     _add_data_root(profile)
-    profile.add_argument("--ways", type=int, default=20, help="classes per task (default 20)")
-    profile.add_argument("--shots", type=int, default=5, help="support images per class (default 5)")
-    profile.add_argument("--queries", type=int, default=15, help="query images per class (default 15)")
-    profile.add_argument("--filters", type=int, default=64, help="ConvNet filters (default 64)")
-    profile.add_argument("--algorithms", type=_names, default=("maml", "fomaml", "reptile", "imaml"),
-                         help="comma-separated (default maml,fomaml,reptile,imaml)")
-    profile.add_argument("--inner-steps", type=_number_list(int, 1), default=(1, 2, 4, 8, 16, 32, 64),
-                         help="comma-separated (default 1,2,4,8,16,32,64)")
-    profile.add_argument("--cg-steps", type=int, default=5, help="iMAML CG steps in the inner-step sweep (default 5)")
-    profile.add_argument("--cg-sweep", type=_number_list(int, 0), default=(1, 2, 5, 10, 20),
-                         help="iMAML CG steps for the second sweep (default 1,2,5,10,20)")
-    profile.add_argument("--cg-sweep-inner-steps", type=int, default=16,
-                         help="inner steps during the CG sweep (default 16)")
-    profile.add_argument("--lam", type=float, default=2.0, help="iMAML lambda (default 2)")
-    profile.add_argument("--inner-lr", type=float, default=0.1, help="inner step size (default 0.1)")
-    profile.add_argument("--repeats", type=int, default=3, help="timed repeats per configuration (default 3)")
+    _option(profile, "--ways", profile_defaults.ways, "classes per task", type=int)
+    _option(profile, "--shots", profile_defaults.shots, "support images per class", type=int)
+    _option(profile, "--queries", profile_defaults.queries, "query images per class", type=int)
+    _option(profile, "--filters", profile_defaults.filters, "ConvNet filters", type=int)
+    _option(profile, "--algorithms", profile_defaults.algorithms, "comma-separated", type=_names)
+    _option(profile, "--inner-steps", profile_defaults.inner_steps, "comma-separated", type=_number_list(int, 1))
+    _option(profile, "--cg-steps", profile_defaults.imaml_cg_steps, "iMAML CG steps in the inner-step sweep", type=int)
+    _option(profile, "--cg-sweep", profile_defaults.cg_sweep, "iMAML CG steps for the second sweep",
+            type=_number_list(int, 0))
+    _option(profile, "--cg-sweep-inner-steps", profile_defaults.cg_sweep_inner_steps, "inner steps during the CG sweep",
+            type=int)
+    _option(profile, "--lam", profile_defaults.lam, "iMAML lambda", type=float)
+    _option(profile, "--inner-lr", profile_defaults.inner_lr, "inner step size", type=float)
+    _option(profile, "--repeats", profile_defaults.repeats, "timed repeats per configuration", type=int)
     profile.add_argument("--no-rss", action="store_true", help="skip the subprocess RSS measure (CPU)")
-    profile.add_argument("--batched-tasks", type=int, default=ProfileConfig.batched_tasks,
-                         help="meta-batch of the batched engine's tasks/s column (copies of the task; default "
-                              f"{ProfileConfig.batched_tasks}; 0: not measured)")
+    _option(profile, "--batched-tasks", profile_defaults.batched_tasks,
+            "meta-batch of the batched engine's tasks/s column (copies of the task)", "; 0: not measured", type=int)
     profile.set_defaults(run=_profile)
 
     from algorithms import algorithm_names
@@ -451,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(run=_evaluate)
 
+    from .throughput import ThroughputConfig
+
+    throughput_defaults = ThroughputConfig()
     throughput = sub.add_parser(
         "throughput",
         help="tasks per second of each preset's training iteration, per-task engine against batched",
@@ -463,19 +518,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/throughput.png.",
     )
     _add_common(throughput)
-    throughput.add_argument("--presets", type=_names, default=None,
-                            help="comma-separated presets (default: the five Omniglot 5-way 1-shot rows)")
-    throughput.add_argument("--engines", type=_names, default=ENGINES,
-                            help=f"comma-separated, from {', '.join(ENGINES)} (default both)")
+    _option(throughput, "--presets", throughput_defaults.presets, "comma-separated presets", type=_names)
+    _option(throughput, "--engines", throughput_defaults.engines, f"comma-separated, from {', '.join(ENGINES)}",
+            type=_names)
     throughput.add_argument("--meta-batch", type=int, default=None, help="tasks per iteration (default: the preset's)")
     throughput.add_argument("--filters", type=int, default=None, help="ConvNet filters (default: the preset's network)")
-    throughput.add_argument("--iterations", type=int, default=5, help="timed iterations per row (default 5)")
-    throughput.add_argument("--warmup", type=int, default=1, help="untimed iterations first (default 1)")
+    _option(throughput, "--iterations", throughput_defaults.iterations, "timed iterations per row", type=int)
+    _option(throughput, "--warmup", throughput_defaults.warmup, "untimed iterations first", type=int)
     _add_threads(throughput)
     throughput.add_argument("--cuda-graph", action="store_true",
                             help="batched rows: capture each iteration as a CUDA graph and replay it")
-    throughput.add_argument("--sampler", choices=SAMPLERS, default="host",
-                            help="who draws the meta-batches (metagrad train --sampler; default host)")
+    _option(throughput, "--sampler", throughput_defaults.sampler, "who draws the meta-batches (metagrad train --sampler)",
+            choices=SAMPLERS)
     throughput.add_argument("--compile", action="store_true",
                             help="batched rows: the whole iteration through torch.compile (mode reduce-overhead, "
                                  "fullgraph), the other way to take the launches out; warmup_s holds the compile time")
@@ -505,21 +559,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "and OUT/complexity.png (log-log, the theory's slopes dashed).",
     )
     _add_common(complexity)
-    complexity.add_argument("--kappas", type=_number_list(float), default=defaults.kappas,
-                            help="comma-separated condition numbers (default "
-                                 f"{','.join(f'{k:g}' for k in defaults.kappas)})")
-    complexity.add_argument("--epsilons", type=_number_list(float), default=defaults.epsilons,
-                            help="comma-separated relative errors to reach (default "
-                                 f"{','.join(f'{e:g}' for e in defaults.epsilons)})")
+    _option(complexity, "--kappas", defaults.kappas, "comma-separated condition numbers", type=_number_list(float))
+    _option(complexity, "--epsilons", defaults.epsilons, "comma-separated relative errors to reach",
+            type=_number_list(float))
     complexity.add_argument("--methods", type=_names, default=defaults.methods,
                             help=f"comma-separated, from {', '.join(METHOD_KEYS)} (default all)")
-    complexity.add_argument("--dim", type=int, default=defaults.dim, help=f"input dimension d (default {defaults.dim})")
-    complexity.add_argument("--lam", type=float, default=defaults.lam,
-                            help=f"proximal regularization lambda (default {defaults.lam:g})")
-    complexity.add_argument("--tasks", type=int, default=defaults.tasks,
-                            help=f"tasks per kappa, relative errors averaged (default {defaults.tasks})")
-    complexity.add_argument("--max-inner-steps", type=int, default=defaults.max_inner_steps,
-                            help=f"give up beyond this many inner steps (default {defaults.max_inner_steps})")
+    _option(complexity, "--dim", defaults.dim, "input dimension d", type=int)
+    _option(complexity, "--lam", defaults.lam, "proximal regularization lambda", type=float)
+    _option(complexity, "--tasks", defaults.tasks, "tasks per kappa, relative errors averaged", type=int)
+    _option(complexity, "--max-inner-steps", defaults.max_inner_steps, "give up beyond this many inner steps", type=int)
     _add_threads(complexity)
     complexity.set_defaults(run=_complexity)
 
@@ -535,6 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     scaling.set_defaults(run=_scaling)
 
+    from .spectrum import SpectrumConfig
+
+    spectrum_defaults = SpectrumConfig()
     spectrum = sub.add_parser(
         "spectrum",
         help="is iMAML's system I + H/lambda positive definite at a run's checkpoint? (Lanczos, float64)",
@@ -551,10 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     spectrum.add_argument("--out", type=Path, default=None,
                           help="CSV to write (default RUN/spectrum.csv; RUN/spectrum-init.csv with --at-init, "
                                "RUN/spectrum-next-meta-batch.csv with --next-meta-batch, -KEY-VALUE for each --set)")
-    spectrum.add_argument("--tasks", type=int, default=20, help="tasks in the pool (default 20)")
-    spectrum.add_argument("--steps", type=int, default=40, help="Lanczos steps per task (default 40)")
-    spectrum.add_argument("--split", default="train", choices=("train", "val", "test"))
-    spectrum.add_argument("--seed", type=int, default=0, help="seed of the task pool and start vectors (default 0)")
+    _option(spectrum, "--tasks", spectrum_defaults.tasks, "tasks in the pool", type=int)
+    _option(spectrum, "--steps", spectrum_defaults.steps, "Lanczos steps per task", type=int)
+    spectrum.add_argument("--split", default=spectrum_defaults.split, choices=("train", "val", "test"))
+    _option(spectrum, "--seed", spectrum_defaults.seed, "seed of the task pool and start vectors", type=int)
     spectrum.add_argument("--at-init", action="store_true", help="the run's initial meta-parameters, not its checkpoint")
     spectrum.add_argument("--next-meta-batch", action="store_true",
                           help="instead of a fixed pool, the training tasks of the iteration after the checkpoint "

@@ -37,3 +37,28 @@ def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cp
     assert train_config(f"omniglot-5w1s-{variant}", device="cpu").engine == cpu_engine
     assert train_config(f"omniglot-5w1s-{variant}", device="cuda").engine == "batched"
     assert train_config(f"omniglot-5w1s-{variant}", device="cpu", engine="per-task").engine == "per-task"
+
+
+def test_each_subcommand_left_at_its_defaults_runs_its_config_dataclass_defaults():
+    """The CLI reads its defaults from the harnesses' frozen dataclasses: a command given only what it
+    requires builds exactly the dataclass's default, and a flag reaches its field."""
+    from bench import cli
+    from bench.complexity import ComplexityConfig
+    from bench.exact_solve import ExactSolveConfig
+    from bench.profile import ProfileConfig
+    from bench.spectrum import SpectrumConfig
+    from bench.throughput import ThroughputConfig
+
+    parser = cli.build_parser()
+    cases = [(cli._exact_solve_config, ["exact-solve", "--out", "x"], ExactSolveConfig()),
+             (cli._complexity_config, ["complexity", "--out", "x"], ComplexityConfig()),
+             (cli._profile_config, ["profile", "--out", "x"], ProfileConfig()),
+             (cli._throughput_config, ["throughput", "--out", "x"], ThroughputConfig()),
+             (cli._spectrum_config, ["spectrum", "RUN"], SpectrumConfig())]
+    for build, argv, default in cases:
+        assert build(parser.parse_args(argv)) == default, argv[0]
+    changed = parser.parse_args(["exact-solve", "--out", "x", "--seed", "5", "--seeds", "2", "--kappa", "7"])
+    assert cli._exact_solve_config(changed).seeds == (5, 6) and cli._exact_solve_config(changed).task.kappa == 7
+    changed = parser.parse_args(["profile", "--out", "x", "--algorithms", "maml,imaml", "--inner-steps", "3,9"])
+    assert (cli._profile_config(changed).algorithms, cli._profile_config(changed).inner_steps) == (("maml", "imaml"),
+                                                                                                    (3, 9))
