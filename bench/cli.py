@@ -176,15 +176,12 @@ def _key_values(text: str) -> tuple[str, object]:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .train import TrainConfig, train, train_config
+    from .train import resume_config, train, train_config
 
     if args.resume:  # the run's own config; only --iterations, --max-minutes and --engine may change
-        from dataclasses import asdict
-
         from .train import Run
 
         saved_config, saved = Run(args.out).read_config()
-        fields = asdict(saved_config)
         if args.threads is None and args.device == "cpu":  # the threads it ran with: float sums depend on them
             args.threads = saved.get("threads")
     elif not args.preset:
@@ -198,15 +195,12 @@ def _train(args: argparse.Namespace) -> None:
         "checkpoint_every", "max_minutes", "filters", "data_root", "omniglot_split", "meta_lr_final", "train_shots",
         "train_queries", "outer_optimizer")}
     if args.resume:  # only how long to train and the engine may change; train() keeps the rest
-        if args.sampler not in ("auto", fields["sampler"]):
-            raise UsageError(f"--sampler {args.sampler}: the run draws its tasks with the {fields['sampler']} "
+        if args.sampler not in ("auto", saved_config.sampler):
+            raise UsageError(f"--sampler {args.sampler}: the run draws its tasks with the {saved_config.sampler} "
                              "sampler, and a resumed run keeps its task stream")
-        for name in ("iterations", "max_minutes"):
-            if overrides[name] is not None:
-                fields[name] = overrides[name]
-        fields.update(engine=args.engine if args.engine != "auto" else fields["engine"], cuda_graph=args.cuda_graph,
-                      compile=args.compile)
-        config = TrainConfig(**fields)
+        config = resume_config(args.out, iterations=overrides["iterations"], max_minutes=overrides["max_minutes"],
+                               engine=None if args.engine == "auto" else args.engine, cuda_graph=args.cuda_graph,
+                               compile=args.compile)
     else:
         config = train_config(args.preset, dict(args.set or []), dataset=args.dataset, algorithm=args.algorithm,
                               seed=args.seed, device=args.device, dtype=args.dtype, cuda_graph=args.cuda_graph,

@@ -157,6 +157,17 @@ def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any]
     return TrainConfig(**merged)
 
 
+def resume_config(out: Path, iterations: int | None = None, max_minutes: float | None = None,
+                  engine: str | None = None, cuda_graph: bool = False, compile: bool = False) -> TrainConfig:
+    """What ``metagrad train --resume`` runs: the run in ``out`` with its own settings, only how long it trains
+    (``iterations``, ``max_minutes``: None keeps the run's) and how its iterations are computed (the engine,
+    None keeping the run's; graph capture or compilation) changed."""
+    saved, _ = Run(out).read_config()
+    limits = {name: value for name, value in (("iterations", iterations), ("max_minutes", max_minutes))
+              if value is not None}
+    return replace(saved, **limits, engine=engine or saved.engine, cuda_graph=cuda_graph, compile=compile)
+
+
 @contextmanager
 def deferred_interrupt() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block is done, then raise KeyboardInterrupt: no checkpoint sees half
