@@ -259,6 +259,8 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
     monkeypatch.setattr(bench.complexity, "write_complexity", recorder("complexity"))
     monkeypatch.setattr(bench.throughput, "write_throughput", recorder("throughput"))
     monkeypatch.setattr(bench.train, "train", recorder("train"))
+    # a resumed run's configuration is its folder's, which the recorder did not write: the limits stand for it
+    monkeypatch.setattr(bench.train, "resume_config", lambda folder, **limits: {"resume": limits})
     monkeypatch.setattr(bench.train, "evaluate_run", lambda folder, **kwargs: seen.append(("eval", kwargs)))
     monkeypatch.setattr(bench.lake, "lake_runs", lambda folder, **kwargs: seen.append(("lake-runs", kwargs)))
     monkeypatch.setattr(bench.spectrum, "write_spectrum",
@@ -270,6 +272,10 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
                 for command in step.command.split(" && ")]
     assert [kind for kind, _ in seen] == [command.split()[1] for command in commands]
     for (kind, config), command in zip(seen, commands):
+        if kind == "train" and "--resume" in command:
+            assert config["resume"] == {key.replace("-", "_"): float(value)
+                                        for key, value in re.findall(r"--(iterations|max-minutes) (\S+)", command)}
+            continue
         if kind == "train":
             assert f"--preset {config.preset}" in command
             for key, value in config.hyperparameters.items():
