@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .profile import ProfileConfig
     from .spectrum import SpectrumConfig
     from .throughput import ThroughputConfig
+    from .train import EvalConfig
 
 # Commands whose --out names a folder (spectrum's names a CSV file).
 FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "complexity", "scaling", "report")
@@ -215,14 +216,20 @@ def _train(args: argparse.Namespace) -> None:
     print(f"wrote {args.out / 'config.json'}, {args.out / 'metrics.csv'} and {args.out / 'checkpoint.pt'}")
 
 
+def _eval_config(args: argparse.Namespace) -> EvalConfig:
+    from .train import EvalConfig
+
+    return EvalConfig(split=args.split, tasks=args.tasks, seed=args.seed, device=args.device,
+                      engine=None if args.engine == "auto" else args.engine)
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from .train import evaluate_run
 
     _set_threads(args)
     if args.device is not None:
         _check_device(args.device)
-    result = evaluate_run(args.run_dir, split=args.split, tasks=args.tasks, seed=args.seed, device=args.device,
-                          engine=None if args.engine == "auto" else args.engine, progress=not args.no_progress)
+    result = evaluate_run(args.run_dir, _eval_config(args), progress=not args.no_progress)
     if environment_rank() != 0:
         return
     print(f"{args.split} accuracy {100 * result['accuracy']:.2f} ± {100 * result['ci95']:.2f} % over {result['tasks']} "
@@ -477,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(run=_train)
 
+    from .train import EvalConfig
+
+    eval_defaults = EvalConfig()
     evaluate = sub.add_parser(
         "eval",
         help="evaluate a training run on a fixed pool of test tasks",
@@ -485,9 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "confidence half-width), tasks and split.",
     )
     evaluate.add_argument("run_dir", type=Path, metavar="RUN", help="run folder written by metagrad train")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--tasks", type=int, default=600, help="number of tasks (default 600)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the task pool (default 0)")
+    _option(evaluate, "--split", eval_defaults.split, "the split the tasks come from",
+            choices=("train", "val", "test"))
+    _option(evaluate, "--tasks", eval_defaults.tasks, "number of tasks", type=int)
+    _option(evaluate, "--seed", eval_defaults.seed, "seed of the task pool", type=int)
     evaluate.add_argument("--device", default=None, help="default: the run's device")
     _add_threads(evaluate)
     evaluate.add_argument("--engine", choices=("auto", *ENGINES), default="auto",

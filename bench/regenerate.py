@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,20 +60,21 @@ def _flags(**options: Any) -> str:
     return " ".join(parts)
 
 
-def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int = 3, tasks: int = 4,
+def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int | None = None, tasks: int | None = None,
                 distinct_eigenvalues: int = 0) -> Step:
+    """``metagrad exact-solve``; a setting left None keeps ExactSolveConfig's default (and its flag out)."""
     def run(folder: Path, options: Options):
         from .exact_solve import ExactSolveConfig, write_exact_solve
         from .linear_regression import LinearRegressionConfig
 
-        settings = {"inner_steps": inner_steps} if inner_steps else {}
-        config = ExactSolveConfig(task=LinearRegressionConfig(distinct_eigenvalues=distinct_eigenvalues),
-                                  seeds=tuple(range(options.seed, options.seed + seeds)), tasks_per_seed=tasks,
-                                  **settings)
+        defaults = ExactSolveConfig()
+        config = replace(defaults, task=LinearRegressionConfig(distinct_eigenvalues=distinct_eigenvalues),
+                         inner_steps=inner_steps or defaults.inner_steps,
+                         seeds=tuple(range(options.seed, options.seed + (len(defaults.seeds) if seeds is None else seeds))),
+                         tasks_per_seed=defaults.tasks_per_seed if tasks is None else tasks)
         return write_exact_solve(config, folder, progress=options.progress)
 
-    flags = _flags(inner_steps=inner_steps, seeds=seeds if seeds != 3 else None, tasks=tasks if tasks != 4 else None,
-                   distinct_eigenvalues=distinct_eigenvalues or None)
+    flags = _flags(inner_steps=inner_steps, seeds=seeds, tasks=tasks, distinct_eigenvalues=distinct_eigenvalues or None)
     return Step(f"metagrad exact-solve --out {{dir}} {flags}".rstrip(), run)
 
 
@@ -138,13 +139,14 @@ def resumption(threads: int | None = None, **limits: Any) -> Step:
     return Step(f"metagrad train --out {{dir}} --resume {_flags(**limits, threads=threads)}".rstrip(), run, threads)
 
 
-def evaluation(tasks: int = 600, threads: int | None = None) -> Step:
+def evaluation(tasks: int | None = None, threads: int | None = None) -> Step:
+    """``metagrad eval`` of the run in the step's folder; ``tasks`` None: EvalConfig's default."""
     def run(folder: Path, options: Options):
-        from .train import evaluate_run
+        from .train import EvalConfig, evaluate_run
 
-        return evaluate_run(folder, tasks=tasks, progress=options.progress)
+        return evaluate_run(folder, EvalConfig() if tasks is None else EvalConfig(tasks=tasks), progress=options.progress)
 
-    return Step(f"metagrad eval {{dir}} {_flags(tasks=tasks if tasks != 600 else None, threads=threads)}".rstrip(),
+    return Step(f"metagrad eval {{dir}} {_flags(tasks=tasks, threads=threads)}".rstrip(),
                 run, threads)
 
 

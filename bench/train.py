@@ -256,18 +256,24 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Imag
 # ln(N). Healthy runs stay within a few times ln(N); an inner step size far past stability reaches 1e5 and
 # more while staying finite (measured: first-order MAML with inner_lr 1e6 at 6.8e5 after 10 iterations).
 BLOWN_UP_LOSS_FACTOR = 100.0
+# How many validation tasks, all at exactly 1/N, prove a collapsed network. A network that looks at its input
+# can score exactly 1/N by chance: 5-way with 2 queries a class (10 images), Binomial(10, 1/5) gives 2 right
+# with probability 0.30, so 2 tasks do it 9% of the time (a 4-filter test run did, on an Intel CPU whose
+# rounding differs from the AMD one it was written on); 10 tasks 6e-6.
+COLLAPSE_EVIDENCE_TASKS = 10
 
 
 def stuck(train_query_loss: float, val_accuracy: float, val_ci95: float, val_tasks: int, ways: int) -> str | None:
     """Why a run whose numbers are finite has nonetheless diverged, or None: its query loss after adaptation
-    is a hundred times a uniform guess's, or every validation task scored exactly 1/N (the adapted network
-    predicts the same class for every image, which a network that looks at its input does not)."""
+    is a hundred times a uniform guess's, or every one of at least COLLAPSE_EVIDENCE_TASKS validation tasks
+    scored exactly 1/N (the adapted network predicts the same class for every image, which a network that
+    looks at its input does not do on that many tasks)."""
     if not math.isfinite(train_query_loss):
         return "the query loss is not finite"
     if train_query_loss > BLOWN_UP_LOSS_FACTOR * math.log(ways):
         return (f"the query loss after adaptation is {train_query_loss:.3g}, over {BLOWN_UP_LOSS_FACTOR:g} times a "
                 f"uniform guess's ln({ways}) = {math.log(ways):.3g}")
-    if val_tasks >= 2 and val_ci95 == 0.0 and abs(val_accuracy - 1.0 / ways) < 1e-12:
+    if val_tasks >= COLLAPSE_EVIDENCE_TASKS and val_ci95 == 0.0 and abs(val_accuracy - 1.0 / ways) < 1e-12:
         return (f"every one of the {val_tasks} validation tasks scored exactly chance (1/{ways}): the adapted "
                 "network predicts the same class for every image")
     return None
@@ -542,19 +548,34 @@ def load_trained(out: Path, device: str | None = None, dtype: torch.dtype | None
     return TrainedRun(config, algorithm, model, theta, int(state["iteration"]), state)
 
 
-def evaluate_run(out: Path, split: str = "test", tasks: int = 600, seed: int = 0, device: str | None = None,
-                 engine: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a run's last checkpoint on a fixed pool of ``tasks`` tasks; writes ``eval.json``.
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``metagrad eval`` scores: ``tasks`` tasks of ``split`` drawn from a pool seeded by ``seed``.
 
-    ``engine`` defaults to the one measured faster on the device; both score the same tasks."""
-    require(tasks >= 1, f"tasks must be >= 1, got {tasks}")
-    require(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
+    ``device`` defaults to the run's; ``engine`` to the one measured faster on the device (both engines
+    score the same tasks)."""
+
+    split: str = "test"
+    tasks: int = 600
+    seed: int = 0
+    device: str | None = None
+    engine: str | None = None
+
+    def __post_init__(self) -> None:
+        require(self.tasks >= 1, f"tasks must be >= 1, got {self.tasks}")
+        require(self.split in ("train", "val", "test"), f"split must be train, val or test, got {self.split!r}")
+        require(self.engine is None or self.engine in ENGINES,
+                f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+
+
+def evaluate_run(out: Path, evaluation: EvalConfig = EvalConfig(), progress: bool = True) -> dict[str, Any]:
+    """Evaluate a run's last checkpoint on a fixed pool of tasks (``evaluation``); writes ``eval.json``."""
+    split, tasks, seed, device = evaluation.split, evaluation.tasks, evaluation.seed, evaluation.device
     config, _ = Run(out).read_config()
     with process_group(device or config.device) as group:
         trained = load_trained(out, str(group.device(device or config.device)))
         config, state, dev = trained.config, trained.state, trained.theta.device
-        engine = engine or default_engine(str(dev), trained.algorithm)
-        require(engine in ENGINES, f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        engine = evaluation.engine or default_engine(str(dev), trained.algorithm)
         source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
                              config.omniglot_split)
         started = time.perf_counter()

@@ -48,17 +48,21 @@ def test_each_subcommand_left_at_its_defaults_runs_its_config_dataclass_defaults
     from bench.profile import ProfileConfig
     from bench.spectrum import SpectrumConfig
     from bench.throughput import ThroughputConfig
+    from bench.train import EvalConfig
 
     parser = cli.build_parser()
     cases = [(cli._exact_solve_config, ["exact-solve", "--out", "x"], ExactSolveConfig()),
              (cli._complexity_config, ["complexity", "--out", "x"], ComplexityConfig()),
              (cli._profile_config, ["profile", "--out", "x"], ProfileConfig()),
              (cli._throughput_config, ["throughput", "--out", "x"], ThroughputConfig()),
-             (cli._spectrum_config, ["spectrum", "RUN"], SpectrumConfig())]
+             (cli._spectrum_config, ["spectrum", "RUN"], SpectrumConfig()),
+             (cli._eval_config, ["eval", "RUN"], EvalConfig())]
     for build, argv, default in cases:
         assert build(parser.parse_args(argv)) == default, argv[0]
     changed = parser.parse_args(["exact-solve", "--out", "x", "--seed", "5", "--seeds", "2", "--kappa", "7"])
     assert cli._exact_solve_config(changed).seeds == (5, 6) and cli._exact_solve_config(changed).task.kappa == 7
+    changed = parser.parse_args(["eval", "RUN", "--split", "val", "--tasks", "9", "--engine", "batched"])
+    assert cli._eval_config(changed) == EvalConfig(split="val", tasks=9, engine="batched")
     changed = parser.parse_args(["profile", "--out", "x", "--algorithms", "maml,imaml", "--inner-steps", "3,9"])
     assert (cli._profile_config(changed).algorithms, cli._profile_config(changed).inner_steps) == (("maml", "imaml"),
                                                                                                     (3, 9))

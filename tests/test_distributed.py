@@ -19,7 +19,7 @@ import torch
 from bench.cli import main
 from bench.distributed import ProcessGroup
 from bench.scaling import scaling_table
-from bench.train import TrainConfig, evaluate_run, train
+from bench.train import EvalConfig, TrainConfig, evaluate_run, train
 
 from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data
@@ -155,7 +155,7 @@ def test_two_processes_give_the_one_process_run(tmp_path, engine, dtype, toleran
     assert list(scaling["world_size"]) == [1, 2] and scaling["speedup"].iloc[0] == 1.0
     assert list(scaling["tasks"]) == [run.iterations * run.meta_batch] * 2
     if engine == "per-task" and dtype == "float64":  # evaluation shared out too: the one-process scores
-        alone = evaluate_run(tmp_path / "two", split="val", tasks=9, progress=False)
+        alone = evaluate_run(tmp_path / "two", EvalConfig(split="val", tasks=9), progress=False)
         standalone(["eval", str(tmp_path / "two"), "--split", "val", "--tasks", "9", "--threads", "1", "--no-progress"])
         shared = json.loads((tmp_path / "two" / "eval.json").read_text())
         assert (shared["accuracy"], shared["ci95"], shared["tasks"]) == (alone["accuracy"], alone["ci95"], 9)

@@ -261,7 +261,8 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
     monkeypatch.setattr(bench.train, "train", recorder("train"))
     # a resumed run's configuration is its folder's, which the recorder did not write: the limits stand for it
     monkeypatch.setattr(bench.train, "resume_config", lambda folder, **limits: {"resume": limits})
-    monkeypatch.setattr(bench.train, "evaluate_run", lambda folder, **kwargs: seen.append(("eval", kwargs)))
+    monkeypatch.setattr(bench.train, "evaluate_run",
+                        lambda folder, evaluation, **kwargs: seen.append(("eval", evaluation)))
     monkeypatch.setattr(bench.lake, "lake_runs", lambda folder, **kwargs: seen.append(("lake-runs", kwargs)))
     monkeypatch.setattr(bench.spectrum, "write_spectrum",
                         lambda folder, config, *args, **kwargs: seen.append(("spectrum", config)))
@@ -288,6 +289,13 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
             # a second seed's run keeps its own seed; every other run the re-run's (0 here)
             seed = re.search(r"--seed (\d+)", command)
             assert config.seed == (int(seed.group(1)) if seed else 0), command
+        if kind in ("eval", "exact-solve"):  # a flag left out keeps its dataclass's default, and only then
+            tasks = re.search(r"--tasks (\d+)", command)
+            field = "tasks" if kind == "eval" else "tasks_per_seed"
+            assert getattr(config, field) == (int(tasks.group(1)) if tasks else getattr(type(config)(), field))
+        if kind == "exact-solve":
+            seeds = re.search(r"--seeds (\d+)", command)
+            assert len(config.seeds) == (int(seeds.group(1)) if seeds else 3), command
         if kind == "spectrum":
             assert ("--next-meta-batch" in command) == config.next_meta_batch
             assert ("--at-init" in command) == config.at_init

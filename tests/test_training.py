@@ -12,7 +12,7 @@ import algorithms.imaml
 from algorithms.protocol import ConfigError
 from bench.cli import main
 from bench.presets import presets
-from bench.train import TrainConfig, evaluate_run, train
+from bench.train import EvalConfig, TrainConfig, evaluate_run, train
 
 from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data
@@ -44,7 +44,7 @@ def brief_config(dataset: str, variant: str, iterations: int, root) -> TrainConf
 def test_brief_omniglot_training_beats_chance_on_test_characters(tmp_path, variant):
     root = require_data("omniglot-py")
     train(brief_config("omniglot", variant, OMNIGLOT_ITERATIONS, root), tmp_path / "run", progress=False)
-    result = evaluate_run(tmp_path / "run", split="test", tasks=100, progress=False)
+    result = evaluate_run(tmp_path / "run", EvalConfig(split="test", tasks=100), progress=False)
     assert result["accuracy"] > OMNIGLOT_THRESHOLD, result
     assert result["split"] == "test" and result["tasks"] == 100 and 0 < result["ci95"] < 0.1
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["accuracy"] == result["accuracy"]
@@ -52,9 +52,13 @@ def test_brief_omniglot_training_beats_chance_on_test_characters(tmp_path, varia
 
 @pytest.mark.parametrize("variant", ["maml", "imaml-gd"])
 def test_brief_mini_imagenet_training_beats_chance(tmp_path, variant):
+    """On the per-task engine, the faster at this size on an Intel Xeon CI machine (8 iterations of iMAML-GD
+    took 11.6 s against the batched engine's 14.2, MAML 4.4 against 7.4; this test 128 s against 230); the
+    batched engine's max-pooled RGB network is held to it in tests/test_batched_engine.py."""
     root = require_data("mini-imagenet")
-    train(brief_config("mini-imagenet", variant, MINI_ITERATIONS, root), tmp_path / "run", progress=False)
-    result = evaluate_run(tmp_path / "run", split="test", tasks=300, progress=False)
+    config = replace(brief_config("mini-imagenet", variant, MINI_ITERATIONS, root), engine="per-task")
+    train(config, tmp_path / "run", progress=False)
+    result = evaluate_run(tmp_path / "run", EvalConfig(split="test", tasks=300, engine="per-task"), progress=False)
     assert result["accuracy"] > MINI_THRESHOLD, result
 
 
@@ -174,7 +178,7 @@ def test_batched_training_is_the_per_task_run(tmp_path, variant, sampler):
     close = ["train_query_loss", "train_query_accuracy", "cg_residual_mean"]
     pd.testing.assert_frame_equal(per_task[close], batched[close], rtol=1e-9)
     assert list(batched["engine"]) == ["batched"] * len(batched)
-    evaluations = [evaluate_run(tmp_path / "batched", split="val", tasks=10, engine=e, progress=False)
+    evaluations = [evaluate_run(tmp_path / "batched", EvalConfig(split="val", tasks=10, engine=e), progress=False)
                    for e in ("per-task", "batched")]
     assert evaluations[0]["accuracy"] == evaluations[1]["accuracy"]
     assert evaluations[0]["support_loss_after_adaptation"] == pytest.approx(
@@ -228,7 +232,9 @@ def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, caps
     (float("nan"), 0.6, 0.05, 20, "not finite"),
     (170.0, 0.6, 0.05, 20, "over 100 times"),
     (1.6, 0.2, 0.0, 20, "every one of the 20 validation tasks scored exactly chance"),
+    (1.6, 0.2, 0.0, 10, "every one of the 10 validation tasks scored exactly chance"),
     (1.6, 0.2, 0.0, 1, None),  # one task is no evidence
+    (1.6, 0.2, 0.0, 9, None),  # nor nine: a network that looks at its images does that 2e-5 of the time
 ])
 def test_stuck_names_what_is_wrong(loss, accuracy, ci, tasks, expected):
     from bench.train import stuck
