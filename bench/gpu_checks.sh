@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Every GPU check, for a session lent a GPU machine (15 minutes of device time in all, start-up included;
-# at most 10 minutes a call). The plan for the paper's runs: two calls on one warm machine, the second
-# right after the first, with the budget the first left (status's budget_left_s less about 30 s):
+# at most 10 minutes a call). Two calls on one warm machine, the second right after the first, with the
+# budget the first left (status's budget_left_s less about 30 s). The paper's MAML run took these (done on
+# 2026-11-28: reports/gpu-h200-paper/):
 #
 #   CALL_BUDGET_S=570 bash bench/gpu_checks.sh tests paper       # run timeout_s 600
 #   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh paper imaml imaml-minres   # run timeout_s LEFT + 20, at once
+#
+# and the next session's (README, "GPU results"):
+#
+#   CALL_BUDGET_S=570 bash bench/gpu_checks.sh tests imaml imaml-minres   # run timeout_s 600
+#   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh measure bench             # run timeout_s LEFT + 20, at once
 #
 # each with carry [".whl", ".device-data"] (README, "GPU results": the higher wheel, which the GPU image
 # lacks, and Omniglot packed by bench.omniglot.pack_omniglot, since the image folders are too large to travel).

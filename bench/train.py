@@ -384,7 +384,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
             optimizer.param_groups[0]["capturable"] = True
             for values in optimizer.state.values():
                 values["step"] = values["step"].to(device=device, dtype=torch.float32)
-        generator.set_state(state["sampler"])
+        generator.set_state(state["sampler"].cpu())  # map_location moved it to the run's device
         start_iteration, train_time, tasks_done, rows = (state["iteration"], state["train_time_s"], state["tasks"],
                                                          state["rows"])
         if group.is_main:  # rank 0 holds the window's totals; the others add theirs to it

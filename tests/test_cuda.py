@@ -3,6 +3,8 @@ device sampler draws on the GPU exactly what it draws on the CPU. Skipped withou
 bench/gpu_checks.sh runs them on a lent GPU machine, where the data is the packed Omniglot."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -80,3 +82,31 @@ def test_the_gpu_draws_the_tasks_the_cpu_draws():
             assert torch.equal((x * 255).round(), (y.cpu() * 255).round())
             torch.testing.assert_close(x, y.cpu(), rtol=1e-6, atol=0)
         assert torch.equal(a.support.y, b.support.y.cpu()) and torch.equal(a.query.y, b.query.y.cpu())
+
+
+def interrupted_and_straight(root, folder, device: str) -> tuple[dict, dict]:
+    """The checkpoints of a tiny float64 host-sampler run on ``device`` trained for 4 iterations straight, and
+    trained for 2 then resumed to 4."""
+    from bench.train import TrainConfig, train
+
+    config = TrainConfig(dataset="omniglot", ways=5, shots=1, queries=2, algorithm="fomaml",
+                         hyperparameters={"inner_steps": 1, "inner_lr": 0.4}, filters=4, meta_batch=2, iterations=4,
+                         validate_every=2, validation_tasks=4, checkpoint_every=1, data_root=str(root),
+                         dtype="float64", device=device, engine="batched", sampler="host")
+    train(config, folder / "straight", progress=False)
+    train(replace(config, iterations=2), folder / "split", progress=False)
+    train(config, folder / "split", resume=True, progress=False)
+    return (torch.load(folder / name / "checkpoint.pt", map_location="cpu") for name in ("straight", "split"))
+
+
+def test_a_cuda_run_resumes_from_its_checkpoint(tmp_path):
+    """torch.load maps a checkpoint onto the run's device, the host sampler's generator state included, which
+    torch.Generator.set_state refuses there: on the H200 the 60,000-iteration MAML run's first resumption
+    failed so (reports/gpu-h200-paper/gpu-log-tests-paper.txt). The resumed run draws the same tasks as the
+    straight one and ends at its parameters."""
+    straight, split = interrupted_and_straight(omniglot_root(), tmp_path, "cuda")
+    assert split["iteration"] == straight["iteration"] == 4
+    assert torch.equal(split["sampler"], straight["sampler"])
+    noise = bias_ahead_of_batchnorm(4)
+    a, b = straight["theta"], split["theta"]
+    assert ((a[~noise] - b[~noise]).norm() / a[~noise].norm()).item() < 1e-10
