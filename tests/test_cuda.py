@@ -96,7 +96,7 @@ def interrupted_and_straight(root, folder, device: str) -> tuple[dict, dict]:
     train(config, folder / "straight", progress=False)
     train(replace(config, iterations=2), folder / "split", progress=False)
     train(config, folder / "split", resume=True, progress=False)
-    return (torch.load(folder / name / "checkpoint.pt", map_location="cpu") for name in ("straight", "split"))
+    return tuple(torch.load(folder / name / "checkpoint.pt", map_location="cpu") for name in ("straight", "split"))
 
 
 def test_a_cuda_run_resumes_from_its_checkpoint(tmp_path):

@@ -52,9 +52,9 @@ def test_brief_omniglot_training_beats_chance_on_test_characters(tmp_path, varia
 
 @pytest.mark.parametrize("variant", ["maml", "imaml-gd"])
 def test_brief_mini_imagenet_training_beats_chance(tmp_path, variant):
-    """On the per-task engine, the faster at this size on an Intel Xeon CI machine (8 iterations of iMAML-GD
-    took 11.6 s against the batched engine's 14.2, MAML 4.4 against 7.4; this test 128 s against 230); the
-    batched engine's max-pooled RGB network is held to it in tests/test_batched_engine.py."""
+    """On the per-task engine, the faster at this size on an Intel Xeon CI machine (both cases 128 s against
+    the batched engine's 230, --durations); the batched engine's max-pooled RGB network is held to it in
+    tests/test_batched_engine.py."""
     root = require_data("mini-imagenet")
     config = replace(brief_config("mini-imagenet", variant, MINI_ITERATIONS, root), engine="per-task")
     train(config, tmp_path / "run", progress=False)
