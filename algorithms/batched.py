@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .functional import Batch, FunctionalModel, TaskBatch
+from .hessian_vector_product import forward_over_reverse_hvp
 from .inner_solvers import gradient_steps
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
@@ -38,15 +39,17 @@ class BatchedMetaGradient:
         return self.gradients.mean(dim=0)
 
 
-def support_loss(model: FunctionalModel, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+def support_loss(model: FunctionalModel, x: Tensor, y: Tensor, second_order: bool = False) -> Callable[[Tensor], Tensor]:
+    """phi -> L(phi) on the set (x, y); ``second_order``: ``FunctionalModel.forward``'s form for differentiating twice."""
     batch = Batch(x, y)
-    return lambda flat: model.loss(flat, batch)
+    return lambda flat: model.loss(flat, batch, second_order)
 
 
-def proximal(model: FunctionalModel, x: Tensor, y: Tensor, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
+def proximal(model: FunctionalModel, x: Tensor, y: Tensor, theta: Tensor, lam: float,
+             second_order: bool = False) -> Callable[[Tensor], Tensor]:
     """G(phi) = L(phi) + lam/2 ||phi - theta||^2 (paper Eq. 4). theta is not detached: MAML differentiates
     through it; ``protocol.proximal_objective`` is this with theta held fixed."""
-    loss = support_loss(model, x, y)
+    loss = support_loss(model, x, y, second_order)
     if not lam:
         return loss
     return lambda phi: loss(phi) + 0.5 * lam * (phi - theta).pow(2).sum()
@@ -102,44 +105,56 @@ def over_tasks(per_task: PerTask, theta: Tensor, batch: TaskBatch) -> BatchedMet
 def stacked_gradient_descent(model: FunctionalModel, theta: Tensor, support: Batch, lam: float, steps: int,
                              lr: float) -> Tensor:
     """``inner_solvers.functional_gradient_descent`` on every task's G (``proximal``) at once, without ``vmap``:
-    phi [tasks, parameters] from theta, on the stacked network (``FunctionalModel.stacks``).
+    phi of every task from theta, in ``FunctionalModel.pack``'s layout, on the stacked network
+    (``FunctionalModel.stacks``).
 
     The gradient of the sum of the tasks' objectives is every task's own gradient, since no parameter is
     shared; the same steps in fewer operations (`bench/operations.py`; the README's "Two engines"). Only
     for first-order steps: PyTorch's double backward of a grouped convolution loops over its groups."""
-    return gradient_steps(torch.func.grad(stacked_proximal(model, support, theta, lam)),
-                          stacked_start(theta, support.x.shape[0]), steps, lr)
+    start = stacked_start(model, theta, support.x.shape[0])
+    return gradient_steps(stacked_proximal_gradient(model, support, start, lam), start, steps, lr)
 
 
-def stacked_start(theta: Tensor, tasks: int) -> Tensor:
-    """theta for every task, [tasks, parameters]: where the stacked inner loops start."""
-    return theta.detach().expand(tasks, -1).contiguous()
+def stacked_start(model: FunctionalModel, theta: Tensor, tasks: int) -> Tensor:
+    """theta for every task, in ``FunctionalModel.pack``'s layout: where the stacked inner loops start."""
+    return model.pack(theta.detach().expand(tasks, -1))
 
 
-def stacked_proximal(model: FunctionalModel, support: Batch, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
-    """phi [tasks, parameters] -> the sum over tasks of G_t(phi_t) = L_t(phi_t) + lam/2 ||phi_t - theta||^2 (``proximal``
-    with theta held fixed) on the stacked network; its gradient is every task's own."""
-    anchor = theta.detach().expand(support.x.shape[0], -1)
+def stacked_proximal_gradient(model: FunctionalModel, support: Batch, anchor: Tensor,
+                              lam: float) -> Callable[[Tensor], Tensor]:
+    """phi -> the gradient of every task's G_t(phi_t) = L_t(phi_t) + lam/2 ||phi_t - theta||^2 (``proximal`` with
+    theta held fixed) on the stacked network, phi and ``anchor`` (theta for every task) packed: the losses'
+    gradient by autodiff, the proximal term's, lam (phi - theta), in closed form (two operations, where
+    differentiating the squared norm takes a dozen)."""
+    losses_gradient = torch.func.grad(lambda phi: model.stacked_losses(phi, support)[0].sum())
+    if not lam:
+        return losses_gradient
+    return lambda phi: torch.add(losses_gradient(phi), phi - anchor, alpha=lam)
 
-    def objective(phi: Tensor) -> Tensor:
-        losses = model.stacked_losses(phi, support)[0]
-        if lam:
-            losses = losses + 0.5 * lam * (phi - anchor).pow(2).sum(dim=-1)
-        return losses.sum()
 
-    return objective
+def stacked_hessian_product(model: FunctionalModel, support: Batch, phi: Tensor) -> Callable[[Tensor], Tensor]:
+    """u [tasks, parameters] -> each task's H_t u_t, H_t the Hessian of its support loss at its phi_t (phi in
+    ``FunctionalModel.pack``'s layout): forward over reverse (``forward_over_reverse_hvp``) on the stacked network,
+    every task's product in one pass. Forward over reverse keeps its operation count whatever the meta-batch
+    (tested), where reverse over reverse would loop over a grouped convolution's groups."""
+    tasks = support.x.shape[0]
+
+    def losses(p: Tensor) -> Tensor:
+        return model.stacked_losses(p, support, second_order=True)[0].sum()
+
+    return lambda u: model.unpack(forward_over_reverse_hvp(losses, phi, model.pack(u)), tasks)
 
 
 def stacked_query_loss_and_gradient(model: FunctionalModel, phi: Tensor, query: Batch) -> tuple[Tensor, Tensor, Tensor]:
-    """``query_loss_and_gradient`` for every task at once on the stacked network: losses [tasks], gradients
-    [tasks, parameters], accuracies [tasks]."""
+    """``query_loss_and_gradient`` for every task at once on the stacked network, phi packed: losses [tasks],
+    gradients [tasks, parameters], accuracies [tasks]."""
 
     def total(flat: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         losses, logits = model.stacked_losses(flat, query)
         return losses.sum(), (losses, logits)
 
     gradients, (losses, logits) = torch.func.grad(total, has_aux=True)(phi)
-    return losses, gradients, accuracy(logits, query.y)
+    return losses, model.unpack(gradients, query.x.shape[0]), accuracy(logits, query.y)
 
 
 def adapt_over_tasks(adapt: Adapt, theta: Tensor, batch: TaskBatch) -> Tensor:

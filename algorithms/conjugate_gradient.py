@@ -82,7 +82,8 @@ def conjugate_gradient(
 
 @dataclass(frozen=True)
 class MaskedCGResult:
-    """``conjugate_gradient``'s answer as tensors (scalars per task under ``vmap``), read by nobody mid-solve."""
+    """``conjugate_gradient``'s answer as tensors, read by nobody mid-solve: for a stack of systems, one entry per
+    row (a scalar per task under ``vmap``)."""
 
     x: Tensor
     iterations: Tensor  # updates of x made
@@ -91,6 +92,23 @@ class MaskedCGResult:
     relative_residual: Tensor
     negative_curvature: Tensor  # bool
     converged: Tensor  # bool
+
+    @staticmethod
+    def of_rows(x: Tensor, *scalars: Tensor) -> MaskedCGResult:
+        """The result from per-row scalars kept as [..., 1] (so that they broadcast against the vectors)."""
+        return MaskedCGResult(x, *(scalar.squeeze(-1) for scalar in scalars))
+
+
+def row_dot(a: Tensor, b: Tensor) -> Tensor:
+    """Each row's inner product, [..., 1]: of two vectors, or of every pair of rows of two [systems, n] stacks."""
+    if a.dim() == 1:  # one system (a task's, under vmap): ``torch.dot``, rounded as the reference solvers round it
+        return torch.dot(a, b).unsqueeze(0)
+    return (a * b).sum(dim=-1, keepdim=True)
+
+
+def row_scalar(b: Tensor, value: float | bool | int, dtype: torch.dtype | None = None) -> Tensor:
+    """``value`` for each row of ``b``, [..., 1], on its device: a fill, capturable in a CUDA graph."""
+    return torch.full((*b.shape[:-1], 1), value, dtype=dtype or b.dtype, device=b.device)
 
 
 def masked_conjugate_gradient(
@@ -104,23 +122,24 @@ def masked_conjugate_gradient(
     It always runs ``max_iterations`` products; once the reference solver would have stopped (the
     tolerance reached, or a direction with p^T A p <= 0 met), a mask freezes x, r, p and the counts,
     so the result is the reference's, value for value. Nothing is read back to the host, which is
-    what lets ``torch.func.vmap`` batch it over tasks and a CUDA graph capture it.
+    what lets ``torch.func.vmap`` batch it over tasks and a CUDA graph capture it. ``b`` is one
+    right-hand side [n], or a stack [systems, n] of independent systems that ``matvec`` multiplies row
+    by row (the batched engine's stacked network): each row is solved, and frozen, on its own.
     """
     check_budget(max_iterations, tolerance)
     x = torch.zeros_like(b)
     r = b.clone()
     p = r.clone()
-    rr = torch.dot(r, r)
+    rr = row_dot(r, r)
     b_norm = rr.sqrt()
-    zero = torch.zeros((), dtype=torch.long, device=b.device)
-    iterations, matvecs = zero, zero
-    negative_curvature = torch.zeros((), dtype=torch.bool, device=b.device)
+    iterations, matvecs = row_scalar(b, 0, torch.long), row_scalar(b, 0, torch.long)
+    negative_curvature = row_scalar(b, False, torch.bool)
     converged = b_norm == 0.0
     active = ~converged
     for _ in range(max_iterations):
         ap = matvec(p)
         matvecs = matvecs + active.long()
-        curvature = torch.dot(p, ap)
+        curvature = row_dot(p, ap)
         meets_curvature = active & (curvature <= 0.0)
         negative_curvature = negative_curvature | meets_curvature
         step = active & ~meets_curvature
@@ -128,7 +147,7 @@ def masked_conjugate_gradient(
         # where(), not a product with a zero alpha: a frozen task's product may hold inf or nan
         x = torch.where(step, x + alpha * p, x)
         r = torch.where(step, r - alpha * ap, r)
-        rr_next = torch.where(step, torch.dot(r, r), rr)
+        rr_next = torch.where(step, row_dot(r, r), rr)
         iterations = iterations + step.long()
         reached = step & (rr_next.sqrt() <= tolerance * b_norm)
         converged = converged | reached
@@ -140,4 +159,4 @@ def masked_conjugate_gradient(
     residual = rr.sqrt()
     relative = torch.where(b_norm > 0, residual / torch.where(b_norm > 0, b_norm, torch.ones_like(b_norm)),
                            torch.zeros_like(residual))
-    return MaskedCGResult(x, iterations, matvecs, residual, relative, negative_curvature, converged)
+    return MaskedCGResult.of_rows(x, iterations, matvecs, residual, relative, negative_curvature, converged)

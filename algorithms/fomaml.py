@@ -39,7 +39,7 @@ class FirstOrderMAML(InnerGradientDescentConfig):
                 inner_loss = model.stacked_losses(phi, tasks.support)[0]
             return batched.BatchedMetaGradient(gradients, batched.record(
                 inner_loss=inner_loss, query_loss=query_loss, query_accuracy=accuracy,
-                grad_evals=self.inner_steps + 1), phi)
+                grad_evals=self.inner_steps + 1), model.unpack(phi, tasks.size))
 
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             phi = self.functional_inner_solution(model, theta, sx, sy).phi

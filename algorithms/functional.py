@@ -6,6 +6,7 @@ meta-gradient is one tensor that can be compared, averaged and checked by finite
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -89,6 +90,22 @@ def cross_entropy_loss(logits: Tensor, target: Tensor) -> Tensor:
     return nn.functional.cross_entropy(logits, target)
 
 
+def stacked_cross_entropy_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Every task's ``cross_entropy_loss`` [tasks] from logits [tasks, images, classes] and labels [tasks, images]:
+    one log-softmax and one negative log-likelihood, where ``vmap`` decomposes the latter into a dozen operations."""
+    per_image = nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
+    return per_image.view(target.shape).mean(dim=-1)
+
+
+# losses with a form for a stack of tasks that needs no vmap; the others are mapped over the tasks
+STACKED_LOSSES: dict[LossFn, LossFn] = {cross_entropy_loss: stacked_cross_entropy_loss}
+
+
+def stacked_loss(loss: LossFn) -> LossFn:
+    """``loss`` for a stack of tasks: [tasks, images, ...] predictions and targets -> [tasks]."""
+    return STACKED_LOSSES.get(loss) or torch.func.vmap(loss)
+
+
 class FunctionalModel:
     """Wraps an ``nn.Module`` and a loss so that both are functions of a flat parameter vector.
 
@@ -104,6 +121,7 @@ class FunctionalModel:
         self.names = [name for name, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.numels = [p.numel() for _, p in named]
+        self.has_second_order_form = "second_order" in inspect.signature(module.forward).parameters
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
                 raise ValueError(
@@ -123,12 +141,17 @@ class FunctionalModel:
         """Differentiable views of ``flat`` shaped like the module's parameters, in order."""
         return [chunk.view(shape) for chunk, shape in zip(torch.split(flat, self.numels), self.shapes)]
 
-    def forward(self, flat: Tensor, x: Tensor) -> Tensor:
+    def forward(self, flat: Tensor, x: Tensor, second_order: bool = False) -> Tensor:
+        """The module's output at parameters ``flat``. ``second_order``: the module's form for being differentiated
+        twice where it has one (a ``second_order`` argument of its ``forward``, as the ConvNet's, whose BatchNorm
+        then has derivatives that differentiate in fewer operations); the same function either way."""
         params = dict(zip(self.names, self.unflatten(flat)))
+        if second_order and self.has_second_order_form:
+            return functional_call(self.module, params, (x,), {"second_order": True})
         return functional_call(self.module, params, (x,))
 
-    def loss(self, flat: Tensor, batch: Batch) -> Tensor:
-        return self.loss_fn(self.forward(flat, batch.x), batch.y)
+    def loss(self, flat: Tensor, batch: Batch, second_order: bool = False) -> Tensor:
+        return self.loss_fn(self.forward(flat, batch.x, second_order), batch.y)
 
     @property
     def stacks(self) -> bool:
@@ -136,14 +159,29 @@ class FunctionalModel:
         ConvNet has): the batched engine's first-order inner loops then run on it instead of ``vmap``."""
         return hasattr(self.module, "stacked_forward")
 
-    def stacked_losses(self, flat: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Each task's loss [tasks] and logits, from its parameters ``flat`` [tasks, parameters] and its set
-        ``batch`` (x [tasks, images, ...], y [tasks, images]), in one pass of ``stacked_forward``."""
-        tasks = flat.shape[0]
-        parameters = [chunk.reshape(tasks, *shape) for chunk, shape in zip(torch.split(flat, self.numels, dim=1),
-                                                                          self.shapes)]
-        logits = self.module.stacked_forward(parameters, batch.x)
-        return torch.func.vmap(self.loss_fn)(logits, batch.y), logits
+    def pack(self, flat: Tensor) -> Tensor:
+        """Every task's parameters ``flat`` [tasks, parameters] in the stacked network's layout: parameter by
+        parameter, each a [tasks, its size] block, the blocks flattened one after another. Each parameter of every
+        task is then one contiguous view, so the network reads it without a copy, and a gradient step on all of
+        them is one operation (``algorithms.batched.stacked_gradient_descent``)."""
+        return torch.cat([chunk.reshape(-1) for chunk in torch.split(flat, self.numels, dim=1)])
+
+    def unpack(self, packed: Tensor, tasks: int) -> Tensor:
+        """``pack``'s inverse: [tasks, parameters] from the stacked layout."""
+        return torch.cat([block.view(tasks, -1) for block in torch.split(packed, self._block_sizes(tasks))], dim=1)
+
+    def _block_sizes(self, tasks: int) -> list[int]:
+        return [tasks * numel for numel in self.numels]
+
+    def stacked_losses(self, packed: Tensor, batch: Batch, second_order: bool = False) -> tuple[Tensor, Tensor]:
+        """Each task's loss [tasks] and logits, from its parameters ``packed`` (``pack``'s layout) and its set
+        ``batch`` (x [tasks, images, ...], y [tasks, images]), in one pass of ``stacked_forward`` (``second_order``:
+        the form of it written for Hessian-vector products, the same function)."""
+        tasks = batch.x.shape[0]
+        parameters = [block.view(tasks, *shape) for block, shape in zip(torch.split(packed, self._block_sizes(tasks)),
+                                                                        self.shapes)]
+        logits = self.module.stacked_forward(parameters, batch.x, second_order)
+        return stacked_loss(self.loss_fn)(logits, batch.y), logits
 
     def loss_and_accuracy(self, flat: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
         """The loss and, for classification targets (integer labels), the accuracy."""

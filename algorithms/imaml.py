@@ -143,18 +143,19 @@ class IMAML:
         if self.inner_solver == "nesterov":
             return functional_nesterov_accelerated_gradient(objective, theta, self.inner_steps, self.smoothness,
                                                             self.strong_convexity)
-        return masked_newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps)
+        return masked_newton_cg(objective, theta, self.inner_steps, self.newton_cg_steps,
+                                product_objective=batched.proximal(model, x, y, theta, self.lam, second_order=True))
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
         if model.stacks and self.inner_solver == "gd":
             with torch.no_grad():
-                return batched.stacked_gradient_descent(model, theta, tasks.support, self.lam, self.inner_steps,
-                                                        self.inner_lr)
+                return model.unpack(batched.stacked_gradient_descent(model, theta, tasks.support, self.lam,
+                                                                     self.inner_steps, self.inner_lr), tasks.size)
         return batched.adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, tasks)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
-        """``meta_gradient`` for every task at once: the masked CG and forward-over-reverse products (per task,
-        under ``vmap``), after gradient descent and the query gradient on the stacked network where it runs."""
+        """``meta_gradient`` for every task at once: the masked CG and forward-over-reverse products, on the
+        stacked network where it runs (gradient descent), else per task under ``vmap``."""
 
         def finish(inner: MaskedInnerSolution, query_loss: Tensor, v: Tensor, accuracy: Tensor, sx: Tensor, sy: Tensor):
             """One task's meta-gradient from its inner solution and query gradient v."""
@@ -165,26 +166,17 @@ class IMAML:
                           inner_negative_curvature=inner.negative_curvature)
             if self.cg_steps == 0:
                 return v, batched.record(**counts), phi
+            products_of = batched.support_loss(model, sx, sy, second_order=True)
             solve = META_SOLVERS[self.meta_solver][1](
-                self.system(lambda u: forward_over_reverse_hvp(support_loss, phi, u)), v, self.cg_steps,
+                self.system(lambda u: forward_over_reverse_hvp(products_of, phi, u)), v, self.cg_steps,
                 self.cg_tolerance)
             counts.update(grad_evals=counts["grad_evals"] + 1, hvp_evals=counts["hvp_evals"] + solve.matvecs,
                           cg_iterations=solve.iterations, cg_residual=solve.relative_residual,
                           negative_curvature=solve.negative_curvature)
             return torch.where(solve.iterations > 0, solve.x, v), batched.record(**counts), phi
 
-        if model.stacks and self.inner_solver == "gd":  # the first-order part on the stacked network
-            phi = batched.stacked_gradient_descent(model, theta, tasks.support, self.lam, self.inner_steps,
-                                                   self.inner_lr)
-            query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
-
-            def given(phi: Tensor, query_loss: Tensor, v: Tensor, accuracy: Tensor, sx: Tensor, sy: Tensor):
-                return finish(MaskedInnerSolution.of_gradient_steps(phi, self.inner_steps), query_loss, v, accuracy,
-                              sx, sy)
-
-            gradients, diagnostics, phi = torch.func.vmap(given, randomness="error")(
-                phi, query_loss, v, accuracy, tasks.support.x, tasks.support.y)
-            return batched.BatchedMetaGradient(gradients, diagnostics, phi)
+        if model.stacks and self.inner_solver == "gd":  # every task at once on the stacked network, no vmap
+            return self._stacked_meta_gradient(model, theta, tasks)
 
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             inner = self.functional_inner_solution(model, theta, sx, sy)
@@ -192,3 +184,24 @@ class IMAML:
             return finish(inner, query_loss, v, accuracy, sx, sy)
 
         return batched.over_tasks(per_task, theta, tasks)
+
+    def _stacked_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        """``meta_gradient`` of gradient descent's iMAML for the whole meta-batch on the stacked network: the steps,
+        the query gradients, and the masked solver on the [tasks, parameters] stack of systems, each task's
+        Hessian-vector products all in one forward-over-reverse pass (``batched.stacked_hessian_product``)."""
+        phi = batched.stacked_gradient_descent(model, theta, tasks.support, self.lam, self.inner_steps, self.inner_lr)
+        query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
+        with torch.no_grad():
+            inner_loss = model.stacked_losses(phi, tasks.support)[0]
+        counts = dict(inner_loss=inner_loss, query_loss=query_loss, query_accuracy=accuracy,
+                      grad_evals=self.inner_steps + 1)
+        adapted = model.unpack(phi, tasks.size)
+        if self.cg_steps == 0:
+            return batched.BatchedMetaGradient(v, batched.record(**counts), adapted)
+        solve = META_SOLVERS[self.meta_solver][1](
+            self.system(batched.stacked_hessian_product(model, tasks.support, phi)), v, self.cg_steps,
+            self.cg_tolerance)
+        counts.update(grad_evals=self.inner_steps + 2, hvp_evals=solve.matvecs, cg_iterations=solve.iterations,
+                      cg_residual=solve.relative_residual, negative_curvature=solve.negative_curvature)
+        gradients = torch.where((solve.iterations > 0).unsqueeze(-1), solve.x, v)
+        return batched.BatchedMetaGradient(gradients, batched.record(**counts), adapted)

@@ -192,7 +192,7 @@ def gradient_steps(gradient: Callable[[Tensor], Tensor], start: Tensor, steps: i
     one task's under ``vmap`` or every task's at once on the stacked network."""
     phi = start
     for _ in range(steps):
-        phi = phi - lr * gradient(phi)
+        phi = torch.add(phi, gradient(phi), alpha=-lr)  # one operation where phi - lr * g is two
     return phi
 
 
@@ -217,6 +217,7 @@ def masked_newton_cg(
     max_halvings: int = 30,
     gradient_tolerance: float = 0.0,
     cg_tolerance: float = 0.0,
+    product_objective: Objective | None = None,
 ) -> MaskedInnerSolution:
     """``newton_cg`` without data-dependent control flow, for ``vmap`` and graph capture.
 
@@ -225,8 +226,10 @@ def masked_newton_cg(
     ladder of the ``max_halvings + 1`` candidate steps 1, 1/2, 1/4, ..., every one evaluated, the first
     acceptable one taken. A task the reference would have stopped (gradient below tolerance) is
     frozen by a mask. Counts are what the reference counts. The price is the ladder: every candidate
-    costs a forward pass, where the reference usually stops at the first.
+    costs a forward pass, where the reference usually stops at the first. ``product_objective``, where
+    given, is ``objective`` in a form cheaper to differentiate twice, for the products.
     """
+    products_of = product_objective or objective
     phi = start
     zero = torch.zeros((), dtype=torch.long, device=start.device)
     grad_evals = hvp_evals = loss_evals = zero
@@ -237,8 +240,8 @@ def masked_newton_cg(
         grad, value = value_and_grad(phi)
         grad_evals = grad_evals + alive.long()
         alive = alive & (grad.norm() > gradient_tolerance)
-        solve = masked_conjugate_gradient(lambda u, at=phi: forward_over_reverse_hvp(objective, at, u), -grad, cg_steps,
-                                          cg_tolerance)
+        solve = masked_conjugate_gradient(lambda u, at=phi: forward_over_reverse_hvp(products_of, at, u), -grad,
+                                          cg_steps, cg_tolerance)
         hvp_evals = hvp_evals + torch.where(alive, solve.matvecs, zero)
         negative_curvature = negative_curvature | (alive & solve.negative_curvature)
         direction = torch.where(solve.iterations > 0, solve.x, -grad)

@@ -97,7 +97,8 @@ class MAML(InnerGradientDescentConfig):
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             def query_loss_of(th: Tensor):
                 # the proximal anchor is theta itself, differentiated through, as in the higher path
-                step = torch.func.grad(batched.proximal(model, sx, sy, th, self.lam))
+                # differentiated through: the network's form for that (fewer operations, the same function)
+                step = torch.func.grad(batched.proximal(model, sx, sy, th, self.lam, second_order=True))
                 phi = th
                 if untracked:
                     fixed = th.detach()
@@ -106,7 +107,7 @@ class MAML(InnerGradientDescentConfig):
                     phi = th + (early - fixed)
                 for _ in range(self.tracked_steps):
                     phi = phi - self.inner_lr * step(phi)
-                logits = model.forward(phi, qx)
+                logits = model.forward(phi, qx, second_order=True)
                 loss = model.loss_fn(logits, qy)
                 return loss, (loss, logits, phi)
 

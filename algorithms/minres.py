@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .conjugate_gradient import CGResult, MaskedCGResult, check_budget
+from .conjugate_gradient import CGResult, MaskedCGResult, check_budget, row_dot, row_scalar
 
 
 def minres(matvec: Callable[[Tensor], Tensor], b: Tensor, max_iterations: int, tolerance: float = 0.0) -> CGResult:
@@ -62,22 +62,21 @@ def minres(matvec: Callable[[Tensor], Tensor], b: Tensor, max_iterations: int, t
 def masked_minres(matvec: Callable[[Tensor], Tensor], b: Tensor, max_iterations: int,
                   tolerance: float = 0.0) -> MaskedCGResult:
     """``minres`` with a fixed budget and masks instead of control flow, for ``vmap`` and graph capture:
-    the same values as the reference, iteration for iteration, frozen where it would have stopped."""
+    the same values as the reference, iteration for iteration, frozen where it would have stopped. As
+    ``masked_conjugate_gradient``, ``b`` is one right-hand side or a stack of independent systems' rows."""
     check_budget(max_iterations, tolerance)
-
-    def scalar(value: float) -> Tensor:
-        return torch.full((), value, dtype=b.dtype, device=b.device)
 
     def safe(denominator: Tensor) -> Tensor:  # a frozen task's denominators may be 0: never divide by them
         return torch.where(denominator != 0, denominator, torch.ones_like(denominator))
 
     x = torch.zeros_like(b)
-    beta1 = b.norm()
+    beta1 = torch.linalg.vector_norm(b, dim=-1, keepdim=True)
     r1, r2, y = b.clone(), b.clone(), b.clone()
     w, w2 = torch.zeros_like(b), torch.zeros_like(b)
-    beta, old_beta, dbar, epsilon, phibar, cs, sn = beta1, scalar(0.0), scalar(0.0), scalar(0.0), beta1, scalar(-1.0), scalar(0.0)
-    iterations = torch.zeros((), dtype=torch.long, device=b.device)
-    negative_curvature = torch.zeros((), dtype=torch.bool, device=b.device)
+    zero = row_scalar(b, 0.0)
+    beta, old_beta, dbar, epsilon, phibar, cs, sn = beta1, zero, zero, zero, beta1, row_scalar(b, -1.0), zero
+    iterations = row_scalar(b, 0, torch.long)
+    negative_curvature = row_scalar(b, False, torch.bool)
     converged = beta1 == 0
     active = ~converged
     tiny = torch.finfo(b.dtype).tiny
@@ -86,10 +85,10 @@ def masked_minres(matvec: Callable[[Tensor], Tensor], b: Tensor, max_iterations:
         y_new = matvec(v)
         if k > 0:
             y_new = y_new - (beta / safe(old_beta)) * r1
-        alpha = torch.dot(v, y_new)
+        alpha = row_dot(v, y_new)
         negative_curvature = negative_curvature | (active & (alpha <= 0))
         y_new = y_new - (alpha / safe(beta)) * r2
-        beta_new = y_new.norm()
+        beta_new = torch.linalg.vector_norm(y_new, dim=-1, keepdim=True)
         delta = cs * dbar + sn * alpha
         gbar = sn * dbar - cs * alpha
         epsilon_new, dbar_new = sn * beta_new, -cs * beta_new
@@ -113,4 +112,4 @@ def masked_minres(matvec: Callable[[Tensor], Tensor], b: Tensor, max_iterations:
         converged = converged | stops
         active = active & ~stops
     relative = torch.where(beta1 > 0, phibar / safe(beta1), torch.zeros_like(phibar))
-    return MaskedCGResult(x, iterations, iterations, phibar, relative, negative_curvature, converged)
+    return MaskedCGResult.of_rows(x, iterations, iterations, phibar, relative, negative_curvature, converged)

@@ -170,5 +170,6 @@ class InnerGradientDescentConfig:
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
         if model.stacks:
             with torch.no_grad():  # torch.func.grad differentiates inside regardless; nothing outside keeps a graph
-                return stacked_gradient_descent(model, theta, batch.support, self.lam, self.inner_steps, self.inner_lr)
+                return model.unpack(stacked_gradient_descent(model, theta, batch.support, self.lam, self.inner_steps,
+                                                             self.inner_lr), batch.size)
         return adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, batch)

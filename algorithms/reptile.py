@@ -103,24 +103,24 @@ class Reptile(InnerGradientDescentConfig):
                                                      self.inner_steps)
 
     def _stacked(self, model: FunctionalModel, theta: Tensor, support: Batch, evaluation: bool) -> Tensor:
-        """Every task's phi [tasks, parameters] at once on the stacked network: ``_functional``'s steps, each
-        task's minibatch k the same examples of its own support set, as there."""
+        """Every task's phi at once on the stacked network (``FunctionalModel.pack``'s layout): ``_functional``'s
+        steps, each task's minibatch k the same examples of its own support set, as there."""
         if self.shared_protocol:
             return batched.stacked_gradient_descent(model, theta, support, self.lam, self.inner_steps, self.inner_lr)
         steps, batch = self._steps(evaluation)
         indices = minibatch_indices(support.y.shape[1], batch, steps, support.x.device)
+        start = batched.stacked_start(model, theta, support.x.shape[0])
 
         def gradient_at(phi: Tensor, k: int) -> Tensor:
             part = Batch(support.x[:, indices[k]], support.y[:, indices[k]])
-            return torch.func.grad(batched.stacked_proximal(model, part, theta, self.lam))(phi)
+            return batched.stacked_proximal_gradient(model, part, start, self.lam)(phi)
 
-        start = batched.stacked_start(theta, support.x.shape[0])
         return minibatch_descent(gradient_at, start, steps, self.inner_lr, self.inner_optimizer == "adam")
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
         if model.stacks:
             with torch.no_grad():
-                return self._stacked(model, theta, tasks.support, evaluation=True)
+                return model.unpack(self._stacked(model, theta, tasks.support, evaluation=True), tasks.size)
         if self.shared_protocol:
             return super().batched_adapt(model, theta, tasks)
         return batched.adapt_over_tasks(lambda th, x, y: self._functional(model, th, x, y, evaluation=True), theta, tasks)
@@ -142,8 +142,10 @@ class Reptile(InnerGradientDescentConfig):
             with torch.no_grad():
                 phi = self._stacked(model, theta, tasks.support, evaluation=False)
                 query_loss, logits = model.stacked_losses(phi, tasks.query)
+                inner_loss = model.stacked_losses(phi, tasks.support)[0]
+                phi = model.unpack(phi, tasks.size)
                 return batched.BatchedMetaGradient(theta.detach() - phi, batched.record(
-                    inner_loss=model.stacked_losses(phi, tasks.support)[0], query_loss=query_loss,
+                    inner_loss=inner_loss, query_loss=query_loss,
                     query_accuracy=batched.accuracy(logits, tasks.query.y), grad_evals=self.inner_steps), phi)
 
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):

@@ -9,8 +9,13 @@
 #
 # and the next session's (README, "GPU results"):
 #
+#   CALL_BUDGET_S=570 bash bench/gpu_checks.sh measure imaml              # run timeout_s 600
+#   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh imaml-minres bench        # run timeout_s LEFT + 20, at once
+#
+# then, session after session, with runs/gpu-results carried (the last call's tarball unpacked there), until
+# the iMAML-GD runs reach the preset's 60,000 iterations:
+#
 #   CALL_BUDGET_S=570 bash bench/gpu_checks.sh tests imaml imaml-minres   # run timeout_s 600
-#   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh measure bench             # run timeout_s LEFT + 20, at once
 #
 # each with carry [".whl", ".device-data"] (README, "GPU results": the higher wheel, which the GPU image
 # lacks, and Omniglot packed by bench.omniglot.pack_omniglot, since the image folders are too large to travel).
@@ -44,7 +49,8 @@
 #   maml     the MAML preset for MAML_MINUTES of training alone, validated every 500 iterations (the
 #            preset's), then its 600 test tasks.
 #   imaml    the iMAML-GD preset for the time left (at most IMAML_MINUTES), validated every 250
-#            iterations, then its 600 test tasks.
+#            iterations, then its 600 test tasks. A run already in $R (carried as runs/gpu-results from an
+#            earlier session) resumes from its checkpoint instead, toward the preset's 60,000 iterations.
 #   imaml-minres  the same with MINRES for the meta-gradient (preset omniglot-5w1s-imaml-gd-minres): on the
 #            CPU, over seven seeds, it beat the paper's CG by 7, 1.1, 22, 3.1 and 4.5 points, tied once and
 #            lost by 1.5 (reports/cpu-training/); where both are given, imaml first, they share the time left.
@@ -190,7 +196,7 @@ evaluate() {  # RUN NAME: the run's test accuracy on EVAL_TASKS tasks
 }
 
 train_and_evaluate() {  # VARIANT MAX_MINUTES VALIDATE_EVERY [RUNS_AFTER: training runs still to come in the call]
-  local variant=$1 run="$R/train-omniglot-5w1s-$1-batched" minutes flags after=${4:-0}
+  local variant=$1 run="$R/train-omniglot-5w1s-$1-batched" minutes flags after=${4:-0} iteration trained total
   # training time excludes validation and checkpoints: a minute of the step is left for them and start-up;
   # what is left is shared equally with the runs still to come, each keeping its own tail and minute (where a
   # share would be under 12 s, this run takes it all)
@@ -203,10 +209,22 @@ print(round(min($2, seconds / 60), 2) if seconds > 12 else 'none')")
     echo "no time left in CALL_BUDGET_S=$CALL_BUDGET_S for $variant (${SECONDS}s used)"; return
   fi
   flags=$(training_flags "$variant")
-  # shellcheck disable=SC2086  # flags is a list of flags
-  step "$(python3 -c "print(int($minutes * 60 + 60))")" "train $variant for $minutes minutes ($flags)" \
-    "${MG[@]}" train --preset "omniglot-5w1s-$variant" --out "$run" --engine batched $flags --max-minutes "$minutes" \
-    --validate-every "$3" "${TRAIN[@]}" "${COMMON[@]}"
+  if [ -f "$run/checkpoint.pt" ]; then
+    # a run carried from an earlier call or session (runs/gpu-results): it goes on for this call's minutes,
+    # --max-minutes counting its whole training time
+    read -r iteration trained <<< "$(progress_of "$run")"
+    total=$(python3 -c "print(round($trained / 60 + $minutes, 2))")
+    # shellcheck disable=SC2086  # flags is a list of flags
+    step "$(python3 -c "print(int($minutes * 60 + 60))")" \
+      "resume $variant at iteration $iteration for $minutes more minutes ($flags)" \
+      "${MG[@]}" train --resume --out "$run" --device "$DEVICE" --engine batched $flags --max-minutes "$total" \
+      --no-progress
+  else
+    # shellcheck disable=SC2086  # flags is a list of flags
+    step "$(python3 -c "print(int($minutes * 60 + 60))")" "train $variant for $minutes minutes ($flags)" \
+      "${MG[@]}" train --preset "omniglot-5w1s-$variant" --out "$run" --engine batched $flags --max-minutes "$minutes" \
+      --validate-every "$3" "${TRAIN[@]}" "${COMMON[@]}"
+  fi
   pack
   evaluate "$run" "$variant"
 }

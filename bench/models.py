@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .batch_norm import twice_differentiable_batch_norm
+
 POOLINGS = ("stride", "max")
 # ReLU is the standard; tanh gives a smooth network for tests that need an exact inner minimizer.
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -43,10 +45,18 @@ class ConvNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(filters * size * size, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x).flatten(1))
+    def forward(self, x: Tensor, second_order: bool = False) -> Tensor:
+        """The logits; ``second_order`` takes BatchNorm as ``twice_differentiable_batch_norm`` (the same function,
+        whose derivatives are differentiated again in fewer operations: for MAML's differentiation through the
+        inner steps and for Hessian-vector products)."""
+        if not second_order:
+            return self.classifier(self.features(x).flatten(1))
+        h = x
+        for layer in self.features:
+            h = _batch_norm(h, layer.weight, layer.bias, layer.eps, True) if isinstance(layer, nn.BatchNorm2d) else layer(h)
+        return self.classifier(h.flatten(1))
 
-    def stacked_forward(self, parameters: list[Tensor], x: Tensor) -> Tensor:
+    def stacked_forward(self, parameters: list[Tensor], x: Tensor, second_order: bool = False) -> Tensor:
         """Every task's logits [tasks, images, classes] at once, each task with its own parameters.
 
         ``parameters`` are the module's, in order, each with a leading task axis; ``x`` is [tasks, images,
@@ -54,7 +64,8 @@ class ConvNet(nn.Module):
         ...]): a layer is one grouped convolution (its bias included) and one BatchNorm whose channels,
         and so batch statistics, are per task, where ``vmap`` would add the biases and BatchNorm's scale
         and shift as separate operations. The batched engine's first-order inner loops run on it
-        (``algorithms.batched.stacked_gradient_descent``)."""
+        (``algorithms.batched.stacked_gradient_descent``), and iMAML's Hessian-vector products (``second_order``,
+        as in ``forward``)."""
         tasks, images = x.shape[:2]
         h = x.transpose(0, 1).reshape(images, tasks * x.shape[2], *x.shape[3:])
         given = iter(parameters)
@@ -65,11 +76,19 @@ class ConvNet(nn.Module):
                              groups=tasks)
             elif isinstance(layer, nn.BatchNorm2d):
                 weight, bias = next(given), next(given)
-                h = F.batch_norm(h, None, None, weight.reshape(-1), bias.reshape(-1), training=True, eps=layer.eps)
+                h = _batch_norm(h, weight.reshape(-1), bias.reshape(-1), layer.eps, second_order)
             else:  # the activation or the max-pool: channel by channel, so task by task
                 h = layer(h)
         weight, bias = next(given), next(given)
         return torch.baddbmm(bias.unsqueeze(1), h.reshape(images, tasks, -1).transpose(0, 1), weight.transpose(1, 2))
+
+
+def _batch_norm(h: Tensor, weight: Tensor, bias: Tensor, eps: float, second_order: bool) -> Tensor:
+    """BatchNorm with the batch's statistics, in the form asked for. Under torch.compile always the native one:
+    dynamo cannot trace a custom jvp, and inductor fuses the operations of the native derivatives anyway."""
+    if second_order and not torch.compiler.is_compiling():
+        return twice_differentiable_batch_norm(h, weight, bias, eps)
+    return F.batch_norm(h, None, None, weight, bias, training=True, eps=eps)
 
 
 def omniglot_convnet(num_classes: int, filters: int = 64) -> ConvNet:

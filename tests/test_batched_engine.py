@@ -153,6 +153,39 @@ def test_masked_cg_is_the_reference_cg(case):
         assert reference.converged and reference.iterations < 20
 
 
+
+@pytest.mark.parametrize("solver", ["cg", "minres"])
+def test_the_masked_solvers_solve_a_stack_of_systems_row_by_row(solver):
+    """Given [systems, n] right-hand sides and a product that multiplies row by row (the stacked network's
+    Hessians), the masked solvers give every row what the reference gives its system alone: here one positive
+    definite, one indefinite, one that meets the tolerance early and one zero right-hand side, side by side."""
+    from algorithms import minres
+    from algorithms.minres import masked_minres
+
+    reference_solver, masked_solver = {"cg": (conjugate_gradient, masked_conjugate_gradient),
+                                       "minres": (minres, masked_minres)}[solver]
+    n = 12
+    spectra = [torch.logspace(0, 2, n, dtype=torch.float64) for _ in range(4)]
+    spectra[1][:3] = -spectra[1][:3]
+    spectra[2] = torch.tensor([1.0, 5.0, 9.0], dtype=torch.float64).repeat(4)  # exact after three iterations
+    matrices = torch.stack([random_symmetric(n, spectrum, seed=i) for i, spectrum in enumerate(spectra)])
+    b = torch.randn(4, n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    b[3] = 0.0
+    tolerance = 1e-10
+    budget = 8  # under n: the first two rows run the whole budget, far from the tolerance
+    masked = masked_solver(lambda v: torch.einsum("snm,sm->sn", matrices, v), b, budget, tolerance)
+    assert masked.x.shape == b.shape and masked.iterations.shape == (4,)
+    for row in range(4):
+        reference = reference_solver(lambda v, a=matrices[row]: a @ v, b[row], budget, tolerance)
+        assert torch.allclose(masked.x[row], reference.x, rtol=1e-10, atol=1e-12), (solver, row)
+        assert masked.iterations[row].item() == reference.iterations and masked.matvecs[row].item() == reference.matvecs
+        assert masked.negative_curvature[row].item() == reference.negative_curvature
+        assert masked.converged[row].item() == reference.converged
+        assert masked.relative_residual[row].item() == pytest.approx(reference.relative_residual, rel=1e-6, abs=1e-12)
+    assert masked.converged[2] and masked.iterations[2] == 3 and masked.converged[3] and masked.iterations[3] == 0
+    if solver == "cg":
+        assert masked.negative_curvature[1] and not masked.negative_curvature[0]
+
 def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> tuple[torch.Tensor, ...]:
     """``iterations`` training steps of the batched engine with the device sampler, eager and through
     torch.compile, from one start, with outer SGD or Adam: their meta-parameters and window sums. With Adam
@@ -227,7 +260,8 @@ def test_the_stacked_network_is_each_tasks_own_network(pooling, activation):
     tasks = 4
     theta = model.flat_parameters() + 0.1 * torch.randn(tasks, model.num_parameters, dtype=torch.float64)
     batch = Batch(torch.randn(tasks, 5, 3, 8, 8, dtype=torch.float64), torch.randint(0, 3, (tasks, 5)))
-    losses, logits = model.stacked_losses(theta, batch)
+    assert torch.equal(model.unpack(model.pack(theta), tasks), theta)
+    losses, logits = model.stacked_losses(model.pack(theta), batch)
     for t in range(tasks):
         alone = Batch(batch.x[t], batch.y[t])
         assert relative_error(logits[t], model.forward(theta[t], alone.x)) < 1e-12

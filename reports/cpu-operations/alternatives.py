@@ -33,7 +33,7 @@ from random_tasks import meta_batch  # beside this script
 from torch import Tensor, nn
 
 from algorithms import Batch, FunctionalModel, cross_entropy_loss, make_algorithm
-from algorithms.batched import stacked_start, support_loss
+from algorithms.batched import support_loss
 from algorithms.hessian_vector_product import forward_over_reverse_hvp
 from bench.datasets import network
 from bench.operations import count_operations
@@ -100,6 +100,11 @@ def stacked_logits(module: nn.Module, parameters: list[Tensor], x: Tensor, convo
     return torch.baddbmm(bias.unsqueeze(1), h.reshape(images, tasks, -1).transpose(0, 1), weight.transpose(1, 2))
 
 
+def every_task(theta: Tensor, tasks: int) -> Tensor:
+    """theta for each task, [tasks, parameters]."""
+    return theta.expand(tasks, -1).contiguous()
+
+
 def stacked_total(model: FunctionalModel, convolution: str, batch_norm: str):
     """phi [tasks, parameters], a set -> the sum of the tasks' losses on the stacked network."""
 
@@ -149,7 +154,7 @@ def maml_rows(tasks: int) -> None:
             def query_loss_of(th: Tensor) -> Tensor:
                 return total(th - inner_lr * torch.func.grad(total)(th, batch.support), batch.query)
 
-            return torch.func.grad(query_loss_of)(stacked_start(theta, batch.size))
+            return torch.func.grad(query_loss_of)(every_task(theta, batch.size))
 
         report(f"stacked, {convolution} convolutions, BatchNorm {batch_norm}", tasks, stacked_maml, reference)
 
@@ -157,7 +162,7 @@ def maml_rows(tasks: int) -> None:
 def product_rows(tasks: int) -> None:
     batch = meta_batch(tasks)
     generator = torch.Generator().manual_seed(100 + tasks)
-    phi = stacked_start(theta, tasks) + 0.01 * torch.randn(tasks, theta.numel(), generator=generator,
+    phi = every_task(theta, tasks) + 0.01 * torch.randn(tasks, theta.numel(), generator=generator,
                                                            dtype=torch.float64)
     direction = torch.randn(tasks, theta.numel(), generator=generator, dtype=torch.float64)
 

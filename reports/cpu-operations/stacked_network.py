@@ -43,7 +43,7 @@ def stacked_maml(batch: TaskBatch, inner_lr: float) -> torch.Tensor:
     def query_loss_of(th: torch.Tensor) -> torch.Tensor:
         return total(th - inner_lr * torch.func.grad(total)(th, batch.support), batch.query)
 
-    return torch.func.grad(query_loss_of)(stacked_start(theta, batch.size))
+    return stacked.unpack(torch.func.grad(query_loss_of)(stacked_start(stacked, theta, batch.size)), batch.size)
 
 
 print("preset           tasks  engine   operations  convolutions  max relative difference")
