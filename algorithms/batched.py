@@ -40,9 +40,10 @@ class BatchedMetaGradient:
 
 
 def support_loss(model: FunctionalModel, x: Tensor, y: Tensor, second_order: bool = False) -> Callable[[Tensor], Tensor]:
-    """phi -> L(phi) on the set (x, y); ``second_order``: ``FunctionalModel.forward``'s form for differentiating twice."""
+    """phi -> L(phi) on the set (x, y) as the batched engine takes it (``FunctionalModel.mapped_loss``; ``second_order``:
+    ``FunctionalModel.forward``'s form for differentiating twice)."""
     batch = Batch(x, y)
-    return lambda flat: model.loss(flat, batch, second_order)
+    return lambda flat: model.mapped_loss(flat, batch, second_order)
 
 
 def proximal(model: FunctionalModel, x: Tensor, y: Tensor, theta: Tensor, lam: float,
@@ -68,7 +69,7 @@ def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, x: Tensor, y: T
 
     def loss_with_logits(flat: Tensor) -> tuple[Tensor, Tensor]:
         logits = model.forward(flat, x)
-        return model.loss_fn(logits, y), logits
+        return model.mapped_loss_fn(logits, y), logits
 
     grad, (loss, logits) = torch.func.grad_and_value(loss_with_logits, has_aux=True)(phi)
     return loss, grad, accuracy(logits, y)
@@ -169,7 +170,7 @@ def query_scores(model: FunctionalModel, phi: Tensor, batch: TaskBatch) -> tuple
 
     def scores(p: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         logits = model.forward(p, qx)
-        return accuracy(logits, qy), model.loss_fn(logits, qy), support_loss(model, sx, sy)(p)
+        return accuracy(logits, qy), model.mapped_loss_fn(logits, qy), support_loss(model, sx, sy)(p)
 
     with torch.no_grad():
         return torch.func.vmap(scores)(phi, batch.support.x, batch.support.y, batch.query.x, batch.query.y)

@@ -108,7 +108,7 @@ class MAML(InnerGradientDescentConfig):
                 for _ in range(self.tracked_steps):
                     phi = phi - self.inner_lr * step(phi)
                 logits = model.forward(phi, qx, second_order=True)
-                loss = model.loss_fn(logits, qy)
+                loss = model.mapped_loss_fn(logits, qy)
                 return loss, (loss, logits, phi)
 
             gradient, (loss, logits, phi) = torch.func.grad(query_loss_of, has_aux=True)(theta)

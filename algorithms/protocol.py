@@ -118,8 +118,12 @@ def make_algorithm(name: str, **hyperparameters: Any) -> MetaGradientAlgorithm:
 
 
 def proximal_objective(model: FunctionalModel, batch: Batch, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:
-    """G(phi) = L_train(phi) + lam/2 ||phi - theta||^2 with theta held fixed (paper Eq. 4)."""
-    return proximal(model, batch.x, batch.y, theta.detach(), lam)
+    """G(phi) = L_train(phi) + lam/2 ||phi - theta||^2 with theta held fixed (paper Eq. 4), with the model's own loss
+    (``batched.proximal`` is the batched engine's, with its mapped form)."""
+    anchor = theta.detach()
+    if not lam:
+        return lambda phi: model.loss(phi, batch)
+    return lambda phi: model.loss(phi, batch) + 0.5 * lam * (phi - anchor).pow(2).sum()
 
 
 def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, batch: Batch) -> tuple[float, Tensor, float | None]:

@@ -152,7 +152,7 @@ class Reptile(InnerGradientDescentConfig):
             phi = self.functional_inner_solution(model, theta, sx, sy).phi
             logits = model.forward(phi, qx)
             return theta - phi, batched.record(
-                inner_loss=batched.support_loss(model, sx, sy)(phi), query_loss=model.loss_fn(logits, qy),
+                inner_loss=batched.support_loss(model, sx, sy)(phi), query_loss=model.mapped_loss_fn(logits, qy),
                 query_accuracy=batched.accuracy(logits, qy), grad_evals=self.inner_steps), phi
 
         with torch.no_grad():

@@ -248,6 +248,33 @@ def test_torch_compile_with_inductor_is_the_eager_iteration():
     assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12
 
 
+def test_the_loss_forms_of_the_batched_engine_are_the_loss():
+    """The cross-entropy the per-task functions take under vmap (gathered) and the one the stacked network takes
+    (per task from a stack) equal ``cross_entropy_loss``, task by task, in value, gradient and Hessian-vector
+    product (float64)."""
+    from algorithms.functional import MAPPED_LOSSES, gathered_cross_entropy_loss, stacked_cross_entropy_loss, stacked_loss
+
+    assert MAPPED_LOSSES[cross_entropy_loss] is gathered_cross_entropy_loss
+    assert stacked_loss(cross_entropy_loss) is stacked_cross_entropy_loss
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 7, 5, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 5, (4, 7), generator=generator)
+    direction = torch.randn(4, 7, 5, generator=generator, dtype=torch.float64)
+    stacked = stacked_cross_entropy_loss(logits, labels)
+    for t in range(4):
+        def derivatives(loss, t=t):
+            gradient, value = torch.func.grad_and_value(loss)(logits[t], labels[t])
+            product = torch.func.jvp(lambda z: torch.func.grad(loss)(z, labels[t]), (logits[t],), (direction[t],))[1]
+            return value, gradient, product
+
+        reference = derivatives(cross_entropy_loss)
+        for mine, expected in zip(derivatives(gathered_cross_entropy_loss), reference):
+            assert relative_error(mine, expected) < 1e-14
+        assert abs(float(stacked[t] - reference[0])) < 1e-14
+    mapped = torch.func.vmap(gathered_cross_entropy_loss)(logits, labels)
+    assert relative_error(mapped, stacked) < 1e-14
+
+
 @pytest.mark.parametrize("pooling,activation", [("stride", "tanh"), ("max", "relu")])
 def test_the_stacked_network_is_each_tasks_own_network(pooling, activation):
     """``ConvNet.stacked_forward`` (the first-order inner loops' network) gives every task the logits and loss
