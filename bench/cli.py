@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 # Commands whose --out names a folder (spectrum's names a CSV file).
 FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "complexity", "scaling", "report")
+CHANNELS_LAST_HELP = ("batched engine: the stacked network's activations in channels-last memory (NHWC), the layout of "
+                      "cuDNN's tensor-core convolutions, which otherwise transpose to it and back around every "
+                      "convolution; the same function (README, \"Two engines\")")
 
 
 class UsageError(Exception):
@@ -201,11 +204,12 @@ def _train(args: argparse.Namespace) -> None:
                              "sampler, and a resumed run keeps its task stream")
         config = resume_config(args.out, iterations=overrides["iterations"], max_minutes=overrides["max_minutes"],
                                engine=None if args.engine == "auto" else args.engine, cuda_graph=args.cuda_graph,
-                               compile=args.compile)
+                               compile=args.compile, channels_last=args.channels_last)
     else:
         config = train_config(args.preset, dict(args.set or []), dataset=args.dataset, algorithm=args.algorithm,
                               seed=args.seed, device=args.device, dtype=args.dtype, cuda_graph=args.cuda_graph,
-                              compile=args.compile, engine=None if args.engine == "auto" else args.engine,
+                              compile=args.compile, channels_last=args.channels_last,
+                              engine=None if args.engine == "auto" else args.engine,
                               sampler=None if args.sampler == "auto" else args.sampler, **overrides)
     last = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     if environment_rank() != 0:  # under torchrun, rank 0 speaks for the run
@@ -243,7 +247,8 @@ def _throughput_config(args: argparse.Namespace) -> ThroughputConfig:
     return ThroughputConfig(presets=args.presets, engines=args.engines, meta_batch=args.meta_batch, filters=args.filters,
                             iterations=args.iterations, warmup=args.warmup, device=args.device,
                             cuda_graph=args.cuda_graph, sampler=args.sampler, seed=args.seed, data_root=args.data_root,
-                            trace=args.trace, compile=args.compile, check_tasks=args.check_tasks)
+                            trace=args.trace, compile=args.compile, check_tasks=args.check_tasks,
+                            channels_last=args.channels_last)
 
 
 def _throughput(args: argparse.Namespace) -> None:
@@ -474,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="batched engine: the iteration through torch.compile (mode reduce-overhead) instead of "
                             "--cuda-graph; compiling takes seconds to minutes (metagrad throughput --compile "
                             "measures both)")
+    train.add_argument("--channels-last", action="store_true", help=CHANNELS_LAST_HELP + " (on --resume: as given)")
     train.add_argument("--sampler", choices=("auto", *SAMPLERS), default="auto",
                        help="who draws the meta-training tasks: host (a torch.Generator, task by task) or device "
                             "(the split's images held on the device, each meta-batch a function of the seed and "
@@ -538,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     throughput.add_argument("--compile", action="store_true",
                             help="batched rows: the whole iteration through torch.compile (mode reduce-overhead, "
                                  "fullgraph), the other way to take the launches out; warmup_s holds the compile time")
+    throughput.add_argument("--channels-last", action="store_true", help=CHANNELS_LAST_HELP)
     throughput.add_argument("--trace", action="store_true",
                             help="after the timed iterations, profile as many more (torch.profiler): kernel "
                                  "launches, host synchronizations and copies per iteration in the CSV, and "

@@ -42,6 +42,8 @@ def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | No
     raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
 
 
-def network(dataset: str, ways: int, filters: int | None = None) -> nn.Module:
+def network(dataset: str, ways: int, filters: int | None = None, channels_last: bool = False) -> nn.Module:
+    """The dataset's ConvNet; ``channels_last``: its stacked pass (the batched engine's) in channels-last memory."""
     filters = filters or DEFAULT_FILTERS[dataset]
-    return omniglot_convnet(ways, filters) if dataset == "omniglot" else mini_imagenet_convnet(ways, filters)
+    build = omniglot_convnet if dataset == "omniglot" else mini_imagenet_convnet
+    return build(ways, filters, channels_last)

@@ -33,8 +33,12 @@
 #            (host sampler; its meta-gradients compared with the per-task ones on 8 tasks, float64 and
 #            float32), then captured as a CUDA graph with the device sampler (with the host sampler if that
 #            capture fails), every row traced (kernel launches, host syncs, the kernels that take the time).
-#            About 4 minutes. Writes flags.env: the capture the training phases use; a preset trains with
-#            the graph only where its captured-iteration test passed too (TRAIN_FLAGS overrides flags.env).
+#            Then the presets that run on the stacked network (first-order MAML, Reptile, iMAML-GD) again with
+#            --channels-last, measured the same way, each checked against the per-task engine on 4 tasks in
+#            float64 (throughput-channels-last). About 5 minutes. Writes flags.env: the capture the training
+#            phases use, with --channels-last where it made iMAML-GD at least 3% faster and the same to 1e-10;
+#            a preset trains with the graph only where its captured-iteration test passed too (TRAIN_FLAGS
+#            overrides flags.env).
 #   tests    device.txt and tests/test_cuda.py, for a call on a machine that has not run measure (flags.env:
 #            the graph, for the presets whose captured-iteration test passes).
 #   paper    the Omniglot 5-way 1-shot MAML preset at its full PAPER_ITERATIONS (60,000), over as many calls
@@ -152,18 +156,52 @@ measure() {
     --iterations "$EAGER_ITERATIONS" --check-tasks 8 --trace "${SMALL[@]}" "${COMMON[@]}"
   pack
   FLAGS="--cuda-graph --sampler device"
+  # the rows the channels-last ones are compared with, and how they were measured
+  local base="$R/throughput-graph" measured=(--cuda-graph --sampler device --iterations "$ITERATIONS")
   if ! step 100 "batched engine, CUDA graph" "${MG[@]}" throughput --out "$R/throughput-graph" --engines batched \
       --cuda-graph --sampler device --iterations "$ITERATIONS" --check-tasks 0 --trace "${SMALL[@]}" "${COMMON[@]}"; then
     echo "CUDA graph with the device sampler failed: trying the host sampler"
     FLAGS="--cuda-graph --sampler host"
+    base="$R/throughput-graph-host-sampler" measured=(--cuda-graph --sampler host --iterations "$ITERATIONS")
     step 100 "batched engine, CUDA graph, host sampler" "${MG[@]}" throughput \
       --out "$R/throughput-graph-host-sampler" --engines batched --cuda-graph --sampler host \
       --iterations "$ITERATIONS" --check-tasks 0 --trace "${SMALL[@]}" "${COMMON[@]}" \
-      || { echo "CUDA graph capture failed: training runs eagerly"; FLAGS="--sampler device"; }
+      || { echo "CUDA graph capture failed: training runs eagerly"; FLAGS="--sampler device"
+           base="$R/throughput-eager" measured=(--iterations "$EAGER_ITERATIONS"); }
+  fi
+  pack
+  # the stacked network channels last (--channels-last), measured as the rows above were, for the presets that
+  # run on it, each compared with the per-task engine in float64 on 4 tasks; the training phases take it where
+  # it made iMAML-GD faster and computed the same thing (faster_channels_last)
+  if step 100 "batched engine, channels last (${measured[*]})" "${MG[@]}" throughput \
+      --out "$R/throughput-channels-last" --engines batched --channels-last "${measured[@]}" --check-tasks 4 --trace \
+      --presets omniglot-5w1s-fomaml,omniglot-5w1s-reptile,omniglot-5w1s-imaml-gd "${SMALL[@]}" "${COMMON[@]}" \
+      && faster_channels_last "$base/throughput.csv" "$R/throughput-channels-last/throughput.csv"; then
+    FLAGS="$FLAGS --channels-last"
   fi
   [ "$tests_passed" = 1 ] || echo "some CUDA tests failed: a preset whose graph test failed trains eagerly"
   echo "FLAGS=\"$FLAGS\"" > "$R/flags.env"
   pack
+}
+
+faster_channels_last() {  # BASE_CSV CHANNELS_LAST_CSV: iMAML-GD at least 3% faster channels last, the same to 1e-10
+  python3 - "$1" "$2" <<'PY'
+import csv, math, sys
+def imaml_gd(path):
+    try:
+        return next(row for row in csv.DictReader(open(path)) if row["preset"] == "omniglot-5w1s-imaml-gd")
+    except (OSError, StopIteration):
+        return None
+base, nhwc = imaml_gd(sys.argv[1]), imaml_gd(sys.argv[2])
+if base is None or nhwc is None:
+    print("channels last: no iMAML-GD rows to compare; training keeps the default layout"); sys.exit(1)
+ratio, difference = float(nhwc["tasks_per_s"]) / float(base["tasks_per_s"]), float(nhwc["max_rel_diff_vs_per_task"])
+chosen = ratio >= 1.03 and math.isfinite(difference) and difference < 1e-10
+print(f"channels last: iMAML-GD {float(nhwc['tasks_per_s']):.0f} tasks/s against {float(base['tasks_per_s']):.0f} "
+      f"({ratio:.2f}x), float64 difference from per-task {difference:.1e}: "
+      + ("training takes --channels-last" if chosen else "training keeps the default layout"))
+sys.exit(0 if chosen else 1)
+PY
 }
 
 compiled() {  # torch.compile (inductor, reduce-overhead) against the captured graph, for the two cheapest to compile

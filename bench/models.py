@@ -24,8 +24,13 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 class ConvNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 1, filters: int = 64, blocks: int = 4,
-                 image_size: int = 28, pooling: str = "stride", activation: str = "relu"):
+                 image_size: int = 28, pooling: str = "stride", activation: str = "relu", channels_last: bool = False):
         super().__init__()
+        # the stacked network's activations in channels-last memory (NHWC), for cuDNN's tensor-core convolutions,
+        # which otherwise transpose every input, weight and output to it and back (the H200 traces: 14% of an
+        # iMAML-GD iteration), and which then also take the first layer's depthwise-multiplier convolution from
+        # PyTorch's own kernel; the same function, in another memory order (tested)
+        self.channels_last = channels_last
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if activation not in ACTIVATIONS:
@@ -65,9 +70,11 @@ class ConvNet(nn.Module):
         and so batch statistics, are per task, where ``vmap`` would add the biases and BatchNorm's scale
         and shift as separate operations. The batched engine's first-order inner loops run on it
         (``algorithms.batched.stacked_gradient_descent``), and iMAML's Hessian-vector products (``second_order``,
-        as in ``forward``)."""
+        as in ``forward``). With ``channels_last`` the activations are laid out channels last."""
         tasks, images = x.shape[:2]
         h = x.transpose(0, 1).reshape(images, tasks * x.shape[2], *x.shape[3:])
+        if self.channels_last:  # every layer keeps its input's memory order
+            h = h.contiguous(memory_format=torch.channels_last)
         given = iter(parameters)
         for layer in self.features:
             if isinstance(layer, nn.Conv2d):
@@ -91,9 +98,11 @@ def _batch_norm(h: Tensor, weight: Tensor, bias: Tensor, eps: float, second_orde
     return F.batch_norm(h, None, None, weight, bias, training=True, eps=eps)
 
 
-def omniglot_convnet(num_classes: int, filters: int = 64) -> ConvNet:
-    return ConvNet(num_classes, in_channels=1, filters=filters, image_size=28, pooling="stride")
+def omniglot_convnet(num_classes: int, filters: int = 64, channels_last: bool = False) -> ConvNet:
+    return ConvNet(num_classes, in_channels=1, filters=filters, image_size=28, pooling="stride",
+                   channels_last=channels_last)
 
 
-def mini_imagenet_convnet(num_classes: int, filters: int = 32) -> ConvNet:
-    return ConvNet(num_classes, in_channels=3, filters=filters, image_size=84, pooling="max")
+def mini_imagenet_convnet(num_classes: int, filters: int = 32, channels_last: bool = False) -> ConvNet:
+    return ConvNet(num_classes, in_channels=3, filters=filters, image_size=84, pooling="max",
+                   channels_last=channels_last)

@@ -358,6 +358,7 @@ def throughput_table(results: Results) -> str:
             batched = group[group["engine"] == "batched"]
             graph = bool(batched["cuda_graph"].any()) if "cuda_graph" in batched else False
             compiled = bool(batched["compiled"].any()) if "compiled" in batched else False
+            layout = ", channels last" if "channels_last" in batched and bool(batched["channels_last"].any()) else ""
             rows.append([
                 f"`{name}`", preset_name, f"{first['device_name']} ({first['threads']} threads)"
                 if first["device"] == "cpu" else str(first["device_name"]), str(int(first["meta_batch"])),
@@ -365,7 +366,7 @@ def throughput_table(results: Results) -> str:
                   else "—" for e in ("per-task", "batched")),
                 ratio(ratios, preset_name, batched, per_task.get((first["device_name"], preset_name))),
                 *(operations(group, e) for e in ("per-task", "batched")),
-                "CUDA graph" if graph else "torch.compile" if compiled else "none",
+                ("CUDA graph" if graph else "torch.compile" if compiled else "none") + layout,
                 str(first["sampler"]) if "sampler" in group else "host",
                 difference(batched, "max_rel_diff_vs_per_task"), difference(batched, "max_rel_diff_float32"),
             ])

@@ -45,7 +45,7 @@ from .tasks import EpisodeSpec, ImageClassTasks
 
 COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
            "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "compiled",
-           "warmup_s", "sampler", "iterations", "filters", "torch", "threads", "operations_per_meta_batch",
+           "channels_last", "warmup_s", "sampler", "iterations", "filters", "torch", "threads", "operations_per_meta_batch",
            "kernel_launches_per_iteration", "host_syncs_per_iteration", "copies_per_iteration"]
 # CUDA runtime calls, as torch.profiler names them: launches (a graph's replay counts one), calls that make the
 # host wait for the device, and copies between them (an asynchronous copy from pageable memory waits too)
@@ -69,6 +69,7 @@ class ThroughputConfig:
     cuda_graph: bool = False  # batched rows captured as a CUDA graph (bench/steps.py)
     sampler: str = "host"  # who draws the meta-batches: host or device (bench/device_tasks.py)
     compile: bool = False  # batched rows through torch.compile (bench/steps.py, COMPILE_OPTIONS)
+    channels_last: bool = False  # batched rows: the stacked network's activations channels last (bench/models.py)
     seed: int = 0
     data_root: str | None = None
     trace: bool = False  # profile as many iterations again: runtime-call counts per row, trace-*.txt per row
@@ -149,7 +150,8 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     meta_batch = config.meta_batch or settings["meta_batch"]
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
     torch.manual_seed(config.seed)
-    module = network(settings["dataset"], settings["ways"], config.filters).to(device)
+    layout = config.channels_last and engine == "batched"
+    module = network(settings["dataset"], settings["ways"], config.filters, layout).to(device)
     model = FunctionalModel(module, cross_entropy_loss)
     theta = model.flat_parameters().clone()
     graph = config.cuda_graph and engine == "batched"
@@ -207,7 +209,7 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
         "tasks_per_s": config.iterations * meta_batch / elapsed, "iteration_s": elapsed / config.iterations,
         "grad_evals": grad_evals, "hvp_evals": hvp_evals, "max_rel_diff_vs_per_task": differences[torch.float64],
         "max_rel_diff_float32": differences[torch.float32],
-        "cuda_graph": graph, "compiled": compiled, "warmup_s": warmup_s, "sampler": config.sampler,
+        "cuda_graph": graph, "compiled": compiled, "channels_last": layout, "warmup_s": warmup_s, "sampler": config.sampler,
         "iterations": config.iterations,
         "filters": module.features[0].out_channels, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "operations_per_meta_batch": operations, **counts,

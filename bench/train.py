@@ -87,6 +87,7 @@ class TrainConfig:
     engine: str = "per-task"  # per-task (the reference) or batched (one vmap over the meta-batch)
     cuda_graph: bool = False  # batched engine on CUDA: capture the iteration once, replay it (bench/steps.py)
     compile: bool = False  # batched engine: the iteration through torch.compile instead (bench/steps.py)
+    channels_last: bool = False  # batched engine: the stacked network's activations channels last (bench/models.py)
     sampler: str = "host"  # who draws the meta-training tasks: host (torch.Generator) or device (bench/device_tasks.py)
     dtype: str = "float32"  # float64 for the tests that compare engines and runs exactly
 
@@ -99,6 +100,8 @@ class TrainConfig:
         require(not self.compile or (self.engine == "batched" and not self.cuda_graph),
                 "--compile needs the batched engine, and is instead of --cuda-graph, not beside it")
         require(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        require(not self.channels_last or self.engine == "batched",
+                "--channels-last lays out the batched engine's stacked network; the per-task engine has none")
         require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         require(not self.cuda_graph or (self.engine == "batched" and self.device.startswith("cuda")),
                 "CUDA graphs need the batched engine on a CUDA device")
@@ -158,14 +161,16 @@ def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any]
 
 
 def resume_config(out: Path, iterations: int | None = None, max_minutes: float | None = None,
-                  engine: str | None = None, cuda_graph: bool = False, compile: bool = False) -> TrainConfig:
+                  engine: str | None = None, cuda_graph: bool = False, compile: bool = False,
+                  channels_last: bool = False) -> TrainConfig:
     """What ``metagrad train --resume`` runs: the run in ``out`` with its own settings, only how long it trains
     (``iterations``, ``max_minutes``: None keeps the run's) and how its iterations are computed (the engine,
-    None keeping the run's; graph capture or compilation) changed."""
+    None keeping the run's; graph capture or compilation, the memory layout) changed."""
     saved, _ = Run(out).read_config()
     limits = {name: value for name, value in (("iterations", iterations), ("max_minutes", max_minutes))
               if value is not None}
-    return replace(saved, **limits, engine=engine or saved.engine, cuda_graph=cuda_graph, compile=compile)
+    return replace(saved, **limits, engine=engine or saved.engine, cuda_graph=cuda_graph, compile=compile,
+                   channels_last=channels_last)
 
 
 @contextmanager
@@ -363,8 +368,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, group: 
                              config.omniglot_split)
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
     torch.manual_seed(config.seed)
-    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=device, dtype=dtype),
-                            cross_entropy_loss)
+    model = FunctionalModel(network(config.dataset, config.ways, config.filters, config.channels_last)
+                            .to(device=device, dtype=dtype), cross_entropy_loss)
     theta = model.flat_parameters().clone()
     if config.outer_optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD([theta], lr=config.meta_lr)
@@ -537,8 +542,8 @@ def load_trained(out: Path, device: str | None = None, dtype: torch.dtype | None
     dtype = dtype or DTYPES[config.dtype]
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
     torch.manual_seed(config.seed)  # as train() does before building the network
-    model = FunctionalModel(network(config.dataset, config.ways, config.filters).to(device=dev, dtype=dtype),
-                            cross_entropy_loss)
+    model = FunctionalModel(network(config.dataset, config.ways, config.filters, config.channels_last)
+                            .to(device=dev, dtype=dtype), cross_entropy_loss)
     if at_init:
         return TrainedRun(config, algorithm, model, model.flat_parameters(), 0, {})
     state = run.load_checkpoint(dev)

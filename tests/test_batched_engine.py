@@ -56,13 +56,14 @@ CLOSE = ("inner_loss", "query_loss", "query_accuracy", "cg_residual")
 def problem(kind: str):
     torch.manual_seed(0)
     module, shape = (tiny_mlp(), (4,)) if kind == "mlp" else (tiny_convnet(), (1, 6, 6))
+    module.channels_last = kind == "convnet-channels-last"  # the stacked network's memory order (--channels-last)
     model = FunctionalModel(module.double(), cross_entropy_loss)
     generator = torch.Generator().manual_seed(1)
     tasks = [classification_task(generator, shape) for _ in range(TASKS)]
     return model, model.flat_parameters(), tasks
 
 
-@pytest.mark.parametrize("kind", ["mlp", "convnet"])
+@pytest.mark.parametrize("kind", ["mlp", "convnet", "convnet-channels-last"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_batched_equals_per_task_task_by_task(kind, config):
     model, theta, tasks = problem(kind)
@@ -275,13 +276,23 @@ def test_the_loss_forms_of_the_batched_engine_are_the_loss():
     assert relative_error(mapped, stacked) < 1e-14
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("pooling,activation", [("stride", "tanh"), ("max", "relu")])
-def test_the_stacked_network_is_each_tasks_own_network(pooling, activation):
+def test_the_stacked_network_is_each_tasks_own_network(monkeypatch, pooling, activation, channels_last):
     """``ConvNet.stacked_forward`` (the first-order inner loops' network) gives every task the logits and loss
-    its own parameters give it alone, for Omniglot's strided blocks and Mini-ImageNet's max-pooled RGB ones."""
+    its own parameters give it alone, for Omniglot's strided blocks and Mini-ImageNet's max-pooled RGB ones,
+    with its activations in either memory order (and with ``channels_last`` every convolution reads them so)."""
     torch.manual_seed(0)
     module = ConvNet(num_classes=3, in_channels=3, filters=2, blocks=2, image_size=8, pooling=pooling,
-                     activation=activation).double()
+                     activation=activation, channels_last=channels_last).double()
+    layouts = []
+    convolution = torch.nn.functional.conv2d
+
+    def recording(h, *args, **kwargs):
+        layouts.append(h.is_contiguous(memory_format=torch.channels_last))
+        return convolution(h, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", recording)
     model = FunctionalModel(module, cross_entropy_loss)
     assert model.stacks
     tasks = 4
@@ -293,4 +304,6 @@ def test_the_stacked_network_is_each_tasks_own_network(pooling, activation):
         alone = Batch(batch.x[t], batch.y[t])
         assert relative_error(logits[t], model.forward(theta[t], alone.x)) < 1e-12
         assert abs(float(losses[t] - model.loss(theta[t], alone))) < 1e-12
+    stacked_layouts = layouts[:2]  # the first stacked pass's two convolutions (the per-task ones come after)
+    assert stacked_layouts == [channels_last] * 2, layouts
     assert not FunctionalModel(tiny_mlp(), cross_entropy_loss).stacks  # the MLP keeps vmap

@@ -21,11 +21,13 @@ def test_computing_operations_count_and_views_allocations_and_no_ops_do_not():
     assert counter.counts == {"add": 1, "mul": 1, "add_": 1, "_to_copy": 1}
 
 
+@pytest.mark.parametrize("kind", ["convnet", "convnet-channels-last"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_the_batched_engine_runs_as_many_operations_for_six_tasks_as_for_two(config):
+def test_the_batched_engine_runs_as_many_operations_for_six_tasks_as_for_two(config, kind):
     """A per-task loop inside the batched engine (a Python loop over tasks, or an operator whose derivative
-    loops over a grouped convolution's groups) would make the count grow with the meta-batch."""
-    model, theta, tasks = problem("convnet")
+    loops over a grouped convolution's groups) would make the count grow with the meta-batch; in either
+    memory order of the stacked network."""
+    model, theta, tasks = problem(kind)
     name, hyperparameters = CONFIGS[config]
     algorithm = make_algorithm(name, **hyperparameters)
     small, large = TaskBatch.stack(tasks[:2]), TaskBatch.stack(tasks)

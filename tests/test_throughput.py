@@ -30,6 +30,13 @@ def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, caps
     imaml = frame[frame["algorithm"] == "imaml"]
     assert (imaml["hvp_evals"] > 0).all()
     assert "batched_over_per_task" in capsys.readouterr().out
+    assert not frame["channels_last"].any()
+    # the stacked network channels last: the batched rows say so, and still equal the per-task engine
+    assert main(["throughput", "--out", str(out / "nhwc"), "--presets", "omniglot-5w1s-imaml-gd", "--engines",
+                 "batched", "--channels-last", "--filters", "4", "--meta-batch", "2", "--iterations", "1",
+                 "--warmup", "0", "--data-root", str(root), "--no-progress"]) == 0
+    nhwc = pd.read_csv(out / "nhwc" / "throughput.csv")
+    assert nhwc["channels_last"].all() and (nhwc["max_rel_diff_vs_per_task"] < 1e-10).all()
 
 
 @pytest.mark.parametrize("argv,fragment", [

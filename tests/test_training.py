@@ -366,6 +366,31 @@ def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys):
     assert "keeps its task stream" in capsys.readouterr().err
 
 
+def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
+    """--channels-last (the stacked network's memory order) trains and evaluates the same run, is kept in the
+    run's config, is given again on --resume like the capture, and has no meaning for the per-task engine."""
+    root = require_data("omniglot-py")
+    config = float64_config(root, "imaml-gd", iterations=2, engine="batched")
+    train(config, tmp_path / "plain", progress=False)
+    train(replace(config, channels_last=True), tmp_path / "nhwc", progress=False)
+    a, b = (torch.load(tmp_path / run / "checkpoint.pt")["theta"] for run in ("plain", "nhwc"))
+    rest = ~bias_ahead_of_batchnorm(4)  # as in the engines' comparison above: Adam's steps on noise left out
+    assert ((a[rest] - b[rest]).norm() / a[rest].norm()).item() < 1e-10
+    assert (a[~rest] - b[~rest]).abs().max().item() < 1e-6
+    assert json.loads((tmp_path / "nhwc" / "config.json").read_text())["config"]["channels_last"] is True
+    evaluation = EvalConfig(split="val", tasks=6, engine="batched")
+    plain, nhwc = (evaluate_run(tmp_path / run, evaluation, progress=False) for run in ("plain", "nhwc"))
+    assert nhwc["accuracy"] == pytest.approx(plain["accuracy"], abs=1e-12)
+    assert main(["train", "--out", str(tmp_path / "nhwc"), "--resume", "--iterations", "3", "--channels-last",
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "nhwc" / "config.json").read_text())["config"]["channels_last"] is True
+    with pytest.raises(ConfigError, match="per-task engine has none"):
+        replace(config, engine="per-task", channels_last=True)
+    assert main(["train", "--preset", "omniglot-5w1s-maml", "--engine", "per-task", "--channels-last",
+                 "--out", str(tmp_path / "refused"), "--data-root", str(root), "--no-progress"]) == 2
+    assert "per-task engine has none" in capsys.readouterr().err and not (tmp_path / "refused").exists()
+
+
 def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
     """--compile (dynamo's tracing here; inductor's numerics: tests/test_batched_engine.py) trains the same
     run as the eager batched engine (outer SGD: the compiled Adam rounds its bias correction in float32)."""
