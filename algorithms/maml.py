@@ -91,7 +91,10 @@ class MAML(InnerGradientDescentConfig):
         return MetaGradient(gradient.detach(), record, phi)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
-        """Nested ``torch.func.grad`` through the unrolled steps (as ``maml_meta_gradient_torch_func``), per task."""
+        """On the stacked network where the model has one (``_stacked_meta_gradient``), else nested
+        ``torch.func.grad`` through the unrolled steps (as ``maml_meta_gradient_torch_func``), per task."""
+        if model.stacks:
+            return self._stacked_meta_gradient(model, theta, tasks)
         untracked = self.inner_steps - self.tracked_steps
 
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
@@ -118,6 +121,35 @@ class MAML(InnerGradientDescentConfig):
                 hvp_evals=self.tracked_steps), phi
 
         return batched.over_tasks(per_task, theta, tasks)
+
+    def _stacked_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        """The same meta-gradient for the whole meta-batch on the stacked network, the chain rule through the
+        tracked steps written out. Step i maps phi_i to phi_i - lr (grad L(phi_i) + lam (phi_i - theta)), so a
+        cotangent v of phi_{i+1} is (1 - lr lam) v - lr H_i v for phi_i, and lr lam v for theta through the
+        proximal anchor; the untracked steps' Jacobian is the identity (``backprop_steps``), as is phi_0's.
+        Each H_i v is one forward-over-reverse pass for every task (``batched.stacked_hessian_product`` at
+        phi_i): nested ``grad`` would differentiate the stacked network's backward again, and PyTorch's
+        double backward of a grouped convolution loops over its groups, where forward over reverse does not."""
+        start = batched.stacked_start(model, theta, tasks.size)
+        step = batched.stacked_proximal_gradient(model, tasks.support, start, self.lam)
+        iterates = [start]  # phi_0 ... phi_K, packed; the forward pass is first order
+        for _ in range(self.inner_steps):
+            iterates.append(torch.add(iterates[-1], step(iterates[-1]), alpha=-self.inner_lr))
+        phi = iterates[-1]
+        query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
+        anchor = torch.zeros_like(v) if self.lam else None  # theta's gradient through the proximal anchors
+        for phi_i in reversed(iterates[self.inner_steps - self.tracked_steps:-1]):
+            product = batched.stacked_hessian_product(model, tasks.support, phi_i)(v)
+            if self.lam:
+                anchor = torch.add(anchor, v, alpha=self.inner_lr * self.lam)
+                v = torch.add(v * (1 - self.inner_lr * self.lam), product, alpha=-self.inner_lr)
+            else:
+                v = torch.add(v, product, alpha=-self.inner_lr)
+        with torch.no_grad():
+            inner_loss = model.stacked_losses(phi, tasks.support)[0]
+        diagnostics = batched.record(inner_loss=inner_loss, query_loss=query_loss, query_accuracy=accuracy,
+                                     grad_evals=self.inner_steps + 1, hvp_evals=self.tracked_steps)
+        return batched.BatchedMetaGradient(v if anchor is None else v + anchor, diagnostics, model.unpack(phi, tasks.size))
 
 
 def maml_meta_gradient_torch_func(config: MAML, model: FunctionalModel, theta: Tensor, task: Task) -> Tensor:

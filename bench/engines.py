@@ -19,12 +19,15 @@ def default_engine(device: str, algorithm: Any = None) -> str:
 
 
 def batched_faster_on_cpu(algorithm: Any) -> bool:
-    """Reptile, both forms, and iMAML with gradient descent inside: every step, or every inner step, first-order,
-    so on the stacked network. On this project's 2-core CPU (``metagrad throughput``, Omniglot 5-way 1-shot
-    presets) the eager batched engine ran them 1.05 to 1.37 times as fast as the per-task one in two runs
-    (reports/throughput-cpu/, reports/throughput-cpu-10-iterations/), and MAML, first-order MAML and iMAML-HF
-    0.59 to 0.82 times as fast (compiled, it overtook for MAML too, after minutes of compiling: README)."""
-    return algorithm.name == "reptile" or (algorithm.name == "imaml" and algorithm.inner_solver == "gd")
+    """Reptile, both forms, iMAML with gradient descent inside and MAML: the algorithms whose whole meta-gradient
+    runs on the stacked network. On this project's 2-core CPUs (``metagrad throughput``, Omniglot 5-way 1-shot
+    presets) the eager batched engine ran Reptile and iMAML-GD 1.05 to 1.56 times as fast as the per-task one
+    (reports/throughput-cpu*/), first-order MAML 0.59 to 0.95 times (a tie in alternating runs since) and
+    iMAML-HF 0.41 to 0.60 times. MAML ran 0.66 to 0.82 times as fast while its steps were under ``vmap``;
+    on the stacked network (its Hessian-vector products forward over reverse) 1.07, 1.26 and 1.14 times in
+    three alternating runs on the Intel Xeon (README, "Two engines")."""
+    return (algorithm.name in ("reptile", "maml")
+            or (algorithm.name == "imaml" and algorithm.inner_solver == "gd"))
 
 
 def default_sampler(device: str) -> str:

@@ -26,7 +26,7 @@ def test_bad_hyperparameters_raise_a_clear_error(name, kwargs, fragment):
         make_algorithm(name, **kwargs)
 
 
-@pytest.mark.parametrize("variant,cpu_engine", [("maml", "per-task"), ("fomaml", "per-task"), ("reptile", "batched"),
+@pytest.mark.parametrize("variant,cpu_engine", [("maml", "batched"), ("fomaml", "per-task"), ("reptile", "batched"),
                                                 ("reptile-shared", "batched"), ("imaml-gd", "batched"),
                                                 ("imaml-hf", "per-task")])
 def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cpu_engine):
