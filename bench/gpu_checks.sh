@@ -33,9 +33,9 @@
 #            (host sampler; its meta-gradients compared with the per-task ones on 8 tasks, float64 and
 #            float32), then captured as a CUDA graph with the device sampler (with the host sampler if that
 #            capture fails), every row traced (kernel launches, host syncs, the kernels that take the time).
-#            Then the presets that run on the stacked network (first-order MAML, Reptile, iMAML-GD) again with
-#            --channels-last, measured the same way, each checked against the per-task engine on 4 tasks in
-#            float64 (throughput-channels-last). About 5 minutes. Writes flags.env: the capture the training
+#            Then the presets that run on the stacked network (MAML, first-order MAML, Reptile, iMAML-GD)
+#            again with --channels-last, measured the same way, each checked against the per-task engine on
+#            4 tasks in float64 (throughput-channels-last). About 5 minutes. Writes flags.env: the capture the training
 #            phases use, with --channels-last where it made iMAML-GD at least 3% faster and the same to 1e-10;
 #            a preset trains with the graph only where its captured-iteration test passed too (TRAIN_FLAGS
 #            overrides flags.env).
@@ -175,7 +175,7 @@ measure() {
   # it made iMAML-GD faster and computed the same thing (faster_channels_last)
   if step 100 "batched engine, channels last (${measured[*]})" "${MG[@]}" throughput \
       --out "$R/throughput-channels-last" --engines batched --channels-last "${measured[@]}" --check-tasks 4 --trace \
-      --presets omniglot-5w1s-fomaml,omniglot-5w1s-reptile,omniglot-5w1s-imaml-gd "${SMALL[@]}" "${COMMON[@]}" \
+      --presets omniglot-5w1s-maml,omniglot-5w1s-fomaml,omniglot-5w1s-reptile,omniglot-5w1s-imaml-gd "${SMALL[@]}" "${COMMON[@]}" \
       && faster_channels_last "$base/throughput.csv" "$R/throughput-channels-last/throughput.csv"; then
     FLAGS="$FLAGS --channels-last"
   fi
