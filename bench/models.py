@@ -69,8 +69,8 @@ class ConvNet(nn.Module):
         ...]): a layer is one grouped convolution (its bias included) and one BatchNorm whose channels,
         and so batch statistics, are per task, where ``vmap`` would add the biases and BatchNorm's scale
         and shift as separate operations. The batched engine's first-order inner loops run on it
-        (``algorithms.batched.stacked_gradient_descent``), and iMAML's Hessian-vector products (``second_order``,
-        as in ``forward``). With ``channels_last`` the activations are laid out channels last."""
+        (``algorithms.batched.stacked_gradient_descent``), and MAML's and iMAML's Hessian-vector products
+        (``second_order``, as in ``forward``). With ``channels_last`` the activations are laid out channels last."""
         tasks, images = x.shape[:2]
         h = x.transpose(0, 1).reshape(images, tasks * x.shape[2], *x.shape[3:])
         if self.channels_last:  # every layer keeps its input's memory order
