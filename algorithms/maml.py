@@ -23,7 +23,7 @@ from torch import Tensor
 
 from . import batched
 from .functional import FunctionalModel, Task, TaskBatch
-from .inner_solvers import functional_gradient_descent, gradient_descent
+from .inner_solvers import functional_gradient_descent, gradient_descent, gradient_steps
 from .protocol import (
     InnerGradientDescentConfig,
     MetaGradient,
@@ -134,7 +134,7 @@ class MAML(InnerGradientDescentConfig):
         step = batched.stacked_proximal_gradient(model, tasks.support, start, self.lam)
         iterates = [start]  # phi_0 ... phi_K, packed; the forward pass is first order
         for _ in range(self.inner_steps):
-            iterates.append(torch.add(iterates[-1], step(iterates[-1]), alpha=-self.inner_lr))
+            iterates.append(gradient_steps(step, iterates[-1], 1, self.inner_lr))
         phi = iterates[-1]
         query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
         anchor = torch.zeros_like(v) if self.lam else None  # theta's gradient through the proximal anchors

@@ -21,8 +21,8 @@ def default_engine(device: str, algorithm: Any = None) -> str:
 def batched_faster_on_cpu(algorithm: Any) -> bool:
     """Reptile, both forms, iMAML with gradient descent inside and MAML: the algorithms whose whole meta-gradient
     runs on the stacked network. On this project's 2-core CPUs (``metagrad throughput``, Omniglot 5-way 1-shot
-    presets) the eager batched engine ran Reptile and iMAML-GD 1.05 to 1.56 times as fast as the per-task one
-    (reports/throughput-cpu*/), first-order MAML 0.59 to 0.95 times (a tie in alternating runs since) and
+    presets) the eager batched engine ran Reptile and iMAML-GD 1.05 to 2.15 times as fast as the per-task one
+    (reports/throughput-cpu*/), first-order MAML 0.59 to 0.84 times (a tie in alternating runs since) and
     iMAML-HF 0.41 to 0.60 times. MAML ran 0.66 to 0.82 times as fast while its steps were under ``vmap``;
     on the stacked network (its Hessian-vector products forward over reverse) 1.07, 1.26 and 1.14 times in
     three alternating runs on the Intel Xeon (README, "Two engines")."""
