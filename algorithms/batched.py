@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from .functional import Batch, FunctionalModel, TaskBatch
-from .hessian_vector_product import forward_over_reverse_hvp
 from .inner_solvers import gradient_steps
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
@@ -136,14 +135,12 @@ def stacked_proximal_gradient(model: FunctionalModel, support: Batch, anchor: Te
 def stacked_hessian_product(model: FunctionalModel, support: Batch, phi: Tensor) -> Callable[[Tensor], Tensor]:
     """u [tasks, parameters] -> each task's H_t u_t, H_t the Hessian of its support loss at its phi_t (phi in
     ``FunctionalModel.pack``'s layout): forward over reverse (``forward_over_reverse_hvp``) on the stacked network,
-    every task's product in one pass. Forward over reverse keeps its operation count whatever the meta-batch
+    every task's product in one pass (``FunctionalModel.stacked_hessian_product``: the products at one phi compute
+    what depends on phi alone once). Forward over reverse keeps its operation count whatever the meta-batch
     (tested), where reverse over reverse would loop over a grouped convolution's groups."""
     tasks = support.x.shape[0]
-
-    def losses(p: Tensor) -> Tensor:
-        return model.stacked_losses(p, support, second_order=True)[0].sum()
-
-    return lambda u: model.unpack(forward_over_reverse_hvp(losses, phi, model.pack(u)), tasks)
+    product = model.stacked_hessian_product.bind(phi, support.x, support.y)
+    return lambda u: model.unpack(product(model.pack(u)), tasks)
 
 
 def stacked_query_loss_and_gradient(model: FunctionalModel, phi: Tensor, query: Batch) -> tuple[Tensor, Tensor, Tensor]:

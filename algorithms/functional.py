@@ -6,6 +6,7 @@ meta-gradient is one tensor that can be compared, averaged and checked by finite
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+
+from .hessian_vector_product import forward_over_reverse_hvp
+from .staging import Staged
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -131,6 +135,7 @@ class FunctionalModel:
         self.shapes = [p.shape for _, p in named]
         self.numels = [p.numel() for _, p in named]
         self.has_second_order_form = "second_order" in inspect.signature(module.forward).parameters
+        self._pack_permutations: dict[tuple[int, torch.device], Tensor] = {}  # pack's, by meta-batch size and device
         for m in module.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
                 raise ValueError(
@@ -177,7 +182,21 @@ class FunctionalModel:
         """Every task's parameters ``flat`` [tasks, parameters] in the stacked network's layout: parameter by
         parameter, each a [tasks, its size] block, the blocks flattened one after another. Each parameter of every
         task is then one contiguous view, so the network reads it without a copy, and a gradient step on all of
-        them is one operation (``algorithms.batched.stacked_gradient_descent``)."""
+        them is one operation (``algorithms.batched.stacked_gradient_descent``).
+
+        One gather (``torch.take``, which reads ``flat`` through its strides: theta expanded over the tasks is not
+        copied first) by the layout's permutation, made once per meta-batch size and device; where a block-by-block
+        copy would be a copy per parameter (every Hessian-vector product of the stacked network packs its
+        direction). Under ``torch.compile`` the blocks are copied, which inductor fuses."""
+        if torch.compiler.is_compiling():
+            return self._pack_by_blocks(flat)
+        key = (flat.shape[0], flat.device)
+        if key not in self._pack_permutations:
+            grid = torch.arange(flat.numel(), device=flat.device).view(flat.shape)
+            self._pack_permutations[key] = self._pack_by_blocks(grid)
+        return torch.take(flat, self._pack_permutations[key])
+
+    def _pack_by_blocks(self, flat: Tensor) -> Tensor:
         return torch.cat([chunk.reshape(-1) for chunk in torch.split(flat, self.numels, dim=1)])
 
     def unpack(self, packed: Tensor, tasks: int) -> Tensor:
@@ -196,6 +215,20 @@ class FunctionalModel:
                                                                         self.shapes)]
         logits = self.module.stacked_forward(parameters, batch.x, second_order)
         return stacked_loss(self.loss_fn)(logits, batch.y), logits
+
+    @functools.cached_property
+    def stacked_hessian_product(self) -> Staged:
+        """(phi, x, y) -> (u -> every task's Hessian-vector product H_t u_t), H_t the Hessian of task t's loss on its
+        set (x [tasks, images, ...], y) at its phi_t, phi, u and the products in ``pack``'s layout: forward over
+        reverse on the stacked network (``second_order``), all tasks in one pass, staged (``Staged``) so that the
+        products at one phi share what depends on phi and the set alone (their forward and backward passes)."""
+
+        def product(phi: Tensor, x: Tensor, y: Tensor, direction: Tensor) -> Tensor:
+            batch = Batch(x, y)
+            return forward_over_reverse_hvp(lambda p: self.stacked_losses(p, batch, second_order=True)[0].sum(), phi,
+                                            direction)
+
+        return Staged(product)
 
     def loss_and_accuracy(self, flat: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
         """The loss and, for classification targets (integer labels), the accuracy."""

@@ -31,7 +31,8 @@ def test_the_batched_engine_runs_as_many_operations_for_six_tasks_as_for_two(con
     name, hyperparameters = CONFIGS[config]
     algorithm = make_algorithm(name, **hyperparameters)
     small, large = TaskBatch.stack(tasks[:2]), TaskBatch.stack(tasks)
-    algorithm.batched_meta_gradient(model, theta, small)  # caches filled (Reptile's minibatch indices)
+    for batch in (small, large):  # caches filled, once per meta-batch size (Reptile's minibatch indices, pack's order)
+        algorithm.batched_meta_gradient(model, theta, batch)
     counts = [count_operations(lambda batch=batch: algorithm.batched_meta_gradient(model, theta, batch)).total
               for batch in (small, large)]
     per_task = count_operations(lambda: algorithm.meta_gradient(model, theta, tasks[0])).total
