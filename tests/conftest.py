@@ -1,6 +1,7 @@
 """Shared fixtures: tiny float64 networks with BatchNorm in training mode, and tasks for them."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -30,6 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # addopts keeps `pytest --benchmark-only` legal (pytest-benchmark refuses the two together).
     if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
         config.option.benchmark_disable = True
+    # Under pytest-xdist (the README's test command, `-n 2`) each worker process is given one thread: two
+    # workers of two OpenMP threads each on two cores wait on each other's spinning threads.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -3,6 +3,7 @@ counters, and a second run fails when a counter differs from the baseline's."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,10 @@ def test_counter_changes_flags_any_difference_and_skips_missing_counters():
 
 def _pytest(*args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SELECTION, "--benchmark-only", *args]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # a pytest of its own, not one of this run's xdist workers: pytest-benchmark turns itself off in a process that
+    # inherits a worker's PYTEST_XDIST_* variables
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST")}
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=environment)
 
 
 def test_saved_run_is_fingerprinted_and_a_changed_counter_fails_the_comparison(tmp_path):
