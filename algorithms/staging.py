@@ -45,18 +45,18 @@ class Staged:
     def bind(self, *fixed: Tensor) -> Callable[[Tensor], Tensor]:
         if torch.compiler.is_compiling():
             return lambda varying: self.function(*fixed, varying)
-        saved: list[tuple[Tensor, ...]] = []  # the first stage's values, from the first call on
+        saved: dict[Signature, tuple[Tensor, ...]] = {}  # the first stage's values, by the trace that made them
 
         def call(varying: Tensor) -> Tensor:
-            if not saved:
-                first, _ = self._staged(fixed, varying)
-                saved.append(first(*fixed))
-            return self._staged(fixed, varying)[1](*saved[0], varying)
+            key = _signature((*fixed, varying))
+            first, second = self._staged(key, fixed, varying)
+            if key not in saved:  # the first call (or a direction laid out otherwise, whose trace is another)
+                saved[key] = first(*fixed)
+            return second(*saved[key], varying)
 
         return call
 
-    def _staged(self, fixed: tuple[Tensor, ...], varying: Tensor) -> tuple[fx.GraphModule, fx.GraphModule]:
-        key = _signature((*fixed, varying))
+    def _staged(self, key: Signature, fixed: tuple[Tensor, ...], varying: Tensor) -> tuple[fx.GraphModule, fx.GraphModule]:
         if key not in self._stages:
             # traced outside any active dispatch mode (an operation counter or a host-read check sees the stages'
             # operations when they run, not the trace's), on fake tensors: no computation, and a value read from the
@@ -72,7 +72,7 @@ def split_stages(graph: fx.GraphModule, varying_inputs: int) -> tuple[fx.GraphMo
     """``graph`` (placeholders: the fixed inputs, then ``varying_inputs`` varying ones) as two graphs: the first
     takes the fixed inputs and returns every value the rest needs; the second takes those values and the varying
     inputs and returns ``graph``'s output. An operation may write into a value of the second stage only: one
-that wrote into a value of the first would change it for every later call (refused)."""
+    that wrote into a value of the first would change it for every later call (refused)."""
     nodes = list(graph.graph.nodes)
     placeholders = [n for n in nodes if n.op == "placeholder"]
     varying = set(placeholders[len(placeholders) - varying_inputs:])

@@ -93,6 +93,22 @@ def test_an_operation_writing_into_the_varying_part_is_staged_one_writing_into_t
         Staged(writes_fixed).bind(a)(u)
 
 
+def test_a_direction_laid_out_otherwise_is_traced_on_its_own_at_the_same_point():
+    """The traces are keyed by every input's strides too, and a bound point keeps each trace's first stage apart."""
+    def by_layout(a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        # a first stage that depends on the direction's layout (a trace sees strides as constants)
+        fixed = a.exp() if u.is_contiguous() else a.exp().sin()
+        return (fixed * u).sum(dim=0)
+
+    a = torch.randn(3, 4, dtype=torch.float64)
+    staged = Staged(by_layout)
+    bound = staged.bind(a)
+    u = torch.randn(4, 3, dtype=torch.float64)
+    assert torch.equal(bound(u.t().contiguous()), by_layout(a, u.t().contiguous()))
+    assert torch.equal(bound(u.t()), by_layout(a, u.t()))  # the same values, transposed strides
+    assert staged.traces == 2
+
+
 def test_a_value_read_from_a_fixed_input_is_read_again_at_every_bind():
     """The trace runs on fake tensors: a number read from the data is an operation of the first stage, not a
     constant of the trace that a second point would inherit."""
