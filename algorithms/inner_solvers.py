@@ -58,6 +58,14 @@ def gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float)
 ADAM_BETA2, ADAM_EPSILON = 0.999, 1e-8
 
 
+@torch.compiler.assume_constant_result  # torch 2.11's dynamo (the GPU machine's) cannot trace Random.shuffle
+def _shuffled(size: int) -> tuple[int, ...]:
+    """0, ..., size - 1 in the fixed random order of Python's ``random``, seed 0."""
+    order = list(range(size))
+    random.Random(0).shuffle(order)
+    return tuple(order)
+
+
 @functools.lru_cache(maxsize=64)
 def minibatch_indices(size: int, batch: int, steps: int, device: torch.device | None = None) -> tuple[Tensor, ...]:
     """The examples of each of ``steps`` inner steps, as index tensors on ``device`` (made once per device
@@ -70,10 +78,8 @@ def minibatch_indices(size: int, batch: int, steps: int, device: torch.device | 
     batches' mix of classes is random anyway, and the inner loop stays a pure function of (theta, task)."""
     if batch <= 0 or batch >= size:
         return (torch.arange(size, device=device),) * steps
-    shuffled = list(range(size))
-    random.Random(0).shuffle(shuffled)
     # made on the device itself: torch.compile traces through the cache, and then sees no host tensor
-    order = torch.tensor(shuffled, device=device)
+    order = torch.tensor(_shuffled(size), device=device)
     return tuple(order[(k * batch + torch.arange(batch, device=device)) % size] for k in range(steps))
 
 
@@ -229,7 +235,8 @@ def masked_newton_cg(
     costs a forward pass, where the reference usually stops at the first. ``product_objective``, where
     given, is ``objective`` in a form cheaper to differentiate twice, for the products.
     """
-    products_of = product_objective or objective
+    # not `or`: torch 2.11's dynamo cannot take a nested function's truth value
+    products_of = objective if product_objective is None else product_objective
     phi = start
     zero = torch.zeros((), dtype=torch.long, device=start.device)
     grad_evals = hvp_evals = loss_evals = zero

@@ -65,7 +65,8 @@
 # stopped by its timeout saves a checkpoint first); results are packed into $OUT/gpu-results.tar.gz after
 # every step (a timeout keeps what finished); the log is $OUT/gpu-log-PHASES.txt.
 #
-# A dry run on the CPU checks the script itself (flags, fallbacks, packing, resuming) in a minute or two:
+# A dry run on the CPU checks the script itself (flags, fallbacks, packing, resuming) in a few minutes, its
+# results under $OUT/dry-run-results (RESULTS overrides), never in runs/gpu-results:
 #   OUT=/tmp/gpu-out DEVICE=cpu DATA_ROOT=.device-data DRY_RUN=1 CALL_BUDGET_S=100000 \
 #     bash bench/gpu_checks.sh measure paper maml imaml imaml-minres bench
 set -uo pipefail
@@ -87,7 +88,9 @@ IMAML_MINUTES=${IMAML_MINUTES:-8}
 PAPER_ITERATIONS=${PAPER_ITERATIONS:-60000}  # the preset's
 PAPER_VALIDATE_EVERY=${PAPER_VALIDATE_EVERY:-2000}  # 30 validations of 100 tasks over 60,000 iterations
 RESUME_RESERVE_S=${RESUME_RESERVE_S:-45}
-R=${RESULTS:-runs/gpu-results}  # ignored by git, so it stays on the warm machine between the two calls
+# ignored by git, so it stays on the warm machine between the two calls. A dry run never writes there: that
+# folder holds the GPU runs' checkpoints that the next session carries back (a dry run once overwrote them).
+if [ -n "${DRY_RUN:-}" ]; then R=${RESULTS:-$OUT/dry-run-results}; else R=${RESULTS:-runs/gpu-results}; fi
 mkdir -p "$R" "$OUT"
 R=$(cd "$R" && pwd)
 if [ -d .whl ]; then

@@ -79,8 +79,12 @@ class ConvNet(nn.Module):
         for layer in self.features:
             if isinstance(layer, nn.Conv2d):
                 weight, bias = next(given), next(given)
-                h = F.conv2d(h, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1), layer.stride, layer.padding,
-                             groups=tasks)
+                weight = weight.reshape(-1, *weight.shape[2:])
+                if torch.compiler.is_compiling():  # torch 2.11's inductor (the GPU machine's) cannot lower a
+                    # convolution whose bias is a slice of a computed buffer; the addition fuses into the next kernel
+                    h = F.conv2d(h, weight, None, layer.stride, layer.padding, groups=tasks) + bias.reshape(-1, 1, 1)
+                else:
+                    h = F.conv2d(h, weight, bias.reshape(-1), layer.stride, layer.padding, groups=tasks)
             elif isinstance(layer, nn.BatchNorm2d):
                 weight, bias = next(given), next(given)
                 h = _batch_norm(h, weight.reshape(-1), bias.reshape(-1), layer.eps, second_order)
