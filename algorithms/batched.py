@@ -124,9 +124,14 @@ def stacked_proximal_gradient(model: FunctionalModel, support: Batch, anchor: Te
                               lam: float) -> Callable[[Tensor], Tensor]:
     """phi -> the gradient of every task's G_t(phi_t) = L_t(phi_t) + lam/2 ||phi_t - theta||^2 (``proximal`` with
     theta held fixed) on the stacked network, phi and ``anchor`` (theta for every task) packed: the losses'
-    gradient by autodiff, the proximal term's, lam (phi - theta), in closed form (two operations, where
-    differentiating the squared norm takes a dozen)."""
-    losses_gradient = torch.func.grad(lambda phi: model.stacked_losses(phi, support)[0].sum())
+    gradient by autodiff, the proximal term's in closed form (``with_proximal_term``)."""
+    return with_proximal_term(torch.func.grad(lambda phi: model.stacked_losses(phi, support)[0].sum()), anchor, lam)
+
+
+def with_proximal_term(losses_gradient: Callable[[Tensor], Tensor], anchor: Tensor,
+                       lam: float) -> Callable[[Tensor], Tensor]:
+    """phi -> losses_gradient(phi) + lam (phi - anchor): the proximal term's gradient in closed form (two
+    operations, where differentiating the squared norm takes a dozen)."""
     if not lam:
         return losses_gradient
     return lambda phi: torch.add(losses_gradient(phi), phi - anchor, alpha=lam)
@@ -135,12 +140,23 @@ def stacked_proximal_gradient(model: FunctionalModel, support: Batch, anchor: Te
 def stacked_hessian_product(model: FunctionalModel, support: Batch, phi: Tensor) -> Callable[[Tensor], Tensor]:
     """u [tasks, parameters] -> each task's H_t u_t, H_t the Hessian of its support loss at its phi_t (phi in
     ``FunctionalModel.pack``'s layout): forward over reverse (``forward_over_reverse_hvp``) on the stacked network,
-    every task's product in one pass (``FunctionalModel.stacked_hessian_product``: the products at one phi compute
-    what depends on phi alone once). Forward over reverse keeps its operation count whatever the meta-batch
-    (tested), where reverse over reverse would loop over a grouped convolution's groups."""
+    every task's product in one pass (``FunctionalModel.stacked_gradient_and_hessian_product``: the products at one
+    phi compute what depends on phi alone once). Forward over reverse keeps its operation count whatever the
+    meta-batch (tested), where reverse over reverse would loop over a grouped convolution's groups."""
     tasks = support.x.shape[0]
-    product = model.stacked_hessian_product.bind(phi, support.x, support.y)
-    return lambda u: model.unpack(product(model.pack(u)), tasks)
+    bound = model.stacked_gradient_and_hessian_product.bind(phi, support.x, support.y)
+    return lambda u: model.unpack(bound(model.pack(u))[1], tasks)
+
+
+def stacked_gradient_and_hessian_product(model: FunctionalModel, support: Batch,
+                                         phi: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """Every task's support-loss gradient at phi (packed, as phi) and ``stacked_hessian_product`` there, from one
+    binding: the gradient is a value of the products' first stage, which computes it anyway, so an inner step
+    that will be differentiated through (MAML's) costs no pass of its own. The gradient is the second-order
+    form's (``second_order``): the same function as the first-order steps', equal to rounding (tested)."""
+    tasks = support.x.shape[0]
+    bound = model.stacked_gradient_and_hessian_product.bind(phi, support.x, support.y)
+    return bound.fixed_output(0, like=phi), lambda u: model.unpack(bound(model.pack(u))[1], tasks)
 
 
 def stacked_query_loss_and_gradient(model: FunctionalModel, phi: Tensor, query: Batch) -> tuple[Tensor, Tensor, Tensor]:

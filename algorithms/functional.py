@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .hessian_vector_product import forward_over_reverse_hvp
 from .staging import Staged
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -217,18 +216,22 @@ class FunctionalModel:
         return stacked_loss(self.loss_fn)(logits, batch.y), logits
 
     @functools.cached_property
-    def stacked_hessian_product(self) -> Staged:
-        """(phi, x, y) -> (u -> every task's Hessian-vector product H_t u_t), H_t the Hessian of task t's loss on its
-        set (x [tasks, images, ...], y) at its phi_t, phi, u and the products in ``pack``'s layout: forward over
-        reverse on the stacked network (``second_order``), all tasks in one pass, staged (``Staged``) so that the
-        products at one phi share what depends on phi and the set alone (their forward and backward passes)."""
+    def stacked_gradient_and_hessian_product(self) -> Staged:
+        """(phi, x, y, u) -> (every task's gradient g_t, every task's Hessian-vector product H_t u_t), g_t and H_t
+        those of task t's loss on its set (x [tasks, images, ...], y) at its phi_t, phi, u and the results in
+        ``pack``'s layout: forward over reverse on the stacked network (``second_order``), all tasks in one pass
+        (the gradient is the ``jvp``'s primal output), staged (``Staged``) so that the products at one phi share
+        what depends on phi and the set alone (their forward and backward passes, the gradient among them).
 
-        def product(phi: Tensor, x: Tensor, y: Tensor, direction: Tensor) -> Tensor:
+        The products' first stage computes the gradient anyway, so MAML's inner steps take it from there
+        (``Bound.fixed_output``) rather than from a pass of their own (``batched.stacked_gradient_and_hessian_product``)."""
+
+        def gradient_and_product(phi: Tensor, x: Tensor, y: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
             batch = Batch(x, y)
-            return forward_over_reverse_hvp(lambda p: self.stacked_losses(p, batch, second_order=True)[0].sum(), phi,
-                                            direction)
+            return torch.func.jvp(torch.func.grad(lambda p: self.stacked_losses(p, batch, second_order=True)[0].sum()),
+                                  (phi,), (direction,))
 
-        return Staged(product)
+        return Staged(gradient_and_product)
 
     def loss_and_accuracy(self, flat: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
         """The loss and, for classification targets (integer labels), the accuracy."""

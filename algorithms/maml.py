@@ -127,19 +127,27 @@ class MAML(InnerGradientDescentConfig):
         tracked steps written out. Step i maps phi_i to phi_i - lr (grad L(phi_i) + lam (phi_i - theta)), so a
         cotangent v of phi_{i+1} is (1 - lr lam) v - lr H_i v for phi_i, and lr lam v for theta through the
         proximal anchor; the untracked steps' Jacobian is the identity (``backprop_steps``), as is phi_0's.
-        Each H_i v is one forward-over-reverse pass for every task (``batched.stacked_hessian_product`` at
-        phi_i): nested ``grad`` would differentiate the stacked network's backward again, and PyTorch's
-        double backward of a grouped convolution loops over its groups, where forward over reverse does not."""
+        Each H_i v is one forward-over-reverse pass for every task (``batched.stacked_gradient_and_hessian_product``
+        at phi_i, bound in the forward pass, whose step takes the gradient from the product's first stage): nested
+        ``grad`` would differentiate the stacked network's backward again, and PyTorch's double backward of a
+        grouped convolution loops over its groups, where forward over reverse does not."""
         start = batched.stacked_start(model, theta, tasks.size)
-        step = batched.stacked_proximal_gradient(model, tasks.support, start, self.lam)
-        iterates = [start]  # phi_0 ... phi_K, packed; the forward pass is first order
-        for _ in range(self.inner_steps):
-            iterates.append(gradient_steps(step, iterates[-1], 1, self.inner_lr))
-        phi = iterates[-1]
+        products = []  # u -> H_i u at each tracked step's phi_i, bound as the step takes its gradient there
+
+        def tracked_gradient(phi: Tensor) -> Tensor:
+            gradient, product = batched.stacked_gradient_and_hessian_product(model, tasks.support, phi)
+            products.append(product)
+            return gradient
+
+        # phi_0 ... phi_K, packed; the forward pass is first order
+        phi = gradient_steps(batched.stacked_proximal_gradient(model, tasks.support, start, self.lam), start,
+                             self.inner_steps - self.tracked_steps, self.inner_lr)
+        phi = gradient_steps(batched.with_proximal_term(tracked_gradient, start, self.lam), phi, self.tracked_steps,
+                             self.inner_lr)
         query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
         anchor = torch.zeros_like(v) if self.lam else None  # theta's gradient through the proximal anchors
-        for phi_i in reversed(iterates[self.inner_steps - self.tracked_steps:-1]):
-            product = batched.stacked_hessian_product(model, tasks.support, phi_i)(v)
+        for hessian_product in reversed(products):
+            product = hessian_product(v)
             if self.lam:
                 anchor = torch.add(anchor, v, alpha=self.inner_lr * self.lam)
                 v = torch.add(v * (1 - self.inner_lr * self.lam), product, alpha=-self.inner_lr)

@@ -16,12 +16,14 @@ dtype and device. Under ``torch.compile`` the function runs as it is: dynamo tra
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.fx as fx
 from torch import Tensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._python_dispatch import _disable_current_modes
+from torch.utils._pytree import tree_leaves
 
 Signature = tuple[tuple[tuple[int, ...], tuple[int, ...], torch.dtype, torch.device], ...]
 
@@ -32,47 +34,84 @@ def _signature(tensors: tuple[Tensor, ...]) -> Signature:
 
 class Staged:
     """``function(*fixed, varying)`` run as ``bind(*fixed)(varying)``: what depends on ``fixed`` alone runs
-    once, at the bound function's first call; each call runs only what depends on ``varying``.
+    once, at the bound function's first call; each call runs only what depends on ``varying``. The function
+    returns a tensor or a tuple of tensors; an output that depends on ``fixed`` alone is also there before any
+    call (``Bound.fixed_output``), since the first stage computes it.
 
     ``traces`` counts the signatures traced so far (a bind with the shapes of an earlier one reuses its trace).
     """
 
-    def __init__(self, function: Callable[..., Tensor]):
+    def __init__(self, function: Callable[..., Tensor | tuple[Tensor, ...]]):
         self.function = function
         self.traces = 0
-        self._stages: dict[Signature, tuple[fx.GraphModule, fx.GraphModule]] = {}
+        self._stages: dict[Signature, Stages] = {}
 
-    def bind(self, *fixed: Tensor) -> Callable[[Tensor], Tensor]:
-        if torch.compiler.is_compiling():
-            return lambda varying: self.function(*fixed, varying)
-        saved: dict[Signature, tuple[Tensor, ...]] = {}  # the first stage's values, by the trace that made them
+    def bind(self, *fixed: Tensor) -> Bound:
+        return Bound(self, fixed)
 
-        def call(varying: Tensor) -> Tensor:
-            key = _signature((*fixed, varying))
-            first, second = self._staged(key, fixed, varying)
-            if key not in saved:  # the first call (or a direction laid out otherwise, whose trace is another)
-                saved[key] = first(*fixed)
-            return second(*saved[key], varying)
-
-        return call
-
-    def _staged(self, key: Signature, fixed: tuple[Tensor, ...], varying: Tensor) -> tuple[fx.GraphModule, fx.GraphModule]:
+    def _staged(self, key: Signature, fixed: tuple[Tensor, ...], varying: Tensor) -> Stages:
         if key not in self._stages:
             # traced outside any active dispatch mode (an operation counter or a host-read check sees the stages'
             # operations when they run, not the trace's), on fake tensors: no computation, and a value read from the
             # data (an ``item``) is an operation of the graph, not a constant baked into it
+            # on tensors of their own: an input passed twice (a bound phi as ``like``) would be one traced value
             with _disable_current_modes():
-                graph = make_fx(self.function, tracing_mode="fake")(*fixed, varying)
+                inputs = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in (*fixed, varying)]
+                graph = make_fx(self.function, tracing_mode="fake")(*inputs)
             self._stages[key] = split_stages(graph, varying_inputs=1)
             self.traces += 1
         return self._stages[key]
 
 
-def split_stages(graph: fx.GraphModule, varying_inputs: int) -> tuple[fx.GraphModule, fx.GraphModule]:
+class Bound:
+    """A ``Staged`` function bound to its fixed inputs. It keeps the first stage's values per trace: a varying
+    input laid out otherwise has a trace of its own, whose second stage must read its own first stage's values.
+    Under ``torch.compile`` the function runs unstaged (dynamo traces it, and drops what is not used)."""
+
+    def __init__(self, staged: Staged, fixed: tuple[Tensor, ...]):
+        self.staged, self.fixed = staged, fixed
+        self._saved: dict[Signature, tuple[Tensor, ...]] = {}
+
+    def __call__(self, varying: Tensor) -> Tensor | tuple[Tensor, ...]:
+        if torch.compiler.is_compiling():
+            return self.staged.function(*self.fixed, varying)
+        stages, values = self._first_stage(varying)
+        return stages.second(*values, varying)
+
+    def fixed_output(self, index: int, like: Tensor) -> Tensor:
+        """Output ``index`` of the function's tuple, which depends on the fixed inputs alone, as the first stage
+        computes it (running that stage now if no call has, as a call with a varying input of ``like``'s shape,
+        strides, dtype and device would); ``ValueError`` for an output that depends on the varying input."""
+        if torch.compiler.is_compiling():
+            return self.staged.function(*self.fixed, like)[index]
+        stages, values = self._first_stage(like)
+        position = stages.fixed_outputs[index]
+        if position is None:
+            raise ValueError(f"output {index} of the staged function depends on its varying input")
+        return values[position]
+
+    def _first_stage(self, varying: Tensor) -> tuple[Stages, tuple[Tensor, ...]]:
+        key = _signature((*self.fixed, varying))
+        stages = self.staged._staged(key, self.fixed, varying)
+        if key not in self._saved:  # the first call (or a varying input laid out otherwise, whose trace is another)
+            self._saved[key] = stages.first(*self.fixed)
+        return stages, self._saved[key]
+
+
+class Stages(NamedTuple):
+    """``split_stages``'s result. ``fixed_outputs``: for each output of the graph (flattened), its position among
+    the first stage's values where it is one of them (it depends on the fixed inputs alone), else None."""
+    first: fx.GraphModule
+    second: fx.GraphModule
+    fixed_outputs: tuple[int | None, ...]
+
+
+def split_stages(graph: fx.GraphModule, varying_inputs: int) -> Stages:
     """``graph`` (placeholders: the fixed inputs, then ``varying_inputs`` varying ones) as two graphs: the first
     takes the fixed inputs and returns every value the rest needs; the second takes those values and the varying
-    inputs and returns ``graph``'s output. An operation may write into a value of the second stage only: one
-    that wrote into a value of the first would change it for every later call (refused)."""
+    inputs and returns ``graph``'s output (``Stages.fixed_outputs`` says which outputs are first-stage values). An
+    operation may write into a value of the second stage only: one that wrote into a value of the first would
+    change it for every later call (refused)."""
     nodes = list(graph.graph.nodes)
     placeholders = [n for n in nodes if n.op == "placeholder"]
     varying = set(placeholders[len(placeholders) - varying_inputs:])
@@ -106,7 +145,9 @@ def split_stages(graph: fx.GraphModule, varying_inputs: int) -> tuple[fx.GraphMo
         elif node in varying or node is output:
             copies[node] = second.node_copy(node, copies.__getitem__)
     second.eliminate_dead_code()
-    return fx.GraphModule(graph, first), fx.GraphModule(graph, second)
+    positions = {node: i for i, node in enumerate(boundary)}
+    fixed_outputs = tuple(positions.get(leaf) if isinstance(leaf, fx.Node) else None for leaf in tree_leaves(output.args[0]))
+    return Stages(fx.GraphModule(graph, first), fx.GraphModule(graph, second), fixed_outputs)
 
 
 def _written_arguments(node: fx.Node) -> list[object]:

@@ -30,7 +30,7 @@ def stacked_problem(pooling: str, channels_last: bool, tasks: int, seed: int):
 
 
 def unstaged(model: FunctionalModel, phi: torch.Tensor, support: Batch, direction: torch.Tensor) -> torch.Tensor:
-    """The product as ``FunctionalModel.stacked_hessian_product`` computes it, without the stages."""
+    """The product as ``FunctionalModel.stacked_gradient_and_hessian_product`` computes it, without the stages."""
     return forward_over_reverse_hvp(lambda p: model.stacked_losses(p, support, second_order=True)[0].sum(), phi,
                                     direction)
 
@@ -42,13 +42,13 @@ def test_the_staged_product_is_the_product_at_every_point_it_is_bound_at(pooling
     reuses the trace and still gets its own products, so no value of the first is baked into the trace; each
     task's product is its own Hessian's, by autograd's double backward."""
     model, _, _, _ = stacked_problem(pooling, channels_last, 3, seed=1)
-    staged = model.stacked_hessian_product
+    staged = model.stacked_gradient_and_hessian_product
     for seed in (1, 2):
         _, phi, support, direction = stacked_problem(pooling, channels_last, 3, seed)
         packed_phi = model.pack(phi)
         product = staged.bind(packed_phi, support.x, support.y)
         for scale in (1.0, -0.5):  # several products at one point: the second stage alone after the first
-            got = product(model.pack(scale * direction))
+            got = product(model.pack(scale * direction))[1]
             assert torch.equal(got, unstaged(model, packed_phi, support, model.pack(scale * direction)))
             got = model.unpack(got, 3)
             for t in range(3):
@@ -57,7 +57,7 @@ def test_the_staged_product_is_the_product_at_every_point_it_is_bound_at(pooling
                 assert relative_error(got[t], expected) < 1e-10
         assert staged.traces == 1
     _, phi, support, direction = stacked_problem(pooling, channels_last, 2, seed=3)  # another meta-batch size
-    got = staged.bind(model.pack(phi), support.x, support.y)(model.pack(direction))
+    got = staged.bind(model.pack(phi), support.x, support.y)(model.pack(direction))[1]
     assert torch.equal(got, unstaged(model, model.pack(phi), support, model.pack(direction)))
     assert staged.traces == 2
 
@@ -65,11 +65,37 @@ def test_the_staged_product_is_the_product_at_every_point_it_is_bound_at(pooling
 def test_a_staged_product_after_the_first_runs_fewer_operations_than_the_unstaged_one():
     model, phi, support, direction = stacked_problem("stride", False, 3, seed=1)
     packed_phi, packed_direction = model.pack(phi), model.pack(direction)
-    product = model.stacked_hessian_product.bind(packed_phi, support.x, support.y)
+    bound = model.stacked_gradient_and_hessian_product.bind(packed_phi, support.x, support.y)
+
+    def product(direction: torch.Tensor) -> torch.Tensor:
+        return bound(direction)[1]
+
     first = count_operations(lambda: product(packed_direction)).total  # both stages
     later = count_operations(lambda: product(packed_direction)).total  # the second stage alone
     whole = count_operations(lambda: unstaged(model, packed_phi, support, packed_direction)).total
     assert later < 0.7 * whole and first <= whole, (first, later, whole)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_gradient_from_the_first_stage_is_the_stacked_networks_gradient(channels_last):
+    """The products' first stage holds every task's support-loss gradient at phi (MAML's inner steps take it from
+    there): available before any product, the same tensor a call returns, equal to the first-order form's gradient
+    to rounding and to each task's own gradient alone (float64); and the products after it are the unstaged ones."""
+    model, phi, support, direction = stacked_problem("stride", channels_last, 3, seed=1)
+    packed_phi = model.pack(phi)
+    bound = model.stacked_gradient_and_hessian_product.bind(packed_phi, support.x, support.y)
+    gradient = bound.fixed_output(0, like=packed_phi)
+    called, product = bound(model.pack(direction))
+    assert called is gradient and torch.equal(product, unstaged(model, packed_phi, support, model.pack(direction)))
+    first_order = torch.func.grad(lambda p: model.stacked_losses(p, support)[0].sum())(packed_phi)
+    assert relative_error(gradient, first_order) < 1e-13
+    gradient = model.unpack(gradient, 3)
+    for t in range(3):
+        alone = torch.func.grad(lambda p, t=t: model.loss(p, Batch(support.x[t], support.y[t])))(phi[t])
+        assert relative_error(gradient[t], alone) < 1e-12
+    with pytest.raises(ValueError, match="depends on its varying input"):
+        bound.fixed_output(1, like=packed_phi)
+    assert model.stacked_gradient_and_hessian_product.traces == 1
 
 
 def test_an_operation_writing_into_the_varying_part_is_staged_one_writing_into_the_fixed_part_is_refused():
