@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .functional import Batch, FunctionalModel, TaskBatch
 from .inner_solvers import gradient_steps
+from .staging import Bound
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
 PerTask = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, dict[str, Tensor], Tensor]]
@@ -143,9 +144,7 @@ def stacked_hessian_product(model: FunctionalModel, support: Batch, phi: Tensor)
     every task's product in one pass (``FunctionalModel.stacked_gradient_and_hessian_product``: the products at one
     phi compute what depends on phi alone once). Forward over reverse keeps its operation count whatever the
     meta-batch (tested), where reverse over reverse would loop over a grouped convolution's groups."""
-    tasks = support.x.shape[0]
-    bound = model.stacked_gradient_and_hessian_product.bind(phi, support.x, support.y)
-    return lambda u: model.unpack(bound(model.pack(u))[1], tasks)
+    return _bound_products(model, support, phi)[1]
 
 
 def stacked_gradient_and_hessian_product(model: FunctionalModel, support: Batch,
@@ -154,9 +153,15 @@ def stacked_gradient_and_hessian_product(model: FunctionalModel, support: Batch,
     binding: the gradient is a value of the products' first stage, which computes it anyway, so an inner step
     that will be differentiated through (MAML's) costs no pass of its own. The gradient is the second-order
     form's (``second_order``): the same function as the first-order steps', equal to rounding (tested)."""
+    bound, product = _bound_products(model, support, phi)
+    return bound.fixed_output(0, like=phi), product
+
+
+def _bound_products(model: FunctionalModel, support: Batch, phi: Tensor) -> tuple[Bound, Callable[[Tensor], Tensor]]:
+    """The staged gradient-and-product bound at phi, and u [tasks, parameters] -> each task's H_t u_t from it."""
     tasks = support.x.shape[0]
     bound = model.stacked_gradient_and_hessian_product.bind(phi, support.x, support.y)
-    return bound.fixed_output(0, like=phi), lambda u: model.unpack(bound(model.pack(u))[1], tasks)
+    return bound, lambda u: model.unpack(bound(model.pack(u))[1], tasks)
 
 
 def stacked_query_loss_and_gradient(model: FunctionalModel, phi: Tensor, query: Batch) -> tuple[Tensor, Tensor, Tensor]:

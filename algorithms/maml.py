@@ -139,7 +139,7 @@ class MAML(InnerGradientDescentConfig):
             products.append(product)
             return gradient
 
-        # phi_0 ... phi_K, packed; the forward pass is first order
+        # phi_K, packed: the untracked steps first order, the tracked ones with the products' gradient
         phi = gradient_steps(batched.stacked_proximal_gradient(model, tasks.support, start, self.lam), start,
                              self.inner_steps - self.tracked_steps, self.inner_lr)
         phi = gradient_steps(batched.with_proximal_term(tracked_gradient, start, self.lam), phi, self.tracked_steps,

@@ -53,8 +53,8 @@ class Staged:
         if key not in self._stages:
             # traced outside any active dispatch mode (an operation counter or a host-read check sees the stages'
             # operations when they run, not the trace's), on fake tensors: no computation, and a value read from the
-            # data (an ``item``) is an operation of the graph, not a constant baked into it
-            # on tensors of their own: an input passed twice (a bound phi as ``like``) would be one traced value
+            # data (an ``item``) is an operation of the graph, not a constant baked into it. The inputs are fresh
+            # tensors of the same layout: one passed twice (a bound phi as ``like``) would be traced as one value
             with _disable_current_modes():
                 inputs = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device) for t in (*fixed, varying)]
                 graph = make_fx(self.function, tracing_mode="fake")(*inputs)
