@@ -136,27 +136,29 @@ def masked_conjugate_gradient(
     negative_curvature = row_scalar(b, False, torch.bool)
     converged = b_norm == 0.0
     active = ~converged
+    # the bookkeeping in as few operations as give the same values (each is a kernel of a captured iteration): the
+    # fills and the threshold made once, counts advanced by adding a bool mask
+    threshold, zero, one = tolerance * b_norm, torch.zeros_like(rr), torch.ones_like(rr)
     for _ in range(max_iterations):
         ap = matvec(p)
-        matvecs = matvecs + active.long()
+        matvecs = matvecs + active
         curvature = row_dot(p, ap)
         meets_curvature = active & (curvature <= 0.0)
         negative_curvature = negative_curvature | meets_curvature
         step = active & ~meets_curvature
-        alpha = torch.where(step, rr / torch.where(step, curvature, torch.ones_like(curvature)), torch.zeros_like(rr))
+        alpha = torch.where(step, rr / torch.where(step, curvature, one), zero)
         # where(), not a product with a zero alpha: a frozen task's product may hold inf or nan
         x = torch.where(step, x + alpha * p, x)
         r = torch.where(step, r - alpha * ap, r)
         rr_next = torch.where(step, row_dot(r, r), rr)
-        iterations = iterations + step.long()
-        reached = step & (rr_next.sqrt() <= tolerance * b_norm)
+        iterations = iterations + step
+        reached = step & (rr_next.sqrt() <= threshold)
         converged = converged | reached
         moves_on = step & ~reached
-        beta = torch.where(moves_on, rr_next / torch.where(moves_on, rr, torch.ones_like(rr)), torch.zeros_like(rr))
+        beta = torch.where(moves_on, rr_next / torch.where(moves_on, rr, one), zero)
         p = torch.where(moves_on, r + beta * p, p)
         rr = rr_next
         active = moves_on
     residual = rr.sqrt()
-    relative = torch.where(b_norm > 0, residual / torch.where(b_norm > 0, b_norm, torch.ones_like(b_norm)),
-                           torch.zeros_like(residual))
+    relative = torch.where(b_norm > 0, residual / torch.where(b_norm > 0, b_norm, one), zero)
     return MaskedCGResult.of_rows(x, iterations, matvecs, residual, relative, negative_curvature, converged)

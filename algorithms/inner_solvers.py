@@ -245,7 +245,7 @@ def masked_newton_cg(
     value_and_grad = torch.func.grad_and_value(objective)
     for _ in range(iterations):
         grad, value = value_and_grad(phi)
-        grad_evals = grad_evals + alive.long()
+        grad_evals = grad_evals + alive  # a bool mask adds as 0 or 1: no conversion
         alive = alive & (grad.norm() > gradient_tolerance)
         solve = masked_conjugate_gradient(lambda u, at=phi: forward_over_reverse_hvp(products_of, at, u), -grad,
                                           cg_steps, cg_tolerance)
@@ -261,8 +261,9 @@ def masked_newton_cg(
         step = 1.0
         for _ in range(max_halvings + 1):
             trial = phi + step * direction
-            loss_evals = loss_evals + (~accepted).long()
-            ok = ~accepted & (objective(trial) <= value + armijo * step * slope)
+            pending = ~accepted
+            loss_evals = loss_evals + pending
+            ok = pending & (objective(trial) <= value + armijo * step * slope)
             chosen = torch.where(ok, trial, chosen)
             accepted = accepted | ok
             step *= 0.5

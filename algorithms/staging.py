@@ -3,7 +3,7 @@
 iMAML's conjugate gradients take several Hessian-vector products at the same phi, and a forward-over-reverse
 product (``jvp`` of ``grad``) recomputes, every time, all that depends on phi and the data alone: the network's
 forward and backward passes, and the parts of the derivative formulas that do not involve the direction (on the
-presets' stacked network, 128 of a product's 331 operations: reports/cpu-operations/staged_products.py).
+presets' stacked network, 134 of a product's 303 operations: reports/cpu-operations/staged_products.py).
 ``Staged`` traces the function once per signature of its inputs into a graph of ATen operations (``make_fx``),
 splits the graph into the operations that depend on the fixed inputs only and the rest, and runs the first part
 once per ``bind`` and the second per call: the same operations in the same order on the same values, so the
@@ -123,9 +123,11 @@ def split_stages(graph: fx.GraphModule, varying_inputs: int) -> Stages:
         if any(not isinstance(a, fx.Node) or a not in varying for a in written):
             raise ValueError(f"cannot stage an operation that writes into a value of the first stage: {node.format_node()}")
     output = next(n for n in nodes if n.op == "output")
-    # the fixed values the second stage reads: computed by the first (constants stay attributes of both)
-    boundary = [n for n in nodes if n not in varying and n.op not in ("output", "get_attr")
-                and any(user in varying or user is output for user in n.users)]
+    live = _live(nodes, output)
+    # the fixed values the second stage reads: computed by the first (constants stay attributes of both). Only
+    # live readers count: a value read by dead operations alone (make_fx keeps them) would be computed and held
+    boundary = [n for n in nodes if n in live and n not in varying and n.op not in ("output", "get_attr")
+                and any(user in live and (user in varying or user is output) for user in n.users)]
 
     first, copies = fx.Graph(), {}
     for node in nodes:
@@ -138,16 +140,28 @@ def split_stages(graph: fx.GraphModule, varying_inputs: int) -> Stages:
     for node in boundary:
         copies[node] = second.placeholder(f"fixed_{node.name}")
     for node in nodes:
-        if node.op == "get_attr" and any(user in varying for user in node.users):
+        if node.op == "get_attr" and any(user in varying and user in live for user in node.users):
             copies[node] = second.node_copy(node)
         elif node in varying and node.op == "placeholder":
             copies[node] = second.placeholder(node.name)
-        elif node in varying or node is output:
+        elif node in varying and node in live or node is output:
             copies[node] = second.node_copy(node, copies.__getitem__)
     second.eliminate_dead_code()
     positions = {node: i for i, node in enumerate(boundary)}
     fixed_outputs = tuple(positions.get(leaf) if isinstance(leaf, fx.Node) else None for leaf in tree_leaves(output.args[0]))
     return Stages(fx.GraphModule(graph, first), fx.GraphModule(graph, second), fixed_outputs)
+
+
+def _live(nodes: list[fx.Node], output: fx.Node) -> set[fx.Node]:
+    """The nodes the output depends on, and those with side effects (``Node.is_impure``) and what they read."""
+    live: set[fx.Node] = set()
+    pending = [output, *(n for n in nodes if n.op == "call_function" and n.is_impure())]
+    while pending:
+        node = pending.pop()
+        if node not in live:
+            live.add(node)
+            pending.extend(node.all_input_nodes)
+    return live
 
 
 def _written_arguments(node: fx.Node) -> list[object]:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .batch_norm import twice_differentiable_batch_norm
+from .relu import twice_differentiable_relu
 
 POOLINGS = ("stride", "max")
 # ReLU is the standard; tanh gives a smooth network for tests that need an exact inner minimizer.
@@ -51,14 +52,17 @@ class ConvNet(nn.Module):
         self.classifier = nn.Linear(filters * size * size, num_classes)
 
     def forward(self, x: Tensor, second_order: bool = False) -> Tensor:
-        """The logits; ``second_order`` takes BatchNorm as ``twice_differentiable_batch_norm`` (the same function,
-        whose derivatives are differentiated again in fewer operations: for MAML's differentiation through the
-        inner steps and for Hessian-vector products)."""
+        """The logits; ``second_order`` takes BatchNorm as ``twice_differentiable_batch_norm`` and ReLU as
+        ``twice_differentiable_relu`` (the same function, whose derivatives are differentiated again in fewer
+        operations: for MAML's differentiation through the inner steps and for Hessian-vector products)."""
         if not second_order:
             return self.classifier(self.features(x).flatten(1))
         h = x
         for layer in self.features:
-            h = _batch_norm(h, layer.weight, layer.bias, layer.eps, True) if isinstance(layer, nn.BatchNorm2d) else layer(h)
+            if isinstance(layer, nn.BatchNorm2d):
+                h = _batch_norm(h, layer.weight, layer.bias, layer.eps, True)
+            else:
+                h = _activation_or_pooling(layer, h, True)
         return self.classifier(h.flatten(1))
 
     def stacked_forward(self, parameters: list[Tensor], x: Tensor, second_order: bool = False) -> Tensor:
@@ -89,7 +93,7 @@ class ConvNet(nn.Module):
                 weight, bias = next(given), next(given)
                 h = _batch_norm(h, weight.reshape(-1), bias.reshape(-1), layer.eps, second_order)
             else:  # the activation or the max-pool: channel by channel, so task by task
-                h = layer(h)
+                h = _activation_or_pooling(layer, h, second_order)
         weight, bias = next(given), next(given)
         return torch.baddbmm(bias.unsqueeze(1), h.reshape(images, tasks, -1).transpose(0, 1), weight.transpose(1, 2))
 
@@ -100,6 +104,14 @@ def _batch_norm(h: Tensor, weight: Tensor, bias: Tensor, eps: float, second_orde
     if second_order and not torch.compiler.is_compiling():
         return twice_differentiable_batch_norm(h, weight, bias, eps)
     return F.batch_norm(h, None, None, weight, bias, training=True, eps=eps)
+
+
+def _activation_or_pooling(layer: nn.Module, h: Tensor, second_order: bool) -> Tensor:
+    """``layer(h)``; a ReLU as ``twice_differentiable_relu`` in the ``second_order`` form (not under torch.compile,
+    as ``_batch_norm``)."""
+    if second_order and isinstance(layer, nn.ReLU) and not torch.compiler.is_compiling():
+        return twice_differentiable_relu(h)
+    return layer(h)
 
 
 def omniglot_convnet(num_classes: int, filters: int = 64, channels_last: bool = False) -> ConvNet:

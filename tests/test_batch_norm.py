@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.batch_norm import twice_differentiable_batch_norm
+from bench.batch_norm import BatchNormBackward, twice_differentiable_batch_norm
 from bench.operations import count_operations
 
 from .finite_differences import relative_error
@@ -107,3 +107,28 @@ def test_a_forward_over_reverse_product_takes_fewer_operations():
     counts = [count_operations(lambda f=f: forward_over_reverse(f, primals, directions)).total
               for f in (second_order, native)]
     assert counts[0] < 0.75 * counts[1], counts
+
+
+@pytest.mark.parametrize("differentiated", [(0, 1, 2, 3), (0,), (1, 2), (3,), (0, 3)])
+def test_the_backward_pass_has_its_own_tangent_and_backward_right(differentiated):
+    """``BatchNormBackward`` (what a forward-over-reverse product differentiates) against torch's finite differences,
+    forward mode (its closed-form tangent) and reverse mode, with every input differentiated and with only some
+    (the others' tangents and cotangents absent), on arbitrary inputs: the formulas hold for any xhat and invstd."""
+    generator = torch.Generator().manual_seed(5)
+    shapes = [(4, 3, 2, 2), (4, 3, 2, 2), (1, 3, 1, 1), (3,)]
+    values = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in shapes]
+    values[2] = values[2].abs() + 0.5  # invstd > 0
+    primals = tuple(v.requires_grad_(i in differentiated) for i, v in enumerate(values))
+    assert torch.autograd.gradcheck(BatchNormBackward.apply, primals, check_forward_ad=True)
+
+
+def test_the_backward_pass_is_batch_norms_gradient():
+    """Its outputs are the native BatchNorm's input, weight and bias gradients."""
+    x, weight, bias = inputs()
+    grad_out = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0, keepdim=True)
+    invstd = torch.rsqrt(var + EPS)
+    mine = BatchNormBackward.apply(grad_out, (x - mean) * invstd, invstd, weight)
+    reference = torch.func.vjp(native, x, weight, bias)[1](grad_out)
+    for a, b in zip(mine, reference):
+        assert relative_error(a, b) < 1e-13

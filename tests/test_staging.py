@@ -119,6 +119,25 @@ def test_an_operation_writing_into_the_varying_part_is_staged_one_writing_into_t
         Staged(writes_fixed).bind(a)(u)
 
 
+def test_what_only_dead_operations_read_is_neither_computed_nor_held_by_the_first_stage():
+    """make_fx keeps operations whose results nothing uses (a forward-mode formula's unused tangents are such): the
+    first stage computes, and a bound point holds, only the fixed values the live operations read."""
+    def with_dead_work(a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        unused = a.cos() * u  # dead: read by nothing the output depends on
+        del unused
+        return a.exp() * u
+
+    a, u = torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    staged = Staged(with_dead_work)
+    bound = staged.bind(a)
+    assert torch.equal(bound(u), with_dead_work(a, u))
+    (stages,) = staged._stages.values()
+    assert [n.target for n in stages.first.graph.nodes if n.op == "call_function"] == [torch.ops.aten.exp.default]
+    (held,) = bound._saved.values()
+    assert len(held) == 1 and torch.equal(held[0], a.exp())
+    assert count_operations(lambda: bound(u)).total == 1
+
+
 def test_a_direction_laid_out_otherwise_is_traced_on_its_own_at_the_same_point():
     """The traces are keyed by every input's strides too, and a bound point keeps each trace's first stage apart."""
     def by_layout(a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -49,4 +49,9 @@ print(f"operations of one product, unstaged:                {whole}")
 print(f"staged, first stage (once per phi):                  {both - second}")
 print(f"staged, second stage (once per product):             {second}")
 print(f"staged product equal to the unstaged one, bit for bit: {torch.equal(product(direction), unstaged())}")
+held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for values in bound._saved.values() for t in values
+        if isinstance(t, torch.Tensor)}
+inputs = {t.untyped_storage().data_ptr() for t in (phi, support.x, support.y)}
+print(f"first-stage values a bound point holds:              {sum(len(v) for v in bound._saved.values())}, "
+      f"{sum(n for p, n in held.items() if p not in inputs) / 2**20:.1f} MiB (the inputs' storages not counted)")
 print(f"trace (once per shape), host seconds on this run:     {trace_s:.1f}")
