@@ -138,7 +138,7 @@ def masked_conjugate_gradient(
     active = ~converged
     # the bookkeeping in as few operations as give the same values (each is a kernel of a captured iteration): the
     # fills and the threshold made once, counts advanced by adding a bool mask
-    threshold, zero, one = tolerance * b_norm, torch.zeros_like(rr), torch.ones_like(rr)
+    threshold, zero, one = tolerance * b_norm, row_scalar(b, 0.0), row_scalar(b, 1.0)
     for _ in range(max_iterations):
         ap = matvec(p)
         matvecs = matvecs + active

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .hessian_vector_product import gradient_and_forward_over_reverse_hvp
 from .staging import Staged
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -228,8 +229,8 @@ class FunctionalModel:
 
         def gradient_and_product(phi: Tensor, x: Tensor, y: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
             batch = Batch(x, y)
-            return torch.func.jvp(torch.func.grad(lambda p: self.stacked_losses(p, batch, second_order=True)[0].sum()),
-                                  (phi,), (direction,))
+            return gradient_and_forward_over_reverse_hvp(lambda p: self.stacked_losses(p, batch, second_order=True)[0].sum(),
+                                                         phi, direction)
 
         return Staged(gradient_and_product)
 

@@ -56,4 +56,10 @@ def forward_over_reverse_hvp(objective: Objective, x: Tensor, v: Tensor) -> Tens
     The batched engine's product: it composes with ``vmap`` over tasks through BatchNorm, where
     reverse-over-reverse (``vjp`` of ``grad``) refuses to run under ``vmap``. Pure, no graph kept.
     """
-    return torch.func.jvp(torch.func.grad(objective), (x,), (v,))[1]
+    return gradient_and_forward_over_reverse_hvp(objective, x, v)[1]
+
+
+def gradient_and_forward_over_reverse_hvp(objective: Objective, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """(grad f(x), (grad^2 f)(x) v): ``forward_over_reverse_hvp`` with the gradient it computes anyway (the
+    ``jvp``'s primal output)."""
+    return torch.func.jvp(torch.func.grad(objective), (x,), (v,))

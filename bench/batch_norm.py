@@ -6,8 +6,8 @@ layer. This autograd Function computes the same thing from a few plain operation
 short: its backward is BatchNorm's closed-form input gradient, and its ``jvp`` the closed-form tangent; that
 backward is itself a Function (``BatchNormBackward``) with its tangent and backward in closed form, since the
 product differentiates it. A forward-over-reverse product through a layer takes 39 operations where the native
-kernels' take 78 (counted by ``bench.operations``, a linear loss's own operations aside; 44 before the backward
-was a Function; tested against ``F.batch_norm`` in float64, values, gradients and both kinds of product).
+kernels' take 78 (44 before the backward was a Function; reports/cpu-operations/shorter_products.py; tested
+against ``F.batch_norm`` in float64, values, gradients and both kinds of product).
 The stacked network uses it for Hessian-vector products only (``ConvNet.stacked_forward``'s
 ``second_order``): for a plain gradient the native kernels are fewer operations.
 
@@ -67,7 +67,7 @@ class TwiceDifferentiableBatchNorm(torch.autograd.Function):
         if grad_xhat is not None:  # g: the whole gradient reaching xhat
             g = grad_xhat if g is None else g + grad_xhat
         if g is not None:  # d xhat / d x applied to g
-            grad_x = _input_gradient(g, xhat, invstd)
+            grad_x = invstd * _projection(g, xhat)
         if grad_invstd is not None:  # d invstd / d x = -invstd^2 xhat / M
             m = xhat.numel() // xhat.shape[1]
             term = xhat * (grad_invstd * invstd * invstd / -m)
@@ -93,18 +93,19 @@ class TwiceDifferentiableBatchNorm(torch.autograd.Function):
         return out_t, xhat_t, invstd_t
 
 
-def _input_gradient(g: Tensor, xhat: Tensor, invstd: Tensor) -> Tensor:
-    """d xhat / d x applied to g, the gradient reaching xhat: invstd (g - mean g - xhat mean(g xhat))."""
+def _projection(g: Tensor, xhat: Tensor) -> Tensor:
+    """P g = g - mean g - xhat mean(g xhat), channel by channel: d xhat / d x applied to g, the gradient reaching
+    xhat, is invstd P g. P is symmetric, which is what ``BatchNormBackward.backward`` uses."""
     axes = _reduced_axes(xhat)
-    return invstd * (g - g.mean(axes, keepdim=True) - xhat * (g * xhat).mean(axes, keepdim=True))
+    return g - g.mean(axes, keepdim=True) - xhat * (g * xhat).mean(axes, keepdim=True)
 
 
 class BatchNormBackward(torch.autograd.Function):
     """BatchNorm's backward pass, (grad_out, xhat, invstd, weight) -> (grad_x, grad_weight, grad_bias), with its
     tangent and its own backward written out: a forward-over-reverse product differentiates this pass, and
     autograd's forward-mode rules for its operations take 21 operations a layer for the tangent where the closed
-    form takes 17, two of which depend on the point alone (staged, they run once per point; counted by
-    ``bench.operations``). With g = grad_out weight, m = mean(g xhat) and M values per channel:
+    form takes 17, two of which depend on the point alone (staged, they run once per point;
+    reports/cpu-operations/shorter_products.py). With g = grad_out weight, m = mean(g xhat) and M values per channel:
     grad_x = invstd (g - mean g - xhat m), grad_weight = sum(grad_out xhat), grad_bias = sum(grad_out)."""
 
     generate_vmap_rule = True
@@ -112,7 +113,7 @@ class BatchNormBackward(torch.autograd.Function):
     @staticmethod
     def forward(grad_out: Tensor, xhat: Tensor, invstd: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         axes = _reduced_axes(xhat)
-        grad_x = _input_gradient(grad_out * _channels(weight, xhat), xhat, invstd)
+        grad_x = invstd * _projection(grad_out * _channels(weight, xhat), xhat)
         return grad_x, (grad_out * xhat).sum(axes), grad_out.sum(axes)
 
     @staticmethod
@@ -159,7 +160,7 @@ class BatchNormBackward(torch.autograd.Function):
         c_grad_out = c_xhat = c_invstd = c_weight = None
         if grad_x_c is not None:
             u = invstd * grad_x_c
-            projected = _input_gradient(u, xhat, torch.ones_like(invstd))
+            projected = _projection(u, xhat)
             c_grad_out = w * projected
             c_weight = (grad_out * projected).sum(axes)
             c_invstd = (grad_x_c * grad_x).sum(axes, keepdim=True) / invstd
