@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .functional import Batch, FunctionalModel, TaskBatch
-from .inner_solvers import gradient_steps
+from .inner_solvers import Linearization, Objective, gradient_steps
 from .staging import Bound
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
@@ -138,20 +138,23 @@ def with_proximal_term(losses_gradient: Callable[[Tensor], Tensor], anchor: Tens
     return lambda phi: torch.add(losses_gradient(phi), phi - anchor, alpha=lam)
 
 
-def stacked_hessian_product(model: FunctionalModel, support: Batch, phi: Tensor) -> Callable[[Tensor], Tensor]:
-    """u [tasks, parameters] -> each task's H_t u_t, H_t the Hessian of its support loss at its phi_t (phi in
-    ``FunctionalModel.pack``'s layout): forward over reverse (``forward_over_reverse_hvp``) on the stacked network,
-    every task's product in one pass (``FunctionalModel.stacked_gradient_and_hessian_product``: the products at one
-    phi compute what depends on phi alone once). Forward over reverse keeps its operation count whatever the
-    meta-batch (tested), where reverse over reverse would loop over a grouped convolution's groups."""
-    return _bound_products(model, support, phi)[1]
+def stacked_losses_and_hessian_product(model: FunctionalModel, support: Batch,
+                                       phi: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
+    """Every task's support loss at its phi_t [tasks], and u [tasks, parameters] -> each task's H_t u_t, H_t the
+    Hessian of its support loss there (phi in ``FunctionalModel.pack``'s layout): forward over reverse
+    (``forward_over_reverse_hvp``) on the stacked network, every task's product in one pass
+    (``FunctionalModel.stacked_gradient_and_hessian_product``: the products at one phi compute what depends on phi
+    alone once, the losses among it). Forward over reverse keeps its operation count whatever the meta-batch
+    (tested), where reverse over reverse would loop over a grouped convolution's groups."""
+    bound, product = _bound_products(model, support, phi)
+    return bound.fixed_output(2, like=phi), product
 
 
 def stacked_gradient_and_hessian_product(model: FunctionalModel, support: Batch,
                                          phi: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    """Every task's support-loss gradient at phi (packed, as phi) and ``stacked_hessian_product`` there, from one
-    binding: the gradient is a value of the products' first stage, which computes it anyway, so an inner step
-    that will be differentiated through (MAML's) costs no pass of its own. The gradient is the second-order
+    """Every task's support-loss gradient at phi (packed, as phi) and ``stacked_losses_and_hessian_product``'s
+    product there, from one binding: the gradient is a value of the products' first stage, which computes it
+    anyway, so an inner step that will be differentiated through (MAML's) costs no pass of its own. The gradient is the second-order
     form's (``second_order``): the same function as the first-order steps', equal to rounding (tested)."""
     bound, product = _bound_products(model, support, phi)
     return bound.fixed_output(0, like=phi), product
@@ -162,6 +165,57 @@ def _bound_products(model: FunctionalModel, support: Batch, phi: Tensor) -> tupl
     tasks = support.x.shape[0]
     bound = model.stacked_gradient_and_hessian_product.bind(phi, support.x, support.y)
     return bound, lambda u: model.unpack(bound(model.pack(u))[1], tasks)
+
+
+def reads_back_cheaply(device: torch.device) -> bool:
+    """Whether the engine may read a value back to the host within an iteration: on the CPU, outside
+    ``torch.compile``, where that costs nothing (there is no GPU to stall and no graph to capture). Where it may,
+    Newton-CG's line search ends once every task has its step (``inner_solvers.armijo_ladder``'s ``stop_early``)."""
+    return device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def stacked_newton_problem(model: FunctionalModel, support: Batch, theta: Tensor,
+                           lam: float) -> tuple[Linearization, Objective, Objective]:
+    """Every task's G_t(phi_t) = L_t(phi_t) + lam/2 ||phi_t - theta_t||^2 (``proximal``, theta [tasks, parameters] held
+    fixed) on the stacked network, for ``inner_solvers.masked_newton_steps`` on the [tasks, parameters] stack of
+    Newton problems:
+
+    - the linearization at phi (G, its gradient and u -> its Hessian times u, row by row), from one binding of the
+      staged products (``FunctionalModel.stacked_gradient_and_hessian_product``, whose first stage computes the
+      losses and the gradient, and whose second the products);
+    - phi [tasks, parameters] -> G [tasks], one forward pass of every task (``inner_solvers.armijo_ladder``);
+    - trials [candidates, tasks, parameters] -> G [candidates, tasks], one forward pass of candidates x tasks
+      networks, each candidate of a task on that task's set (``inner_solvers.armijo_ladder_at_once``).
+
+    The proximal term's value, gradient and product in closed form."""
+    tasks = support.x.shape[0]
+
+    def proximal_value(phi: Tensor) -> Tensor:
+        return 0.5 * lam * (phi - theta).pow(2).sum(dim=-1)
+
+    def linearized(phi: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        packed = model.pack(phi)
+        bound, product = _bound_products(model, support, packed)
+        losses, gradient = bound.fixed_output(2, like=packed), model.unpack(bound.fixed_output(0, like=packed), tasks)
+        return (losses + proximal_value(phi), torch.add(gradient, phi - theta, alpha=lam),
+                lambda u: torch.add(product(u), u, alpha=lam))
+
+    def objective(phi: Tensor) -> Tensor:
+        return model.stacked_losses(model.pack(phi), support)[0] + proximal_value(phi)
+
+    repeated: dict[int, Batch] = {}  # every task's set once per candidate, made once per solve (a dict: dynamo
+    # cannot trace functools.cache)
+
+    def objectives(trials: Tensor) -> Tensor:
+        candidates = trials.shape[0]
+        if candidates not in repeated:
+            repeated[candidates] = Batch(*(t.expand(candidates, *t.shape).reshape(candidates * tasks, *t.shape[1:])
+                                           for t in (support.x, support.y)))
+        packed = model.pack(trials.reshape(candidates * tasks, -1))
+        losses = model.stacked_losses(packed, repeated[candidates])[0].view(candidates, tasks)
+        return losses + proximal_value(trials)
+
+    return linearized, objective, objectives
 
 
 def stacked_query_loss_and_gradient(model: FunctionalModel, phi: Tensor, query: Batch) -> tuple[Tensor, Tensor, Tensor]:

@@ -218,21 +218,28 @@ class FunctionalModel:
 
     @functools.cached_property
     def stacked_gradient_and_hessian_product(self) -> Staged:
-        """(phi, x, y, u) -> (every task's gradient g_t, every task's Hessian-vector product H_t u_t), g_t and H_t
-        those of task t's loss on its set (x [tasks, images, ...], y) at its phi_t, phi, u and the results in
-        ``pack``'s layout: forward over reverse on the stacked network (``second_order``), all tasks in one pass
-        (the gradient is the ``jvp``'s primal output), staged (``Staged``) so that the products at one phi share
-        what depends on phi and the set alone (their forward and backward passes, the gradient among them).
+        """(phi, x, y, u) -> (every task's gradient g_t, every task's Hessian-vector product H_t u_t, every task's
+        loss L_t), g_t, H_t and L_t those of task t's loss on its set (x [tasks, images, ...], y) at its phi_t, phi, u,
+        g and Hu in ``pack``'s layout: forward over reverse on the stacked network (``second_order``), all tasks in
+        one pass (the gradient is the ``jvp``'s primal output), staged (``Staged``) so that the products at one phi
+        share what depends on phi and the set alone (their forward and backward passes, the gradient and the losses
+        among them).
 
-        The products' first stage computes the gradient anyway, so MAML's inner steps take it from there
-        (``Bound.fixed_output``) rather than from a pass of their own (``batched.stacked_gradient_and_hessian_product``)."""
+        The products' first stage computes the gradient and the losses anyway, so MAML's inner steps and iMAML's
+        Newton iterations take them from there (``Bound.fixed_output``) rather than from a pass of their own
+        (``batched.stacked_gradient_and_hessian_product``)."""
 
-        def gradient_and_product(phi: Tensor, x: Tensor, y: Tensor, direction: Tensor) -> tuple[Tensor, Tensor]:
+        def gradient_product_and_losses(phi: Tensor, x: Tensor, y: Tensor,
+                                        direction: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             batch = Batch(x, y)
-            return gradient_and_forward_over_reverse_hvp(lambda p: self.stacked_losses(p, batch, second_order=True)[0].sum(),
-                                                         phi, direction)
 
-        return Staged(gradient_and_product)
+            def total(p: Tensor) -> tuple[Tensor, Tensor]:
+                losses = self.stacked_losses(p, batch, second_order=True)[0]
+                return losses.sum(), losses
+
+            return gradient_and_forward_over_reverse_hvp(total, phi, direction, has_aux=True)
+
+        return Staged(gradient_product_and_losses)
 
     def loss_and_accuracy(self, flat: Tensor, batch: Batch) -> tuple[Tensor, float | None]:
         """The loss and, for classification targets (integer labels), the accuracy."""

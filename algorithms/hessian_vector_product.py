@@ -59,7 +59,11 @@ def forward_over_reverse_hvp(objective: Objective, x: Tensor, v: Tensor) -> Tens
     return gradient_and_forward_over_reverse_hvp(objective, x, v)[1]
 
 
-def gradient_and_forward_over_reverse_hvp(objective: Objective, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+def gradient_and_forward_over_reverse_hvp(objective: Objective, x: Tensor, v: Tensor,
+                                          has_aux: bool = False) -> tuple[Tensor, ...]:
     """(grad f(x), (grad^2 f)(x) v): ``forward_over_reverse_hvp`` with the gradient it computes anyway (the
-    ``jvp``'s primal output)."""
+    ``jvp``'s primal output). ``has_aux``: ``objective`` returns (f(x), aux), and aux, not differentiated, comes
+    third (a value the forward pass computes anyway, such as each task's loss of which f is the sum)."""
+    if has_aux:
+        return torch.func.jvp(torch.func.grad(objective, has_aux=True), (x,), (v,), has_aux=True)
     return torch.func.jvp(torch.func.grad(objective), (x,), (v,))

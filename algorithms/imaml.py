@@ -33,10 +33,13 @@ from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp
 from .inner_solvers import (
     InnerSolution,
     MaskedInnerSolution,
+    armijo_ladder,
+    armijo_ladder_at_once,
     functional_gradient_descent,
     functional_nesterov_accelerated_gradient,
     gradient_descent,
     masked_newton_cg,
+    masked_newton_steps,
     nesterov_accelerated_gradient,
     newton_cg,
 )
@@ -52,6 +55,7 @@ from .protocol import (
 )
 
 INNER_SOLVERS = ("gd", "newton-cg", "nesterov")
+STACKED_INNER_SOLVERS = ("gd", "newton-cg")  # the inner solvers the batched engine runs on the stacked network
 META_SOLVERS = {"cg": (conjugate_gradient, masked_conjugate_gradient), "minres": (minres, masked_minres)}
 
 
@@ -147,15 +151,14 @@ class IMAML:
                                 product_objective=batched.proximal(model, x, y, theta, self.lam, second_order=True))
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
-        if model.stacks and self.inner_solver == "gd":
+        if self._stacks(model):
             with torch.no_grad():
-                return model.unpack(batched.stacked_gradient_descent(model, theta, tasks.support, self.lam,
-                                                                     self.inner_steps, self.inner_lr), tasks.size)
+                return model.unpack(self._stacked_inner_solution(model, theta, tasks.support)[0], tasks.size)
         return batched.adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, tasks)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
         """``meta_gradient`` for every task at once: the masked CG and forward-over-reverse products, on the
-        stacked network where it runs (gradient descent), else per task under ``vmap``."""
+        stacked network where it runs (gradient descent or Newton-CG inside), else per task under ``vmap``."""
 
         def finish(inner: MaskedInnerSolution, query_loss: Tensor, v: Tensor, accuracy: Tensor, sx: Tensor, sy: Tensor):
             """One task's meta-gradient from its inner solution and query gradient v."""
@@ -175,7 +178,7 @@ class IMAML:
                           negative_curvature=solve.negative_curvature)
             return torch.where(solve.iterations > 0, solve.x, v), batched.record(**counts), phi
 
-        if model.stacks and self.inner_solver == "gd":  # every task at once on the stacked network, no vmap
+        if self._stacks(model):  # every task at once on the stacked network, no vmap
             return self._stacked_meta_gradient(model, theta, tasks)
 
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
@@ -185,23 +188,49 @@ class IMAML:
 
         return batched.over_tasks(per_task, theta, tasks)
 
+    def _stacks(self, model: FunctionalModel) -> bool:
+        """Whether the batched engine runs this configuration on the stacked network (Nesterov's steps stay under
+        ``vmap``)."""
+        return model.stacks and self.inner_solver in STACKED_INNER_SOLVERS
+
+    def _stacked_inner_solution(self, model: FunctionalModel, theta: Tensor,
+                                support: Batch) -> tuple[Tensor, dict[str, Tensor | int]]:
+        """Every task's phi, in ``FunctionalModel.pack``'s layout, and the inner loop's counts (``batched.record``'s
+        fields), on the stacked network: gradient descent's steps (``batched.stacked_gradient_descent``), or
+        Newton-CG's iterations on the [tasks, parameters] stack of Newton problems (``masked_newton_steps`` with
+        ``batched.stacked_newton_problem``: the line search's candidates one after another on the CPU, where it stops
+        once every task has its step, else all in one pass)."""
+        if self.inner_solver == "gd":
+            return (batched.stacked_gradient_descent(model, theta, support, self.lam, self.inner_steps, self.inner_lr),
+                    dict(grad_evals=self.inner_steps))
+        start = theta.detach().expand(support.x.shape[0], -1)
+        linearized, objective, objectives = batched.stacked_newton_problem(model, support, start, self.lam)
+        if batched.reads_back_cheaply(start.device):
+            # one candidate after another, until every task has its step (a read back per candidate)
+            line_search = armijo_ladder(objective, stop_early=True)
+        else:  # every candidate in one pass, and nothing read back, so that a CUDA graph can capture the iteration
+            line_search = armijo_ladder_at_once(objectives)
+        inner = masked_newton_steps(linearized, line_search, start, self.inner_steps, self.newton_cg_steps)
+        return model.pack(inner.phi), dict(grad_evals=inner.grad_evals, hvp_evals=inner.hvp_evals,
+                                           loss_evals=inner.loss_evals, inner_negative_curvature=inner.negative_curvature)
+
     def _stacked_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
-        """``meta_gradient`` of gradient descent's iMAML for the whole meta-batch on the stacked network: the steps,
-        the query gradients, and the masked solver on the [tasks, parameters] stack of systems, each task's
-        Hessian-vector products all in one forward-over-reverse pass (``batched.stacked_hessian_product``)."""
-        phi = batched.stacked_gradient_descent(model, theta, tasks.support, self.lam, self.inner_steps, self.inner_lr)
+        """``meta_gradient`` for the whole meta-batch on the stacked network: the inner loop
+        (``_stacked_inner_solution``), the query gradients, and the masked solver on the [tasks, parameters] stack of
+        systems, each task's Hessian-vector products all in one forward-over-reverse pass
+        (``batched.stacked_losses_and_hessian_product``, whose first stage gives the support losses too)."""
+        phi, counts = self._stacked_inner_solution(model, theta, tasks.support)
         query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
-        with torch.no_grad():
-            inner_loss = model.stacked_losses(phi, tasks.support)[0]
-        counts = dict(inner_loss=inner_loss, query_loss=query_loss, query_accuracy=accuracy,
-                      grad_evals=self.inner_steps + 1)
+        counts.update(query_loss=query_loss, query_accuracy=accuracy, grad_evals=counts["grad_evals"] + 1)
         adapted = model.unpack(phi, tasks.size)
         if self.cg_steps == 0:
+            with torch.no_grad():
+                counts.update(inner_loss=model.stacked_losses(phi, tasks.support)[0])
             return batched.BatchedMetaGradient(v, batched.record(**counts), adapted)
-        solve = META_SOLVERS[self.meta_solver][1](
-            self.system(batched.stacked_hessian_product(model, tasks.support, phi)), v, self.cg_steps,
-            self.cg_tolerance)
-        counts.update(grad_evals=self.inner_steps + 2, hvp_evals=solve.matvecs, cg_iterations=solve.iterations,
+        inner_loss, hessian_product = batched.stacked_losses_and_hessian_product(model, tasks.support, phi)
+        solve = META_SOLVERS[self.meta_solver][1](self.system(hessian_product), v, self.cg_steps, self.cg_tolerance)
+        counts.update(inner_loss=inner_loss, grad_evals=counts["grad_evals"] + 1,
+                      hvp_evals=counts.get("hvp_evals", 0) + solve.matvecs, cg_iterations=solve.iterations,
                       cg_residual=solve.relative_residual, negative_curvature=solve.negative_curvature)
         gradients = torch.where((solve.iterations > 0).unsqueeze(-1), solve.x, v)
         return batched.BatchedMetaGradient(gradients, batched.record(**counts), adapted)

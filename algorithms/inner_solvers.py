@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .conjugate_gradient import conjugate_gradient, masked_conjugate_gradient
+from .conjugate_gradient import conjugate_gradient, masked_conjugate_gradient, row_dot, row_scalar
 from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp, value_and_gradient
 
 Objective = Callable[[Tensor], Tensor]
@@ -214,6 +214,14 @@ def functional_nesterov_accelerated_gradient(objective: Objective, start: Tensor
     return MaskedInnerSolution.of_gradient_steps(phi, steps)
 
 
+# phi -> (G(phi), grad G(phi), u -> grad^2 G(phi) u) for one problem (phi [n], G a scalar), or for a stack of
+# independent problems (phi [problems, n], G [problems], the product row by row): a Newton iteration's linearization
+Linearization = Callable[[Tensor], tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]]
+# (phi, direction, G(phi), slope grad G . direction, searching) -> (the point taken, candidates evaluated): Newton-CG's
+# backtracking line search, per problem; value, slope, searching and the count are [..., 1] (``row_dot``'s shape)
+LineSearch = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
 def masked_newton_cg(
     objective: Objective,
     start: Tensor,
@@ -225,47 +233,109 @@ def masked_newton_cg(
     cg_tolerance: float = 0.0,
     product_objective: Objective | None = None,
 ) -> MaskedInnerSolution:
-    """``newton_cg`` without data-dependent control flow, for ``vmap`` and graph capture.
-
-    The same iterations: directions by ``masked_conjugate_gradient`` with forward-over-reverse
-    Hessian-vector products, the steepest-descent fallbacks, and the Armijo backtracking as a fixed
-    ladder of the ``max_halvings + 1`` candidate steps 1, 1/2, 1/4, ..., every one evaluated, the first
-    acceptable one taken. A task the reference would have stopped (gradient below tolerance) is
-    frozen by a mask. Counts are what the reference counts. The price is the ladder: every candidate
-    costs a forward pass, where the reference usually stops at the first. ``product_objective``, where
-    given, is ``objective`` in a form cheaper to differentiate twice, for the products.
-    """
+    """``newton_cg`` without data-dependent control flow, for ``vmap`` and graph capture: ``masked_newton_steps`` on
+    one task's G, the gradient by ``torch.func.grad``, forward-over-reverse Hessian-vector products and the line
+    search's candidates one after another (``armijo_ladder``). ``product_objective``, where given, is ``objective`` in
+    a form cheaper to differentiate twice, for the products."""
     # not `or`: torch 2.11's dynamo cannot take a nested function's truth value
     products_of = objective if product_objective is None else product_objective
-    phi = start
-    zero = torch.zeros((), dtype=torch.long, device=start.device)
-    grad_evals = hvp_evals = loss_evals = zero
-    negative_curvature = torch.zeros((), dtype=torch.bool, device=start.device)
-    alive = torch.ones((), dtype=torch.bool, device=start.device)
     value_and_grad = torch.func.grad_and_value(objective)
-    for _ in range(iterations):
+
+    def linearized(phi: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
         grad, value = value_and_grad(phi)
+        return value, grad, lambda u: forward_over_reverse_hvp(products_of, phi, u)
+
+    return masked_newton_steps(linearized, armijo_ladder(objective, armijo, max_halvings), start, iterations, cg_steps,
+                               gradient_tolerance, cg_tolerance)
+
+
+def masked_newton_steps(
+    linearized: Linearization,
+    line_search: LineSearch,
+    start: Tensor,
+    iterations: int,
+    cg_steps: int,
+    gradient_tolerance: float = 0.0,
+    cg_tolerance: float = 0.0,
+) -> MaskedInnerSolution:
+    """``newton_cg``'s iterations without data-dependent control flow, on one problem or on a stack of independent
+    ones (``start`` [n] or [problems, n]; ``linearized``'s G is then [problems], its product row by row: every task's
+    on the stacked network, ``algorithms.batched.stacked_newton_problem``).
+
+    The same iterations: directions by ``masked_conjugate_gradient`` (which solves a stack row by row), the
+    steepest-descent fallbacks, and the Armijo backtracking as a fixed ladder of candidate steps 1, 1/2, 1/4, ...,
+    every one evaluated, the first acceptable one taken (``armijo_ladder``, or ``armijo_ladder_at_once``). A problem
+    the reference would have stopped (gradient below tolerance) is frozen by a mask. Counts are what the reference
+    counts, one per problem. The price is the ladder: every candidate costs a forward pass, where the reference
+    usually stops at the first."""
+    # per-problem scalars kept as [..., 1] (``row_dot``'s shape), so that they broadcast against the rows
+    phi = start
+    zero = row_scalar(start, 0, torch.long)
+    grad_evals = hvp_evals = loss_evals = zero
+    negative_curvature = row_scalar(start, False, torch.bool)
+    alive = row_scalar(start, True, torch.bool)
+    for _ in range(iterations):
+        value, grad, product = linearized(phi)
         grad_evals = grad_evals + alive  # a bool mask adds as 0 or 1: no conversion
-        alive = alive & (grad.norm() > gradient_tolerance)
-        solve = masked_conjugate_gradient(lambda u, at=phi: forward_over_reverse_hvp(products_of, at, u), -grad,
-                                          cg_steps, cg_tolerance)
-        hvp_evals = hvp_evals + torch.where(alive, solve.matvecs, zero)
-        negative_curvature = negative_curvature | (alive & solve.negative_curvature)
-        direction = torch.where(solve.iterations > 0, solve.x, -grad)
-        slope = torch.dot(grad, direction)
+        alive = alive & (torch.linalg.vector_norm(grad, dim=-1, keepdim=True) > gradient_tolerance)
+        solve = masked_conjugate_gradient(product, -grad, cg_steps, cg_tolerance)
+        hvp_evals = hvp_evals + torch.where(alive, solve.matvecs.unsqueeze(-1), zero)
+        negative_curvature = negative_curvature | (alive & solve.negative_curvature.unsqueeze(-1))
+        direction = torch.where(solve.iterations.unsqueeze(-1) > 0, solve.x, -grad)
+        slope = row_dot(grad, direction)
         uphill = slope >= 0
         direction = torch.where(uphill, -grad, direction)
-        slope = torch.where(uphill, -torch.dot(grad, grad), slope)
-        accepted = ~alive  # a stopped task takes no step
-        chosen = phi
+        slope = torch.where(uphill, -row_dot(grad, grad), slope)
+        phi, evaluated = line_search(phi, direction, value.unsqueeze(-1), slope, alive)  # a stopped problem stays
+        loss_evals = loss_evals + evaluated
+    return MaskedInnerSolution(phi, grad_evals.squeeze(-1), hvp_evals.squeeze(-1), loss_evals.squeeze(-1),
+                               negative_curvature.squeeze(-1))
+
+
+def armijo_ladder(objective: Objective, armijo: float = 1e-4, max_halvings: int = 30,
+                  stop_early: bool = False) -> LineSearch:
+    """``newton_cg``'s backtracking without data-dependent control flow: the candidates phi + t d, t = 1, 1/2, ...,
+    2^-max_halvings, one after another, each evaluated for every problem still searching, the first for which
+    G(phi + t d) <= G(phi) + armijo t slope taken (phi kept where none is). ``objective``: phi [n] -> G, or
+    [problems, n] -> [problems]. ``stop_early`` (where reading a value back costs nothing, on the CPU, outside
+    ``vmap``): the ladder ends once every problem has its step, since the candidates after that change nothing; the
+    same results, bit for bit."""
+
+    def search(phi: Tensor, direction: Tensor, value: Tensor, slope: Tensor, searching: Tensor) -> tuple[Tensor, Tensor]:
+        accepted = ~searching
+        chosen, evaluated = phi, torch.zeros_like(searching, dtype=torch.long)
         step = 1.0
         for _ in range(max_halvings + 1):
             trial = phi + step * direction
             pending = ~accepted
-            loss_evals = loss_evals + pending
-            ok = pending & (objective(trial) <= value + armijo * step * slope)
+            evaluated = evaluated + pending
+            ok = pending & (objective(trial).unsqueeze(-1) <= value + armijo * step * slope)
             chosen = torch.where(ok, trial, chosen)
             accepted = accepted | ok
             step *= 0.5
-        phi = chosen
-    return MaskedInnerSolution(phi, grad_evals, hvp_evals, loss_evals, negative_curvature)
+            if stop_early and bool(accepted.all()):  # a read back: one synchronization a candidate
+                break
+        return chosen, evaluated
+
+    return search
+
+
+def armijo_ladder_at_once(objectives: Objective, armijo: float = 1e-4, max_halvings: int = 30) -> LineSearch:
+    """``armijo_ladder`` with every candidate of every problem evaluated in one call, ``objectives``: [candidates,
+    problems, n] -> [candidates, problems] (on the stacked network, one forward pass of candidates x tasks networks:
+    a few operations where the ladder takes a pass per candidate, for the same arithmetic and candidates x the
+    activations' memory). The same candidates (t d with t a power of two: the same products), the same tests, the
+    first acceptable one taken."""
+
+    def search(phi: Tensor, direction: Tensor, value: Tensor, slope: Tensor, searching: Tensor) -> tuple[Tensor, Tensor]:
+        candidates = max_halvings + 1
+        # 1, 1/2, ..., 2^-max_halvings, exactly (halving is exact where a device's pow need not be)
+        steps = (torch.full((candidates,), 0.5, dtype=phi.dtype, device=phi.device).cumprod(0) * 2.0).view(-1, 1, 1)
+        trials = phi + steps * direction  # [candidates, problems, n]
+        ok = searching & (objectives(trials).unsqueeze(-1) <= value + armijo * steps * slope)
+        found = ok.any(dim=0)
+        first = ok.to(torch.uint8).argmax(dim=0)  # the first acceptable candidate (argmax: the first maximum)
+        evaluated = torch.where(searching, torch.where(found, first + 1, candidates), 0)
+        return torch.where(found, phi + steps.view(-1)[first] * direction, phi), evaluated
+
+    return search

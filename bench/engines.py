@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from algorithms.imaml import STACKED_INNER_SOLVERS
+
 ENGINES = ("per-task", "batched")
 # host: ImageClassTasks with a torch.Generator (the reference stream); device: bench/device_tasks.py
 SAMPLERS = ("host", "device")
@@ -19,15 +21,17 @@ def default_engine(device: str, algorithm: Any = None) -> str:
 
 
 def batched_faster_on_cpu(algorithm: Any) -> bool:
-    """Reptile, both forms, iMAML with gradient descent inside and MAML: the algorithms whose whole meta-gradient
-    runs on the stacked network. On this project's 2-core CPUs (``metagrad throughput``, Omniglot 5-way 1-shot
-    presets) the eager batched engine ran Reptile and iMAML-GD 1.05 to 2.15 times as fast as the per-task one
-    (reports/throughput-cpu*/), first-order MAML 0.59 to 0.84 times (a tie in alternating runs since) and
-    iMAML-HF 0.41 to 0.60 times. MAML ran 0.66 to 0.82 times as fast while its steps were under ``vmap``;
-    on the stacked network (its Hessian-vector products forward over reverse) 1.07, 1.26 and 1.14 times in
-    three alternating runs on the Intel Xeon (README, "Two engines")."""
+    """Reptile, both forms, MAML, and iMAML with gradient descent or Newton-CG inside: the algorithms whose whole
+    meta-gradient runs on the stacked network. On this project's 2-core CPUs (``metagrad throughput``, Omniglot
+    5-way 1-shot presets) the eager batched engine ran Reptile and iMAML-GD 1.05 to 2.15 times as fast as the
+    per-task one (reports/throughput-cpu*/), first-order MAML 0.59 to 0.84 times (a tie in alternating runs
+    since). MAML ran 0.66 to 0.82 times as fast while its steps were under ``vmap``; on the stacked network (its
+    Hessian-vector products forward over reverse) 1.07, 1.26 and 1.14 times in three alternating runs on the
+    Intel Xeon. iMAML-HF ran 0.41 to 0.60 times as fast while its Newton iterations were under ``vmap``; on the
+    stacked network, its line search ending once every task has its step, 1.24, 0.98, 1.12, 1.44 and 1.58 times
+    in five alternating runs on the Intel Xeon (README, "Two engines")."""
     return (algorithm.name in ("reptile", "maml")
-            or (algorithm.name == "imaml" and algorithm.inner_solver == "gd"))
+            or (algorithm.name == "imaml" and algorithm.inner_solver in STACKED_INNER_SOLVERS))
 
 
 def default_sampler(device: str) -> str:

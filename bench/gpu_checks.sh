@@ -33,7 +33,8 @@
 #            (host sampler; its meta-gradients compared with the per-task ones on 8 tasks, float64 and
 #            float32), then captured as a CUDA graph with the device sampler (with the host sampler if that
 #            capture fails), every row traced (kernel launches, host syncs, the kernels that take the time).
-#            Then the presets that run on the stacked network (MAML, first-order MAML, Reptile, iMAML-GD)
+#            Then four presets that run on the stacked network (MAML, first-order MAML, Reptile, iMAML-GD;
+#            iMAML-HF, on it too since, is left out for time)
 #            again with --channels-last, measured the same way, each checked against the per-task engine on
 #            4 tasks in float64 (throughput-channels-last). About 5 minutes. Writes flags.env: the capture the training
 #            phases use, with --channels-last where it made iMAML-GD at least 3% faster and the same to 1e-10;
@@ -173,8 +174,8 @@ measure() {
            base="$R/throughput-eager" measured=(--iterations "$EAGER_ITERATIONS"); }
   fi
   pack
-  # the stacked network channels last (--channels-last), measured as the rows above were, for the presets that
-  # run on it, each compared with the per-task engine in float64 on 4 tasks; the training phases take it where
+  # the stacked network channels last (--channels-last), measured as the rows above were, for four presets that
+  # run on it (iMAML-HF, on it too, left out for time), each compared with the per-task engine in float64 on 4 tasks; the training phases take it where
   # it made iMAML-GD faster and computed the same thing (faster_channels_last)
   if step 100 "batched engine, channels last (${measured[*]})" "${MG[@]}" throughput \
       --out "$R/throughput-channels-last" --engines batched --channels-last "${measured[@]}" --check-tasks 4 --trace \

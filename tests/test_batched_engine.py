@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import Batch, FunctionalModel, TaskBatch, conjugate_gradient, cross_entropy_loss, make_algorithm
+from algorithms import Batch, FunctionalModel, TaskBatch, batched, conjugate_gradient, cross_entropy_loss, make_algorithm
 from algorithms.conjugate_gradient import masked_conjugate_gradient
 from bench.models import ConvNet
 
@@ -186,6 +186,38 @@ def test_the_masked_solvers_solve_a_stack_of_systems_row_by_row(solver):
     assert masked.converged[2] and masked.iterations[2] == 3 and masked.converged[3] and masked.iterations[3] == 0
     if solver == "cg":
         assert masked.negative_curvature[1] and not masked.negative_curvature[0]
+
+def test_the_stacked_newton_line_searches_are_the_whole_ladder():
+    """The stacked network's Newton-CG takes its line search's candidates one after another on the CPU, ending once
+    every task has its step, and all in one pass elsewhere (reading nothing back, for a CUDA graph). Both against
+    the whole ladder one candidate after another: stopping early bit for bit in fewer operations, all at once the
+    same steps and counts in fewer operations again. The tasks here take their steps after different numbers of
+    halvings, so the ladder goes on past the first candidate for some tasks and not for others."""
+    from algorithms.inner_solvers import armijo_ladder, armijo_ladder_at_once, masked_newton_steps
+    from bench.operations import count_operations
+
+    model, theta, tasks = problem("convnet")
+    support = TaskBatch.stack(tasks).support
+    start = theta.expand(TASKS, -1)
+    lam = CONFIGS["imaml-newton-cg"][1]["lam"]
+    linearized, objective, objectives = batched.stacked_newton_problem(model, support, start, lam)
+    searches = {"whole": armijo_ladder(objective), "early": armijo_ladder(objective, stop_early=True),
+                "at once": armijo_ladder_at_once(objectives)}
+    results, operations = {}, {}
+    for name, search in searches.items():
+        def solve(name=name, search=search):
+            results[name] = masked_newton_steps(linearized, search, start, 3, 5)
+
+        operations[name] = count_operations(solve).total
+    whole = results["whole"]
+    assert len(set(whole.loss_evals.tolist())) > 1, whole.loss_evals
+    for field in ("phi", "grad_evals", "hvp_evals", "loss_evals", "negative_curvature"):
+        assert torch.equal(getattr(results["early"], field), getattr(whole, field)), field
+        if field != "phi":
+            assert torch.equal(getattr(results["at once"], field), getattr(whole, field)), field
+    assert relative_error(results["at once"].phi, whole.phi) < 1e-12
+    assert operations["at once"] < operations["early"] < operations["whole"], operations
+
 
 def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> tuple[torch.Tensor, ...]:
     """``iterations`` training steps of the batched engine with the device sampler, eager and through

@@ -28,7 +28,7 @@ def test_bad_hyperparameters_raise_a_clear_error(name, kwargs, fragment):
 
 @pytest.mark.parametrize("variant,cpu_engine", [("maml", "batched"), ("fomaml", "per-task"), ("reptile", "batched"),
                                                 ("reptile-shared", "batched"), ("imaml-gd", "batched"),
-                                                ("imaml-hf", "per-task")])
+                                                ("imaml-hf", "batched")])
 def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cpu_engine):
     """bench/engines.py: batched on CUDA; on the CPU, batched only where it measured faster (README, "Two
     engines"), and a given engine is kept."""

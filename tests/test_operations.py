@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import TaskBatch, make_algorithm
+from algorithms import TaskBatch, batched, make_algorithm
 from bench.operations import count_operations
 
 from .test_batched_engine import CONFIGS, problem
@@ -23,10 +23,12 @@ def test_computing_operations_count_and_views_allocations_and_no_ops_do_not():
 
 @pytest.mark.parametrize("kind", ["convnet", "convnet-channels-last"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
-def test_the_batched_engine_runs_as_many_operations_for_six_tasks_as_for_two(config, kind):
+def test_the_batched_engine_runs_as_many_operations_for_six_tasks_as_for_two(config, kind, monkeypatch):
     """A per-task loop inside the batched engine (a Python loop over tasks, or an operator whose derivative
     loops over a grouped convolution's groups) would make the count grow with the meta-batch; in either
-    memory order of the stacked network."""
+    memory order of the stacked network. As the engine runs on a GPU: on the CPU Newton-CG's line search ends
+    once every task has its step, so its count there depends on the tasks."""
+    monkeypatch.setattr(batched, "reads_back_cheaply", lambda device: False)
     model, theta, tasks = problem(kind)
     name, hyperparameters = CONFIGS[config]
     algorithm = make_algorithm(name, **hyperparameters)

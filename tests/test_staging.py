@@ -77,22 +77,26 @@ def test_a_staged_product_after_the_first_runs_fewer_operations_than_the_unstage
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_the_gradient_from_the_first_stage_is_the_stacked_networks_gradient(channels_last):
-    """The products' first stage holds every task's support-loss gradient at phi (MAML's inner steps take it from
-    there): available before any product, the same tensor a call returns, equal to the first-order form's gradient
-    to rounding and to each task's own gradient alone (float64); and the products after it are the unstaged ones."""
+def test_the_gradient_and_losses_from_the_first_stage_are_the_stacked_networks(channels_last):
+    """The products' first stage holds every task's support-loss gradient and loss at phi (MAML's inner steps and
+    iMAML's Newton iterations take them from there): available before any product, the same tensors a call
+    returns, equal to the first-order form's to rounding and to each task's own alone (float64); and the products
+    after it are the unstaged ones."""
     model, phi, support, direction = stacked_problem("stride", channels_last, 3, seed=1)
     packed_phi = model.pack(phi)
     bound = model.stacked_gradient_and_hessian_product.bind(packed_phi, support.x, support.y)
-    gradient = bound.fixed_output(0, like=packed_phi)
-    called, product = bound(model.pack(direction))
-    assert called is gradient and torch.equal(product, unstaged(model, packed_phi, support, model.pack(direction)))
+    gradient, losses = bound.fixed_output(0, like=packed_phi), bound.fixed_output(2, like=packed_phi)
+    called, product, called_losses = bound(model.pack(direction))
+    assert called is gradient and called_losses is losses
+    assert torch.equal(product, unstaged(model, packed_phi, support, model.pack(direction)))
+    first_order_losses = model.stacked_losses(packed_phi, support)[0]
     first_order = torch.func.grad(lambda p: model.stacked_losses(p, support)[0].sum())(packed_phi)
-    assert relative_error(gradient, first_order) < 1e-13
+    assert relative_error(gradient, first_order) < 1e-13 and relative_error(losses, first_order_losses) < 1e-14
     gradient = model.unpack(gradient, 3)
     for t in range(3):
-        alone = torch.func.grad(lambda p, t=t: model.loss(p, Batch(support.x[t], support.y[t])))(phi[t])
-        assert relative_error(gradient[t], alone) < 1e-12
+        alone = Batch(support.x[t], support.y[t])
+        assert relative_error(gradient[t], torch.func.grad(lambda p, alone=alone: model.loss(p, alone))(phi[t])) < 1e-12
+        assert relative_error(losses[t], model.loss(phi[t], alone)) < 1e-13
     with pytest.raises(ValueError, match="depends on its varying input"):
         bound.fixed_output(1, like=packed_phi)
     assert model.stacked_gradient_and_hessian_product.traces == 1
