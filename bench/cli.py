@@ -470,9 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU threads for torch (on --resume: the run's own, unless given)")
     train.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
                        help="per-task (the reference: one task after another) or batched (the meta-batch at "
-                            "once: the stacked network, vmap for Newton-CG's steps); auto: the one measured "
-                            "faster on the device and algorithm, batched on CUDA, on the CPU batched for MAML, "
-                            "Reptile and iMAML-GD and per-task for the others (on --resume: the run's own)")
+                            "once: on the ConvNet's stacked network, Nesterov's steps under vmap); auto: the one "
+                            "measured faster on the device and algorithm, batched on CUDA, on the CPU batched for "
+                            "MAML, Reptile and iMAML with GD or Newton-CG and per-task for the others (on --resume: "
+                            "the run's own)")
     train.add_argument("--cuda-graph", action="store_true",
                        help="batched engine on CUDA: capture the whole iteration as a CUDA graph and replay it")
     train.add_argument("--compile", action="store_true",
@@ -509,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(evaluate)
     evaluate.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
                           help="per-task or batched (chunks of the run's meta-batch); auto: batched on CUDA, on "
-                               "the CPU batched for MAML, Reptile and iMAML-GD and per-task for the others. Both score "
-                               "the same tasks")
+                               "the CPU batched for MAML, Reptile and iMAML with GD or Newton-CG and per-task for the "
+                               "others. Both score the same tasks")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(run=_evaluate)
 

@@ -1,9 +1,9 @@
 """One outer iteration of meta-training, by either engine: meta-gradients, the Adam step, the diagnostics.
 
 ``PerTaskStep`` is the reference: ``meta_gradient`` task after task. ``BatchedStep`` runs the whole
-meta-batch through ``batched_meta_gradient`` (one ``vmap``) on fixed input buffers, so that on CUDA
-the iteration can be captured once as a CUDA graph and replayed (``graph=True``): eager ``vmap`` on
-these small networks is launch-bound. Both add their diagnostics to a ``Window`` of device tensors;
+meta-batch through ``batched_meta_gradient`` (every task at once: the stacked network, or ``vmap``) on fixed
+input buffers, so that on CUDA the iteration can be captured once as a CUDA graph and replayed (``graph=True``):
+eagerly, on these small networks, it is launch-bound. Both add their diagnostics to a ``Window`` of device tensors;
 nothing is read back to the host inside an iteration.
 
 Under several processes (``bench.distributed``) each step is handed this process's share of the

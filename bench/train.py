@@ -11,7 +11,7 @@ inside the step); validation and evaluation pools always from the host sampler.
 
 Two engines compute the meta-batch's meta-gradients from one task stream: ``per-task`` (the
 reference: ``meta_gradient`` task after task) and ``batched`` (``batched_meta_gradient``: the whole
-meta-batch in one ``vmap``). Their runs are the same up to floating-point summation order. Diagnostics
+meta-batch at once, on the stacked network or under ``vmap``). Their runs are the same up to floating-point summation order. Diagnostics
 accumulate as device tensors and are read once per logged step, so the batched engine's iteration
 never waits on the host.
 """
@@ -84,7 +84,7 @@ class TrainConfig:
     device: str = "cpu"
     data_root: str | None = None
     preset: str | None = None
-    engine: str = "per-task"  # per-task (the reference) or batched (one vmap over the meta-batch)
+    engine: str = "per-task"  # per-task (the reference) or batched (the meta-batch at once)
     cuda_graph: bool = False  # batched engine on CUDA: capture the iteration once, replay it (bench/steps.py)
     compile: bool = False  # batched engine: the iteration through torch.compile instead (bench/steps.py)
     channels_last: bool = False  # batched engine: the stacked network's activations channels last (bench/models.py)
