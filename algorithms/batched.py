@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from .functional import Batch, FunctionalModel, TaskBatch
-from .inner_solvers import Linearization, Objective, gradient_steps
+from .inner_solvers import Linearization, ProblemObjective, gradient_steps
 from .staging import Bound
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
@@ -170,52 +170,51 @@ def _bound_products(model: FunctionalModel, support: Batch, phi: Tensor) -> tupl
 def reads_back_cheaply(device: torch.device) -> bool:
     """Whether the engine may read a value back to the host within an iteration: on the CPU, outside
     ``torch.compile``, where that costs nothing (there is no GPU to stall and no graph to capture). Where it may,
-    Newton-CG's line search ends once every task has its step (``inner_solvers.armijo_ladder``'s ``stop_early``)."""
+    Newton-CG's line search evaluates each candidate only for the tasks still searching
+    (``inner_solvers.armijo_ladder_searching_only``)."""
     return device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def stacked_newton_problem(model: FunctionalModel, support: Batch, theta: Tensor,
-                           lam: float) -> tuple[Linearization, Objective, Objective]:
-    """Every task's G_t(phi_t) = L_t(phi_t) + lam/2 ||phi_t - theta_t||^2 (``proximal``, theta [tasks, parameters] held
-    fixed) on the stacked network, for ``inner_solvers.masked_newton_steps`` on the [tasks, parameters] stack of
+                           lam: float) -> tuple[Linearization, ProblemObjective]:
+    """Every task's G_t(phi_t) = L_t(phi_t) + lam/2 ||phi_t - theta||^2 (``proximal``, theta [parameters], the tasks',
+    held fixed) on the stacked network, for ``inner_solvers.masked_newton_steps`` on the [tasks, parameters] stack of
     Newton problems:
 
     - the linearization at phi (G, its gradient and u -> its Hessian times u, row by row), from one binding of the
       staged products (``FunctionalModel.stacked_gradient_and_hessian_product``, whose first stage computes the
       losses and the gradient, and whose second the products);
-    - phi [tasks, parameters] -> G [tasks], one forward pass of every task (``inner_solvers.armijo_ladder``);
-    - trials [candidates, tasks, parameters] -> G [candidates, tasks], one forward pass of candidates x tasks
-      networks, each candidate of a task on that task's set (``inner_solvers.armijo_ladder_at_once``).
+    - the objective for the line searches (``inner_solvers.ProblemObjective``): points [m, parameters] -> G [m] in
+      one forward pass of m networks, point i on the set of task rows[i] (``armijo_ladder_searching_only``'s tasks
+      still searching), or without rows on that of task i mod tasks (every task: ``armijo_ladder``; every candidate
+      of every task: ``armijo_ladder_at_once``).
 
     The proximal term's value, gradient and product in closed form."""
     tasks = support.x.shape[0]
 
-    def proximal_value(phi: Tensor) -> Tensor:
-        return 0.5 * lam * (phi - theta).pow(2).sum(dim=-1)
-
     def linearized(phi: Tensor) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
-        packed = model.pack(phi)
+        packed, offset = model.pack(phi), phi - theta
         bound, product = _bound_products(model, support, packed)
         losses, gradient = bound.fixed_output(2, like=packed), model.unpack(bound.fixed_output(0, like=packed), tasks)
-        return (losses + proximal_value(phi), torch.add(gradient, phi - theta, alpha=lam),
+        return (losses + 0.5 * lam * offset.pow(2).sum(dim=-1), torch.add(gradient, offset, alpha=lam),
                 lambda u: torch.add(product(u), u, alpha=lam))
-
-    def objective(phi: Tensor) -> Tensor:
-        return model.stacked_losses(model.pack(phi), support)[0] + proximal_value(phi)
 
     repeated: dict[int, Batch] = {}  # every task's set once per candidate, made once per solve (a dict: dynamo
     # cannot trace functools.cache)
 
-    def objectives(trials: Tensor) -> Tensor:
-        candidates = trials.shape[0]
-        if candidates not in repeated:
-            repeated[candidates] = Batch(*(t.expand(candidates, *t.shape).reshape(candidates * tasks, *t.shape[1:])
+    def objective(points: Tensor, rows: Tensor | None = None) -> Tensor:
+        if rows is not None:
+            # a copy per parameter rather than pack's gather, whose permutation would be kept for every number of rows
+            packed, sets = model.pack_by_blocks(points), Batch(support.x[rows], support.y[rows])
+        else:
+            copies = points.shape[0] // tasks
+            if copies not in repeated:
+                repeated[copies] = Batch(*(t.expand(copies, *t.shape).reshape(copies * tasks, *t.shape[1:])
                                            for t in (support.x, support.y)))
-        packed = model.pack(trials.reshape(candidates * tasks, -1))
-        losses = model.stacked_losses(packed, repeated[candidates])[0].view(candidates, tasks)
-        return losses + proximal_value(trials)
+            packed, sets = model.pack(points), repeated[copies]
+        return model.stacked_losses(packed, sets)[0] + 0.5 * lam * (points - theta).pow(2).sum(dim=-1)
 
-    return linearized, objective, objectives
+    return linearized, objective
 
 
 def stacked_query_loss_and_gradient(model: FunctionalModel, phi: Tensor, query: Batch) -> tuple[Tensor, Tensor, Tensor]:

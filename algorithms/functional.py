@@ -189,14 +189,15 @@ class FunctionalModel:
         copy would be a copy per parameter (every Hessian-vector product of the stacked network packs its
         direction). Under ``torch.compile`` the blocks are copied, which inductor fuses."""
         if torch.compiler.is_compiling():
-            return self._pack_by_blocks(flat)
+            return self.pack_by_blocks(flat)
         key = (flat.shape[0], flat.device)
         if key not in self._pack_permutations:
             grid = torch.arange(flat.numel(), device=flat.device).view(flat.shape)
-            self._pack_permutations[key] = self._pack_by_blocks(grid)
+            self._pack_permutations[key] = self.pack_by_blocks(grid)
         return torch.take(flat, self._pack_permutations[key])
 
-    def _pack_by_blocks(self, flat: Tensor) -> Tensor:
+    def pack_by_blocks(self, flat: Tensor) -> Tensor:
+        """``pack`` as a copy per parameter: no permutation kept, where ``flat``'s number of rows varies."""
         return torch.cat([chunk.reshape(-1) for chunk in torch.split(flat, self.numels, dim=1)])
 
     def unpack(self, packed: Tensor, tasks: int) -> Tensor:

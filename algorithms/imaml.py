@@ -33,8 +33,8 @@ from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp
 from .inner_solvers import (
     InnerSolution,
     MaskedInnerSolution,
-    armijo_ladder,
     armijo_ladder_at_once,
+    armijo_ladder_searching_only,
     functional_gradient_descent,
     functional_nesterov_accelerated_gradient,
     gradient_descent,
@@ -153,7 +153,7 @@ class IMAML:
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
         if self._stacks(model):
             with torch.no_grad():
-                return model.unpack(self._stacked_inner_solution(model, theta, tasks.support)[0], tasks.size)
+                return self._stacked_inner_solution(model, theta, tasks.support)[1]
         return batched.adapt_over_tasks(lambda th, x, y: self.functional_inner_solution(model, th, x, y).phi, theta, tasks)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
@@ -194,35 +194,36 @@ class IMAML:
         return model.stacks and self.inner_solver in STACKED_INNER_SOLVERS
 
     def _stacked_inner_solution(self, model: FunctionalModel, theta: Tensor,
-                                support: Batch) -> tuple[Tensor, dict[str, Tensor | int]]:
-        """Every task's phi, in ``FunctionalModel.pack``'s layout, and the inner loop's counts (``batched.record``'s
-        fields), on the stacked network: gradient descent's steps (``batched.stacked_gradient_descent``), or
-        Newton-CG's iterations on the [tasks, parameters] stack of Newton problems (``masked_newton_steps`` with
-        ``batched.stacked_newton_problem``: the line search's candidates one after another on the CPU, where it stops
-        once every task has its step, else all in one pass)."""
+                                support: Batch) -> tuple[Tensor, Tensor, dict[str, Tensor | int]]:
+        """Every task's phi, in ``FunctionalModel.pack``'s layout and as rows [tasks, parameters], and the inner
+        loop's counts (``batched.record``'s fields), on the stacked network: gradient descent's steps
+        (``batched.stacked_gradient_descent``), or Newton-CG's iterations on the [tasks, parameters] stack of Newton
+        problems (``masked_newton_steps`` with ``batched.stacked_newton_problem``: the line search's candidates one
+        after another for the tasks still searching on the CPU, else all in one pass)."""
+        tasks = support.x.shape[0]
         if self.inner_solver == "gd":
-            return (batched.stacked_gradient_descent(model, theta, support, self.lam, self.inner_steps, self.inner_lr),
-                    dict(grad_evals=self.inner_steps))
-        start = theta.detach().expand(support.x.shape[0], -1)
-        linearized, objective, objectives = batched.stacked_newton_problem(model, support, start, self.lam)
-        if batched.reads_back_cheaply(start.device):
-            # one candidate after another, until every task has its step (a read back per candidate)
-            line_search = armijo_ladder(objective, stop_early=True)
+            packed = batched.stacked_gradient_descent(model, theta, support, self.lam, self.inner_steps, self.inner_lr)
+            return packed, model.unpack(packed, tasks), dict(grad_evals=self.inner_steps)
+        theta = theta.detach()
+        linearized, objective = batched.stacked_newton_problem(model, support, theta, self.lam)
+        if batched.reads_back_cheaply(theta.device):  # each candidate for the tasks still searching (a read back)
+            line_search = armijo_ladder_searching_only(objective)
         else:  # every candidate in one pass, and nothing read back, so that a CUDA graph can capture the iteration
-            line_search = armijo_ladder_at_once(objectives)
-        inner = masked_newton_steps(linearized, line_search, start, self.inner_steps, self.newton_cg_steps)
-        return model.pack(inner.phi), dict(grad_evals=inner.grad_evals, hvp_evals=inner.hvp_evals,
-                                           loss_evals=inner.loss_evals, inner_negative_curvature=inner.negative_curvature)
+            line_search = armijo_ladder_at_once(objective)
+        inner = masked_newton_steps(linearized, line_search, theta.expand(tasks, -1), self.inner_steps,
+                                    self.newton_cg_steps)
+        return model.pack(inner.phi), inner.phi, dict(grad_evals=inner.grad_evals, hvp_evals=inner.hvp_evals,
+                                                      loss_evals=inner.loss_evals,
+                                                      inner_negative_curvature=inner.negative_curvature)
 
     def _stacked_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
         """``meta_gradient`` for the whole meta-batch on the stacked network: the inner loop
         (``_stacked_inner_solution``), the query gradients, and the masked solver on the [tasks, parameters] stack of
         systems, each task's Hessian-vector products all in one forward-over-reverse pass
         (``batched.stacked_losses_and_hessian_product``, whose first stage gives the support losses too)."""
-        phi, counts = self._stacked_inner_solution(model, theta, tasks.support)
+        phi, adapted, counts = self._stacked_inner_solution(model, theta, tasks.support)
         query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
         counts.update(query_loss=query_loss, query_accuracy=accuracy, grad_evals=counts["grad_evals"] + 1)
-        adapted = model.unpack(phi, tasks.size)
         if self.cg_steps == 0:
             with torch.no_grad():
                 counts.update(inner_loss=model.stacked_losses(phi, tasks.support)[0])

@@ -17,6 +17,9 @@ from .conjugate_gradient import conjugate_gradient, masked_conjugate_gradient, r
 from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp, value_and_gradient
 
 Objective = Callable[[Tensor], Tensor]
+# (points [m, n], rows [m] or None) -> G [m] on a stack of problems: point i as problem rows[i], or without rows as
+# problem i mod problems (m a multiple of their number: candidate-major stacks of points, ``armijo_ladder_at_once``'s)
+ProblemObjective = Callable[[Tensor, Tensor | None], Tensor]
 
 
 @dataclass(frozen=True)
@@ -264,10 +267,11 @@ def masked_newton_steps(
 
     The same iterations: directions by ``masked_conjugate_gradient`` (which solves a stack row by row), the
     steepest-descent fallbacks, and the Armijo backtracking as a fixed ladder of candidate steps 1, 1/2, 1/4, ...,
-    every one evaluated, the first acceptable one taken (``armijo_ladder``, or ``armijo_ladder_at_once``). A problem
-    the reference would have stopped (gradient below tolerance) is frozen by a mask. Counts are what the reference
-    counts, one per problem. The price is the ladder: every candidate costs a forward pass, where the reference
-    usually stops at the first."""
+    the first acceptable one taken (``line_search``: ``armijo_ladder``, ``armijo_ladder_searching_only`` or
+    ``armijo_ladder_at_once``). A problem the reference would have stopped (gradient below tolerance) is frozen by a
+    mask. Counts are what the reference counts, one per problem. The price, but for the searching-only form (which
+    reads back), is the ladder: every candidate costs a forward pass, where the reference usually stops at the
+    first."""
     # per-problem scalars kept as [..., 1] (``row_dot``'s shape), so that they broadcast against the rows
     phi = start
     zero = row_scalar(start, 0, torch.long)
@@ -292,14 +296,12 @@ def masked_newton_steps(
                                negative_curvature.squeeze(-1))
 
 
-def armijo_ladder(objective: Objective, armijo: float = 1e-4, max_halvings: int = 30,
-                  stop_early: bool = False) -> LineSearch:
+def armijo_ladder(objective: Objective, armijo: float = 1e-4, max_halvings: int = 30) -> LineSearch:
     """``newton_cg``'s backtracking without data-dependent control flow: the candidates phi + t d, t = 1, 1/2, ...,
-    2^-max_halvings, one after another, each evaluated for every problem still searching, the first for which
-    G(phi + t d) <= G(phi) + armijo t slope taken (phi kept where none is). ``objective``: phi [n] -> G, or
-    [problems, n] -> [problems]. ``stop_early`` (where reading a value back costs nothing, on the CPU, outside
-    ``vmap``): the ladder ends once every problem has its step, since the candidates after that change nothing; the
-    same results, bit for bit."""
+    2^-max_halvings, one after another, each evaluated for every problem, the first for which
+    G(phi + t d) <= G(phi) + armijo t slope taken by each problem still searching (phi kept where none is).
+    ``objective``: phi [n] -> G, or [problems, n] -> [problems]. The form under ``vmap``; on a stack of problems,
+    ``armijo_ladder_searching_only`` and ``armijo_ladder_at_once`` compute the same."""
 
     def search(phi: Tensor, direction: Tensor, value: Tensor, slope: Tensor, searching: Tensor) -> tuple[Tensor, Tensor]:
         accepted = ~searching
@@ -313,26 +315,55 @@ def armijo_ladder(objective: Objective, armijo: float = 1e-4, max_halvings: int 
             chosen = torch.where(ok, trial, chosen)
             accepted = accepted | ok
             step *= 0.5
-            if stop_early and bool(accepted.all()):  # a read back: one synchronization a candidate
-                break
         return chosen, evaluated
 
     return search
 
 
-def armijo_ladder_at_once(objectives: Objective, armijo: float = 1e-4, max_halvings: int = 30) -> LineSearch:
-    """``armijo_ladder`` with every candidate of every problem evaluated in one call, ``objectives``: [candidates,
-    problems, n] -> [candidates, problems] (on the stacked network, one forward pass of candidates x tasks networks:
-    a few operations where the ladder takes a pass per candidate, for the same arithmetic and candidates x the
-    activations' memory). The same candidates (t d with t a power of two: the same products), the same tests, the
-    first acceptable one taken."""
+def armijo_ladder_searching_only(objective: ProblemObjective, armijo: float = 1e-4,
+                                 max_halvings: int = 30) -> LineSearch:
+    """``armijo_ladder`` on a stack of problems, each candidate evaluated only for the problems still searching
+    (their rows picked out: ``objective``'s ``rows``), and ending once none is: the evaluations the reference makes,
+    no more. The same steps and counts; the same arithmetic row by row, the objective's on fewer rows (on the stacked
+    network, a pass of fewer tasks: equal to rounding, tested). It reads which problems still search back to the
+    host once a candidate, so it is the CPU's form, outside ``vmap`` and graph capture."""
 
     def search(phi: Tensor, direction: Tensor, value: Tensor, slope: Tensor, searching: Tensor) -> tuple[Tensor, Tensor]:
-        candidates = max_halvings + 1
-        # 1, 1/2, ..., 2^-max_halvings, exactly (halving is exact where a device's pow need not be)
-        steps = (torch.full((candidates,), 0.5, dtype=phi.dtype, device=phi.device).cumprod(0) * 2.0).view(-1, 1, 1)
+        chosen, evaluated = phi.clone(), torch.zeros_like(searching, dtype=torch.long)
+        rows = searching.squeeze(-1).nonzero().squeeze(-1)  # a read back: the problems still searching
+        step = 1.0
+        for _ in range(max_halvings + 1):
+            if rows.numel() == 0:
+                break
+            trial = phi[rows] + step * direction[rows]
+            evaluated[rows] += 1
+            ok = objective(trial, rows) <= (value[rows] + armijo * step * slope[rows]).squeeze(-1)
+            chosen[rows[ok]] = trial[ok]
+            rows = rows[~ok]
+            step *= 0.5
+        return chosen, evaluated
+
+    return search
+
+
+def armijo_ladder_at_once(objective: ProblemObjective, armijo: float = 1e-4, max_halvings: int = 30) -> LineSearch:
+    """``armijo_ladder`` on a stack of problems with every candidate of every problem evaluated in one call of
+    ``objective`` on [candidates x problems, n] (on the stacked network, one forward pass of candidates x tasks
+    networks: a few operations where the ladder takes a pass per candidate, for the same arithmetic and candidates x
+    the activations' memory), reading nothing back: the form for a captured graph. The same candidates (t d with t a
+    power of two: the same products), the same tests, the first acceptable one taken."""
+    candidates = max_halvings + 1
+    made: dict[tuple[torch.dtype, torch.device], Tensor] = {}  # the steps, made once per solve (a dict: dynamo
+    # cannot trace functools.cache)
+
+    def search(phi: Tensor, direction: Tensor, value: Tensor, slope: Tensor, searching: Tensor) -> tuple[Tensor, Tensor]:
+        key = (phi.dtype, phi.device)
+        if key not in made:  # 1, 1/2, ..., 2^-max_halvings, exactly (halving is exact where a device's pow need not be)
+            made[key] = (torch.full((candidates,), 0.5, dtype=phi.dtype, device=phi.device).cumprod(0) * 2.0).view(-1, 1, 1)
+        steps = made[key]
         trials = phi + steps * direction  # [candidates, problems, n]
-        ok = searching & (objectives(trials).unsqueeze(-1) <= value + armijo * steps * slope)
+        values = objective(trials.view(-1, trials.shape[-1])).view(candidates, -1)  # candidate-major: see objective
+        ok = searching & (values.unsqueeze(-1) <= value + armijo * steps * slope)
         found = ok.any(dim=0)
         first = ok.to(torch.uint8).argmax(dim=0)  # the first acceptable candidate (argmax: the first maximum)
         evaluated = torch.where(searching, torch.where(found, first + 1, candidates), 0)

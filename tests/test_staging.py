@@ -174,5 +174,5 @@ def test_pack_is_the_block_by_block_layout(tasks):
     """``FunctionalModel.pack``'s gather equals copying block by block, from a contiguous stack or theta expanded."""
     model, phi, _, _ = stacked_problem("stride", False, tasks, seed=1)
     for flat in (phi, model.flat_parameters().expand(tasks, -1)):
-        assert torch.equal(model.pack(flat), model._pack_by_blocks(flat))
+        assert torch.equal(model.pack(flat), model.pack_by_blocks(flat))
         assert torch.equal(model.unpack(model.pack(flat), tasks), flat)

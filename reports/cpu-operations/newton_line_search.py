@@ -2,11 +2,11 @@
 the operations (``bench.operations``) of the Omniglot 5-way 1-shot iMAML-HF preset's inner solve (3 Newton iterations,
 5 CG steps each, the Armijo ladder of 31 candidates) for one meta-batch of 32 real training tasks (the project's
 class split, from ``../shared/data``; float64), under ``vmap`` as the engine ran it before, and on the stacked network
-with each of the three line searches: the whole ladder one candidate after another, the same ending once every task
-has its step (the CPU's), and every candidate in one pass (elsewhere: CUDA). The iterates are checked against the
-``vmap`` one. Then the whole meta-batch's meta-gradients as the engine runs them on the CPU, and with the line search
-that runs elsewhere (derived: the CPU's total less its inner solve, plus the one-pass inner solve). Run from the
-repository root:
+with each of the three line searches: the whole ladder one candidate after another, each candidate for the tasks still
+searching only (the CPU's), and every candidate in one pass (elsewhere: CUDA), with the number of task-candidates each
+evaluates (forward passes of one task's network). The iterates are checked against the ``vmap`` one. Then the whole
+meta-batch's meta-gradients as the engine runs them on the CPU, and with the line search that runs elsewhere
+(derived: the CPU's total less its inner solve, plus the one-pass inner solve). Run from the repository root:
 
     python reports/cpu-operations/newton_line_search.py > reports/cpu-operations/newton_line_search.txt
 """
@@ -16,7 +16,12 @@ import torch
 
 from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
 from algorithms.batched import stacked_newton_problem
-from algorithms.inner_solvers import armijo_ladder, armijo_ladder_at_once, masked_newton_steps
+from algorithms.inner_solvers import (
+    armijo_ladder,
+    armijo_ladder_at_once,
+    armijo_ladder_searching_only,
+    masked_newton_steps,
+)
 from bench.datasets import network, task_source
 from bench.operations import count_operations
 from bench.presets import preset
@@ -52,21 +57,37 @@ mapped_solve()  # warm-up (the stacked forms' first call traces their products: 
 mapped_operations, mapped_phi = counted(mapped_solve)
 print(f"inner solve under vmap (the engine before):         {mapped_operations:>6,}")
 start = theta.expand(size, -1)
-linearized, objective, objectives = stacked_newton_problem(model, batch.support, start, algorithm.lam)
-searches = {"whole ladder, one candidate after another": armijo_ladder(objective),
-            "ending once every task has its step (CPU)": armijo_ladder(objective, stop_early=True),
-            "every candidate in one pass (elsewhere)": armijo_ladder_at_once(objectives)}
+evaluated: dict[str, int] = {}
+
+
+def counting(name: str, objective):
+    """``objective``, counting the task-candidates it evaluates under ``name``."""
+
+    def counted(points: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        evaluated[name] = evaluated.get(name, 0) + points.shape[0]
+        return objective(points, rows)
+
+    return counted
+
+
+searches = {"whole ladder, one candidate after another": armijo_ladder,
+            "each candidate for the tasks still searching (CPU)": armijo_ladder_searching_only,
+            "every candidate in one pass (elsewhere)": armijo_ladder_at_once}
 inner = {}
-for name, search in searches.items():
-    def solve(search=search):
-        return masked_newton_steps(linearized, search, start, algorithm.inner_steps, algorithm.newton_cg_steps)
+for name, form in searches.items():
+    def solve(name=name, form=form):  # the problem and its search made afresh, as the engine makes them each solve
+        linearized, objective = stacked_newton_problem(model, batch.support, theta, algorithm.lam)
+        return masked_newton_steps(linearized, form(counting(name, objective)), start, algorithm.inner_steps,
+                                   algorithm.newton_cg_steps)
 
     solve()  # warm-up
+    evaluated[name] = 0
     inner[name], solution = counted(solve)
     difference = ((solution.phi - mapped_phi).norm(dim=-1) / mapped_phi.norm(dim=-1)).max().item()
-    print(f"stacked, {name}: {inner[name]:>6,}  (phi against vmap's: {difference:.1e})")
-print(f"candidates evaluated per task over the 3 iterations (the reference's count): "
-      f"{solution.loss_evals.tolist()}")
+    print(f"stacked, {name}: {inner[name]:>6,} operations, {evaluated[name]:>5,} task-candidates  "
+          f"(phi against vmap's: {difference:.1e})")
+print(f"candidates evaluated per task over the 3 iterations (the reference's count; sum "
+      f"{solution.loss_evals.sum().item()}): {solution.loss_evals.tolist()}")
 algorithm.batched_meta_gradient(model, theta, batch)  # warm-up
 total, _ = counted(lambda: algorithm.batched_meta_gradient(model, theta, batch))
 cpu, elsewhere = list(searches)[1:]
