@@ -32,7 +32,7 @@ def batched_faster_on_cpu(algorithm: Any) -> bool:
     in five alternating runs on the Intel Xeon, 2 threads (README, "Two engines"); with one thread each, two
     30-minute training runs at once tied (0.95: 189 iterations against 199). Its line search now evaluates each
     candidate for the tasks still searching only: 1.07, 1.14 and 0.83 times in three alternating runs with one
-    thread."""
+    thread, 0.85 in a traced run (reports/throughput-cpu-intel-xeon-hf-trace/)."""
     return (algorithm.name in ("reptile", "maml")
             or (algorithm.name == "imaml" and algorithm.inner_solver in STACKED_INNER_SOLVERS))
 

@@ -20,10 +20,8 @@ SETTINGS = ("omniglot-5w1s", "omniglot-5w5s", "omniglot-20w1s", "omniglot-20w5s"
 FORMS = ("one pass", "searching only")
 
 
-def measure(setting: str, form: str) -> tuple[float, float, int]:
-    """Peak RSS above the start (GiB), the solve's seconds, and its meta-batch, in this process."""
-    import time
-
+def measure(setting: str, form: str) -> tuple[float, int]:
+    """Peak RSS above the start (GiB) and the meta-batch, in this process."""
     import algorithms.batched as batched
     from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
     from bench.datasets import network, task_source
@@ -43,17 +41,15 @@ def measure(setting: str, form: str) -> tuple[float, float, int]:
     if not reset_peak_rss():
         raise SystemExit("cannot reset the peak-RSS mark here (/proc/self/clear_refs)")
     start = rss_bytes()
-    began = time.perf_counter()
     with torch.no_grad():
         algorithm.batched_adapt(model, theta, batch)
-    seconds = time.perf_counter() - began
-    return (peak_rss_bytes() - start) / 2**30, seconds, batch.size
+    return (peak_rss_bytes() - start) / 2**30, batch.size
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3:  # a measurement's own process
-        peak, seconds, tasks = measure(sys.argv[1], sys.argv[2])
-        print(f"{peak:.3f} {seconds:.1f} {tasks}")
+        peak, tasks = measure(sys.argv[1], sys.argv[2])
+        print(f"{peak:.3f} {tasks}")
         raise SystemExit(0)
     from bench.memory import subprocess_environment
 
@@ -64,7 +60,7 @@ if __name__ == "__main__":
         for form in FORMS:
             out = subprocess.run([sys.executable, __file__, setting, form], capture_output=True, text=True,
                                  env=subprocess_environment(), check=True).stdout.split()
-            results[form] = float(out[0]), float(out[1]), int(out[2])
-        tasks = results[FORMS[0]][2]
+            results[form] = float(out[0]), int(out[1])
+        tasks = results[FORMS[0]][1]
         print(f"{setting + '-imaml-hf':<26} {tasks:>5} {31 * tasks:>20} {results['one pass'][0]:>9.2f} "
               f"{results['searching only'][0]:>15.2f}")
