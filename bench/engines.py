@@ -29,7 +29,7 @@ def batched_faster_on_cpu(algorithm: Any) -> bool:
     Hessian-vector products forward over reverse) 1.07, 1.26 and 1.14 times in three alternating runs on the
     Intel Xeon. iMAML-HF ran 0.41 to 0.60 times as fast while its Newton iterations were under ``vmap``; on the
     stacked network, its line search ending once every task had its step, 1.24, 0.98, 1.12, 1.44 and 1.58 times
-    in five alternating runs on the Intel Xeon, 2 threads (README, "Two engines"); with one thread each, two
+    in five alternating runs on the Intel Xeon, 2 threads (reports/notes/engines.md); with one thread each, two
     30-minute training runs at once tied (0.95: 189 iterations against 199). Its line search now evaluates each
     candidate for the tasks still searching only: 1.07, 1.14 and 0.83 times in three alternating runs with one
     thread, 0.85 in a traced run (reports/throughput-cpu-intel-xeon-hf-trace/)."""

@@ -1,4 +1,4 @@
-"""Re-run every experiment behind reports/ on this machine: the README's commands, or small versions.
+"""Re-run every experiment behind reports/ on this machine: the commands of the README and reports/notes/, or small versions.
 
 An experiment is a list of harness calls sharing one result folder, each built from the harness's own
 configuration (``ExactSolveConfig``, ``ProfileConfig``, ``TrainConfig``, ...) and shown as the
@@ -227,7 +227,7 @@ CURVATURE = tuple(
 # default no longer is for most of them (bench/engines.py)
 _TIME_BOXED = {"max_minutes": 30, "validate_every": 25, "threads": 1, "engine": "per-task"}
 
-# The README's commands for the committed CPU results (reports/); one after the other about 22 hours
+# The commands (README, reports/notes/) of the committed CPU results (reports/); one after the other about 22 hours
 # (the training runs were run two at a time, one thread each: 30 minutes of training apiece, validation
 # not counted; the curvature study two at a time took 40 minutes).
 FULL = (

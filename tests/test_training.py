@@ -18,7 +18,7 @@ from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data
 
 # Small enough for CI (a 16-filter ConvNet, a few dozen outer steps); the thresholds stand well clear
-# of chance (20% for 5-way) and below what these runs measured (README, "Few-shot tests").
+# of chance (20% for 5-way) and below what these runs measured (reports/notes/few-shot.md, the brief runs in the tests).
 BRIEF = {
     "maml": {"inner_steps": 1, "inner_lr": 0.4},
     "fomaml": {"inner_steps": 1, "inner_lr": 0.4},

@@ -3,8 +3,8 @@
 The batched engine runs MAML per task under ``vmap`` (835 operations for a meta-batch of 32, whatever its
 size) and iMAML's conjugate gradients with forward-over-reverse Hessian-vector products per task under
 ``vmap``; the H200's traces put the captured iteration's time into many small kernels, cuDNN's layout
-transposes around the grouped convolutions and the depthwise first layer among them (README, "Two
-engines"). This counts the operations (``bench.operations``) of three rewrites, each checked equal to the
+transposes around the grouped convolutions and the depthwise first layer among them
+(reports/notes/engines.md). This counts the operations (``bench.operations``) of three rewrites, each checked equal to the
 engine in float64 on the Omniglot 5-way 1-shot presets' network (64 filters, random images), for a
 meta-batch of 2 and of 32:
 

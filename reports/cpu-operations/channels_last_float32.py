@@ -1,5 +1,5 @@
 """How far the batched engine's float32 meta-gradients are from its float64 ones, with the stacked network's
-activations in the default memory order and channels last (``--channels-last``): the README's check that the
+activations in the default memory order and channels last (``--channels-last``): the check (reports/notes/engines.md) that the
 layout's larger float32 difference from the per-task engine is rounding, not lost precision. Omniglot 5-way
 1-shot presets (64 filters), the diagnostics' random meta-batch of 4 tasks. Run from the repository root:
 

@@ -1,4 +1,4 @@
-"""What Newton-CG on the stacked network runs (README, "Two engines", the bullet "Newton-CG on the stacked network"):
+"""What Newton-CG on the stacked network runs (reports/notes/engines.md, the bullet "Newton-CG on the stacked network"):
 the operations (``bench.operations``) of the Omniglot 5-way 1-shot iMAML-HF preset's inner solve (3 Newton iterations,
 5 CG steps each, the Armijo ladder of 31 candidates) for one meta-batch of 32 real training tasks (the project's
 class split, from ``../shared/data``; float64), under ``vmap`` as the engine ran it before, and on the stacked network

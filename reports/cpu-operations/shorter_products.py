@@ -1,5 +1,5 @@
-"""The operation counts behind the README's "shorter products" (``bench.operations``, float64, small random inputs):
-the tangent of BatchNorm's backward pass as autograd assembles it from plain operations against
+"""The operation counts behind the bullet "shorter products" of reports/notes/engines.md (``bench.operations``,
+float64, small random inputs): the tangent of BatchNorm's backward pass as autograd assembles it from plain operations against
 ``BatchNormBackward``'s closed form; a forward-over-reverse product through one BatchNorm layer and through one
 ReLU, in the ``second_order`` form against the native functions (a linear loss's own operations taken out); and
 the masked conjugate gradient's 5 iterations on a random stack of systems (the product itself one ``bmm``).
