@@ -471,9 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
                        help="per-task (the reference: one task after another) or batched (the meta-batch at "
                             "once: on the ConvNet's stacked network, Nesterov's steps under vmap); auto: the one "
-                            "measured faster on the device and algorithm, batched on CUDA, on the CPU batched for "
-                            "MAML, Reptile and iMAML with GD or Newton-CG and per-task for the others (on --resume: "
-                            "the run's own)")
+                            "measured faster on the device, algorithm and task size: batched on CUDA; on the CPU "
+                            "batched for MAML, Reptile and iMAML with GD or Newton-CG where an inner step takes few "
+                            "images (at most 5 for MAML and Newton-CG, 20 for Reptile, 25 for GD: bench/engines.py), "
+                            "per-task otherwise; batched where --channels-last, --cuda-graph or --compile asks for "
+                            "it (on --resume: the run's own)")
     train.add_argument("--cuda-graph", action="store_true",
                        help="batched engine on CUDA: capture the whole iteration as a CUDA graph and replay it")
     train.add_argument("--compile", action="store_true",
@@ -510,8 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(evaluate)
     evaluate.add_argument("--engine", choices=("auto", *ENGINES), default="auto",
                           help="per-task or batched (chunks of the run's meta-batch); auto: batched on CUDA, on "
-                               "the CPU batched for MAML, Reptile and iMAML with GD or Newton-CG and per-task for the "
-                               "others. Both score the same tasks")
+                               "the CPU batched for MAML, Reptile and iMAML with GD or Newton-CG where an inner step "
+                               "of the adaptation takes few images (bench/engines.py) and per-task otherwise. Both "
+                               "score the same tasks")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(run=_evaluate)
 

@@ -6,18 +6,58 @@ from typing import Any
 
 from algorithms.imaml import STACKED_INNER_SOLVERS
 
+from .tasks import EpisodeSpec
+
 ENGINES = ("per-task", "batched")
 # host: ImageClassTasks with a torch.Generator (the reference stream); device: bench/device_tasks.py
 SAMPLERS = ("host", "device")
 
 
-def default_engine(device: str, algorithm: Any = None) -> str:
+def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None = None,
+                   evaluation: bool = False) -> str:
     """The engine measured faster on the device for the algorithm (a registered algorithm's config; None: the
-    device's general choice). On CUDA the batched engine. On the CPU the per-task one, except where the batched
-    engine measured faster there (``batched_faster_on_cpu``)."""
+    device's general choice) on tasks of ``spec`` (None: any size; ``evaluation``: its adaptation at
+    evaluation). On CUDA the batched engine. On the CPU the per-task one, except where the batched engine
+    measured faster there: for the algorithms of ``batched_faster_on_cpu``, on tasks whose inner steps take
+    at most ``CPU_BATCHED_MAX_STEP_IMAGES`` support images."""
     if str(device).startswith("cuda"):
         return "batched"
-    return "batched" if algorithm is not None and batched_faster_on_cpu(algorithm) else "per-task"
+    if algorithm is None or not batched_faster_on_cpu(algorithm):
+        return "per-task"
+    if spec is not None and images_per_inner_step(algorithm, spec, evaluation) > cpu_batched_max_step_images(algorithm):
+        return "per-task"
+    return "batched"
+
+
+# The most support images one task's inner step may take for the batched engine to be the CPU's default: the
+# largest size at which it measured faster than the per-task engine on this project's 2-core Intel Xeon, 2 threads
+# (`metagrad throughput --presets ...`, each preset's own meta-batch, 2026-11-29: 2 timed iterations, Omniglot
+# 5-way 1-shot 3, reports/throughput-cpu-intel-xeon-both-engines/; batched / per task, one figure per run). On
+# small tasks the per-task engine's convolutions are too small to keep two cores busy; on larger ones they are
+# not, and the stacked network's grouped convolutions cost more than they save.
+#   MAML: 1.27 at 5 images (Omniglot 5-way 1-shot), 1.06 at 5 (Mini-ImageNet 5-way 1-shot); 0.86 and 0.89
+#     at 20 (20-way 1-shot), 0.85 and 0.72 at 25 (5-way 5-shot), 0.72 and 0.57 at 100 (20-way 5-shot).
+#   iMAML-GD: 2.08 at 5, 1.35 at 5 (Mini-ImageNet), 1.15 and 1.29 at 20, 0.87 and 1.21 at 25 (a tie within
+#     this CPU's noise, left batched), 0.73 at 100.
+#   iMAML-HF: 1.65 at 5, 0.88 at 20, 0.70 at 25.
+#   Nichol et al.'s Reptile (an inner step is its minibatch): 1.54 at 10 (5-way 1-shot), 2.3 at 10 (5-way
+#     5-shot), 1.21 at 20 (20-way 1-shot).
+#   First-order MAML, per task at every size (``batched_faster_on_cpu``): 0.74 at 5, 0.71 at 100.
+CPU_BATCHED_MAX_STEP_IMAGES = {"maml": 5, "reptile": 20, "imaml-gd": 25, "imaml-newton-cg": 5}
+
+
+def cpu_batched_max_step_images(algorithm: Any) -> int:
+    """``CPU_BATCHED_MAX_STEP_IMAGES`` of the algorithm (iMAML's by its inner solver)."""
+    key = f"imaml-{algorithm.inner_solver}" if algorithm.name == "imaml" else algorithm.name
+    return CPU_BATCHED_MAX_STEP_IMAGES[key]
+
+
+def images_per_inner_step(algorithm: Any, spec: EpisodeSpec, evaluation: bool = False) -> int:
+    """The support images one inner step of a task of ``spec`` takes: the whole support set, or Reptile's
+    minibatch (``inner_batch``; at evaluation ``eval_inner_batch`` where set) where it is smaller."""
+    support = spec.ways * spec.shots
+    batch = (getattr(algorithm, "eval_inner_batch", 0) if evaluation else 0) or getattr(algorithm, "inner_batch", 0)
+    return min(batch, support) if batch else support
 
 
 def batched_faster_on_cpu(algorithm: Any) -> bool:

@@ -153,11 +153,16 @@ def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any]
     base = preset(preset_name) if preset_name else {}
     merged = {**base, **{name: value for name, value in fields.items() if value is not None}}
     merged["hyperparameters"] = {**base.get("hyperparameters", {}), **(hyperparameters or {})}
-    if "engine" not in merged:
-        algorithm = make_algorithm(merged["algorithm"], **merged["hyperparameters"]) if "algorithm" in merged else None
-        merged["engine"] = default_engine(merged.get("device", "cpu"), algorithm)
     merged.setdefault("sampler", default_sampler(merged.get("device", "cpu")))
-    return TrainConfig(**merged)
+    if "engine" in merged:
+        return TrainConfig(**merged)
+    # the default engine depends on the training tasks' size, which the config settles (its defaults included);
+    # an option only the batched engine has asks for it
+    config = TrainConfig(**merged, engine="batched")
+    if config.cuda_graph or config.compile or config.channels_last:
+        return config
+    algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
+    return replace(config, engine=default_engine(config.device, algorithm, config.train_spec))
 
 
 def resume_config(out: Path, iterations: int | None = None, max_minutes: float | None = None,
@@ -580,7 +585,7 @@ def evaluate_run(out: Path, evaluation: EvalConfig = EvalConfig(), progress: boo
     with process_group(device or config.device) as group:
         trained = load_trained(out, str(group.device(device or config.device)))
         config, state, dev = trained.config, trained.state, trained.theta.device
-        engine = evaluation.engine or default_engine(str(dev), trained.algorithm)
+        engine = evaluation.engine or default_engine(str(dev), trained.algorithm, config.spec, evaluation=True)
         source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
                              config.omniglot_split)
         started = time.perf_counter()

@@ -39,6 +39,47 @@ def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cp
     assert train_config(f"omniglot-5w1s-{variant}", device="cpu", engine="per-task").engine == "per-task"
 
 
+@pytest.mark.parametrize("preset_name,images,cpu_engine", [
+    ("omniglot-20w5s-maml", 100, "per-task"), ("omniglot-20w5s-imaml-gd", 100, "per-task"),
+    ("omniglot-20w1s-maml", 20, "per-task"), ("omniglot-20w1s-imaml-gd", 20, "batched"),
+    ("omniglot-5w5s-imaml-gd", 25, "batched"), ("mini-imagenet-5w1s-maml", 5, "batched"),
+    ("omniglot-20w5s-reptile", 20, "batched"),  # Nichol et al.'s inner minibatch, not the 200-image support set
+    ("omniglot-20w5s-reptile-shared", 100, "per-task"),
+])
+def test_the_cpu_default_engine_follows_the_size_of_an_inner_step(preset_name, images, cpu_engine):
+    """On the CPU the batched engine is the default only up to the inner step's size at which it measured faster
+    (bench/engines.py, CPU_BATCHED_MAX_STEP_IMAGES); on CUDA always; an option only the batched engine has
+    (channels last) asks for it."""
+    from algorithms import make_algorithm
+    from bench.engines import images_per_inner_step
+    from bench.train import train_config
+
+    config = train_config(preset_name, device="cpu")
+    assert images_per_inner_step(make_algorithm(config.algorithm, **config.hyperparameters), config.train_spec) == images
+    assert config.engine == cpu_engine
+    assert train_config(preset_name, device="cuda").engine == "batched"
+    assert train_config(preset_name, device="cpu", channels_last=True).engine == "batched"
+
+
+def test_the_evaluation_default_engine_follows_the_evaluation_step():
+    """Nichol et al.'s Reptile adapts on minibatches of eval_inner_batch at evaluation, of the evaluation
+    tasks' support set: 20-way 5-shot trains on minibatches of 20 and evaluates on minibatches of 10."""
+    from algorithms import make_algorithm
+    from bench.engines import default_engine, images_per_inner_step
+    from bench.tasks import EpisodeSpec
+    from bench.train import train_config
+
+    config = train_config("omniglot-20w5s-reptile", device="cpu")
+    reptile = make_algorithm(config.algorithm, **config.hyperparameters)
+    assert images_per_inner_step(reptile, config.spec, evaluation=True) == 10
+    assert images_per_inner_step(reptile, config.train_spec) == 20
+    maml = make_algorithm("maml")
+    assert default_engine("cpu", maml, EpisodeSpec(5, 1, 15), evaluation=True) == "batched"
+    assert default_engine("cpu", maml, EpisodeSpec(20, 5, 15), evaluation=True) == "per-task"
+    assert default_engine("cuda", maml, EpisodeSpec(20, 5, 15), evaluation=True) == "batched"
+    assert default_engine("cpu", make_algorithm("fomaml"), EpisodeSpec(5, 1, 15)) == "per-task"
+
+
 def test_each_subcommand_left_at_its_defaults_runs_its_config_dataclass_defaults():
     """The CLI reads its defaults from the harnesses' frozen dataclasses: a command given only what it
     requires builds exactly the dataclass's default, and a flag reaches its field."""
