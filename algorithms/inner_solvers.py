@@ -362,7 +362,7 @@ def armijo_ladder_at_once(objective: ProblemObjective, armijo: float = 1e-4, max
             made[key] = (torch.full((candidates,), 0.5, dtype=phi.dtype, device=phi.device).cumprod(0) * 2.0).view(-1, 1, 1)
         steps = made[key]
         trials = phi + steps * direction  # [candidates, problems, n]
-        values = objective(trials.view(-1, trials.shape[-1])).view(candidates, -1)  # candidate-major: see objective
+        values = objective(trials.view(-1, trials.shape[-1]), None).view(candidates, -1)  # candidate-major: see objective
         ok = searching & (values.unsqueeze(-1) <= value + armijo * steps * slope)
         found = ok.any(dim=0)
         first = ok.to(torch.uint8).argmax(dim=0)  # the first acceptable candidate (argmax: the first maximum)

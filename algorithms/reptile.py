@@ -61,13 +61,14 @@ class Reptile(InnerGradientDescentConfig):
         """Plain full-batch gradient descent, the same at evaluation: the path every algorithm shares."""
         return self.inner_optimizer == "sgd" and not (self.inner_batch or self.eval_inner_steps or self.eval_inner_batch)
 
-    def _steps(self, evaluation: bool) -> tuple[int, int]:
+    def steps_and_batch(self, evaluation: bool) -> tuple[int, int]:
+        """Inner steps and examples per step (0: the whole support set), in training or at evaluation."""
         if not evaluation:
             return self.inner_steps, self.inner_batch
         return self.eval_inner_steps or self.inner_steps, self.eval_inner_batch or self.inner_batch
 
     def _solution(self, model: FunctionalModel, theta: Tensor, support: Batch, evaluation: bool) -> InnerSolution:
-        steps, batch = self._steps(evaluation)
+        steps, batch = self.steps_and_batch(evaluation)
         indices = minibatch_indices(support.y.shape[0], batch, steps, support.x.device)
 
         def gradient_at(phi: Tensor, k: int) -> Tensor:
@@ -88,7 +89,7 @@ class Reptile(InnerGradientDescentConfig):
         return self._solution(model, theta, support, evaluation=True).phi
 
     def _functional(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor, evaluation: bool) -> Tensor:
-        steps, batch = self._steps(evaluation)
+        steps, batch = self.steps_and_batch(evaluation)
         indices = minibatch_indices(y.shape[0], batch, steps, x.device)
 
         def gradient_at(phi: Tensor, k: int) -> Tensor:
@@ -107,7 +108,7 @@ class Reptile(InnerGradientDescentConfig):
         steps, each task's minibatch k the same examples of its own support set, as there."""
         if self.shared_protocol:
             return batched.stacked_gradient_descent(model, theta, support, self.lam, self.inner_steps, self.inner_lr)
-        steps, batch = self._steps(evaluation)
+        steps, batch = self.steps_and_batch(evaluation)
         indices = minibatch_indices(support.y.shape[1], batch, steps, support.x.device)
         start = batched.stacked_start(model, theta, support.x.shape[0])
 
