@@ -13,7 +13,10 @@
 #   CALL_BUDGET_S=LEFT bash bench/gpu_checks.sh imaml-minres bench        # run timeout_s LEFT + 20, at once
 #
 # then, session after session, with runs/gpu-results carried (the last call's tarball unpacked there), until
-# the iMAML-GD runs reach the preset's 60,000 iterations:
+# the iMAML-GD runs reach the preset's 60,000 iterations. runs/ is not committed and a session's checkout can
+# be new (2026-11-29's was: the 380-iteration checkpoint of 2026-11-28 was gone), so a run to be continued
+# has its checkpoint committed with its results (git add -f, about 1.4 MB) and copied back into
+# runs/gpu-results before the next GPU call:
 #
 #   CALL_BUDGET_S=570 bash bench/gpu_checks.sh tests imaml imaml-minres   # run timeout_s 600
 #

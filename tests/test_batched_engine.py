@@ -238,9 +238,10 @@ def test_the_stacked_newton_line_searches_are_the_whole_ladder():
 
 def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> tuple[torch.Tensor, ...]:
     """``iterations`` training steps of the batched engine with the device sampler, eager and through
-    torch.compile, from one start, with outer SGD or Adam: their meta-parameters and window sums. With Adam
-    the convolution biases ahead of BatchNorm are left out (their noise gradients become steps that depend
-    on summation order: conftest)."""
+    torch.compile, from one start, with outer SGD or Adam: their meta-parameters and window sums. With Adam,
+    outer or inner (Nichol et al.'s Reptile), the convolution biases ahead of BatchNorm are left out: Adam
+    turns their noise gradients into steps that depend on summation order (conftest). Measured on an AMD EPYC
+    with reptile-nichol and outer SGD: 8.6e-12 relative on those biases, 9.2e-17 on the other parameters."""
     from bench.device_tasks import DeviceTasks
     from bench.steps import BatchedStep, Window
     from bench.tasks import EpisodeSpec, ImageClassTasks
@@ -263,7 +264,8 @@ def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> 
         results.append((theta.detach().clone(), window.sums.clone(), window.work.tolist(), source.iteration.item()))
     (eager, eager_sums, eager_work, eager_drawn), (compiled, compiled_sums, compiled_work, compiled_drawn) = results
     assert eager_drawn == compiled_drawn == iterations and eager_work == compiled_work
-    kept = ~convolution_biases(tiny_convnet()) if optimizer == "adam" else torch.ones_like(eager, dtype=torch.bool)
+    adam = optimizer == "adam" or hyperparameters.get("inner_optimizer") == "adam"
+    kept = ~convolution_biases(tiny_convnet()) if adam else torch.ones_like(eager, dtype=torch.bool)
     return eager[kept], compiled[kept], eager_sums, compiled_sums
 
 
