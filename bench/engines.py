@@ -43,6 +43,9 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
 #   Nichol et al.'s Reptile (an inner step is its minibatch): 1.54 at 10 (5-way 1-shot), 2.3 at 10 (5-way
 #     5-shot), 1.21 at 20 (20-way 1-shot).
 #   First-order MAML: 0.74 at 5, 0.71 at 100.
+# The same at both ends on a 2-core AMD EPYC (reports/throughput-cpu-amd-epyc-*/, commands.sh there): at 5 images
+# MAML 1.14, iMAML-GD 1.35, iMAML-HF 1.44, Reptile 1.48, first-order MAML 0.74; at 100, MAML 0.54, first-order
+# MAML 0.56, iMAML-GD 0.65.
 #
 # Before, on Omniglot 5-way 1-shot alone (``metagrad throughput``; reports/notes/engines.md): the eager batched
 # engine ran Reptile and iMAML-GD 1.05 to 2.15 times as fast as the per-task one on both 2-core CPUs
