@@ -240,8 +240,8 @@ def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> 
     """``iterations`` training steps of the batched engine with the device sampler, eager and through
     torch.compile, from one start, with outer SGD or Adam: their meta-parameters and window sums. With Adam,
     outer or inner (Nichol et al.'s Reptile), the convolution biases ahead of BatchNorm are left out: Adam
-    turns their noise gradients into steps that depend on summation order (conftest). Measured on an AMD EPYC
-    with reptile-nichol and outer SGD: 8.6e-12 relative on those biases, 9.2e-17 on the other parameters."""
+    turns their noise gradients into steps that depend on summation order, which differs from one CPU to
+    another (conftest)."""
     from bench.device_tasks import DeviceTasks
     from bench.steps import BatchedStep, Window
     from bench.tasks import EpisodeSpec, ImageClassTasks
