@@ -1,4 +1,13 @@
 """Meta-gradient algorithms behind one protocol, and their numerical parts."""
+import warnings
+
+# Forward-mode AD (the jvp of every forward-over-reverse product) loads torch's decompositions for it on first
+# use, and they call torch.jit.script, which warns that it is deprecated: torch's own use, nothing a user can act
+# on. Loaded here once with that one warning silenced, so that it never reaches a user's terminal.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    import torch._decomp.decompositions_for_jvp  # noqa: F401
+
 from .batched import BatchedMetaGradient
 from .conjugate_gradient import CGResult, conjugate_gradient
 from .fomaml import FirstOrderMAML

@@ -110,7 +110,7 @@ def stacked_gradient_descent(model: FunctionalModel, theta: Tensor, support: Bat
     (``FunctionalModel.stacks``).
 
     The gradient of the sum of the tasks' objectives is every task's own gradient, since no parameter is
-    shared; the same steps in fewer operations (`bench/operations.py`; reports/notes/engines.md). Only
+    shared; the same steps in fewer operations (`bench/measure/operations.py`; reports/notes/engines.md). Only
     for first-order steps: PyTorch's double backward of a grouped convolution loops over its groups."""
     start = stacked_start(model, theta, support.x.shape[0])
     return gradient_steps(stacked_proximal_gradient(model, support, start, lam), start, steps, lr)

@@ -61,12 +61,18 @@ def gradient_descent(objective: Objective, start: Tensor, steps: int, lr: float)
 ADAM_BETA2, ADAM_EPSILON = 0.999, 1e-8
 
 
-@torch.compiler.assume_constant_result  # torch 2.11's dynamo (the GPU machine's) cannot trace Random.shuffle
 def _shuffled(size: int) -> tuple[int, ...]:
     """0, ..., size - 1 in the fixed random order of Python's ``random``, seed 0."""
     order = list(range(size))
     random.Random(0).shuffle(order)
     return tuple(order)
+
+
+def prepare_for_compile() -> None:
+    """Mark for ``torch.compile`` what it must take as constant: ``_shuffled`` (torch 2.11's dynamo, the GPU
+    machine's, cannot trace ``Random.shuffle``). Called before compiling rather than as a decorator, because the
+    decorator imports dynamo, a second of every command's start."""
+    torch.compiler.assume_constant_result(_shuffled)
 
 
 @functools.lru_cache(maxsize=64)
@@ -136,7 +142,7 @@ def nesterov_accelerated_gradient(objective: Objective, start: Tensor, steps: in
     It needs both constants, known: with them G(x_k) - G* <= (1 - 1/sqrt(kappa))^k (G(x_0) - G* +
     mu/2 ||x_0 - x*||^2), so about sqrt(kappa) log(1/eps) gradients where gradient descent needs
     kappa log(1/eps) (the paper's Lemma 2 and Theorem 2). They are known for the linear-regression
-    family (``bench.linear_regression``: mu = lam + a_min, L = kappa mu); on a network they are not,
+    family (``bench.data.linear_regression``: mu = lam + a_min, L = kappa mu); on a network they are not,
     and an L too small or a mu too large voids the guarantee (the iterates can diverge). One gradient
     per step; the iterate returned is x_k.
     """

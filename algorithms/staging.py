@@ -3,7 +3,7 @@
 iMAML's conjugate gradients take several Hessian-vector products at the same phi, and a forward-over-reverse
 product (``jvp`` of ``grad``) recomputes, every time, all that depends on phi and the data alone: the network's
 forward and backward passes, and the parts of the derivative formulas that do not involve the direction (on the
-presets' stacked network, 134 of a product's 303 operations: reports/cpu-operations/staged_products.py).
+presets' stacked network, 134 of a product's 303 operations: bench/diagnostics/staged_products.py).
 ``Staged`` traces the function once per signature of its inputs into a graph of ATen operations (``make_fx``),
 splits the graph into the operations that depend on the fixed inputs only and the rest, and runs the first part
 once per ``bind`` and the second per call: the same operations in the same order on the same values, so the

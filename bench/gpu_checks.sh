@@ -21,7 +21,7 @@
 #   CALL_BUDGET_S=570 bash bench/gpu_checks.sh tests imaml imaml-minres   # run timeout_s 600
 #
 # each with carry [".whl", ".device-data"] (README, "GPU results": the higher wheel, which the GPU image
-# lacks, and Omniglot packed by bench.omniglot.pack_omniglot, since the image folders are too large to travel).
+# lacks, and Omniglot packed by bench.data.omniglot.pack_omniglot, since the image folders are too large to travel).
 # Where the second call finds a fresh machine (the first one's results gone), unpack the first call's
 # gpu-results.tar.gz into runs/gpu-results here and add "runs/gpu-results" to carry: the runs resume from
 # their checkpoints, which the tarball holds.

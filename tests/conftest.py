@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from algorithms import Batch, FunctionalModel, Task, cross_entropy_loss
-from bench.models import ConvNet
+from bench.nets.convnet import ConvNet
 
 # higher 0.2.1 calls APIs that newer torch warns about; the warnings say nothing about our code.
 warnings.filterwarnings("ignore", module="higher")
@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """The machine fingerprint saved with every benchmark run (and shown when two runs differ)."""
-    from bench.machine import fingerprint
+    from bench.measure.machine import fingerprint
 
     machine_info["metagrad"] = fingerprint()
 
@@ -87,7 +87,7 @@ def bias_ahead_of_batchnorm(filters: int) -> torch.Tensor:
     Their gradient is analytically zero (the normalization subtracts the bias again) and numerically 1e-16
     noise, which Adam (outer, or Nichol et al.'s inner one) divides by (|g| + epsilon) into steps that
     depend on the summation order: comparisons of two correct runs leave them out or bound them apart."""
-    from bench.datasets import network
+    from bench.nets.convnet import network
 
     return convolution_biases(network("omniglot", 5, filters))
 

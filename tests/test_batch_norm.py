@@ -1,4 +1,4 @@
-"""``bench.batch_norm.twice_differentiable_batch_norm`` is ``F.batch_norm`` with batch statistics, derivative for derivative.
+"""``bench.nets.batch_norm.twice_differentiable_batch_norm`` is ``F.batch_norm`` with batch statistics, derivative for derivative.
 
 The stacked network's Hessian-vector products use it (iMAML's batched engine), so everything a product can ask
 of it is checked against the native function in float64: values, gradients, tangents, forward-over-reverse and
@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.batch_norm import BatchNormBackward, twice_differentiable_batch_norm
-from bench.operations import count_operations
+from bench.measure.operations import count_operations
+from bench.nets.batch_norm import BatchNormBackward, twice_differentiable_batch_norm
 
 from .finite_differences import relative_error
 

@@ -11,7 +11,7 @@ import torch
 
 from algorithms import Batch, FunctionalModel, TaskBatch, batched, conjugate_gradient, cross_entropy_loss, make_algorithm
 from algorithms.conjugate_gradient import masked_conjugate_gradient
-from bench.models import ConvNet
+from bench.nets.convnet import ConvNet
 
 from .conftest import classification_task, convolution_biases, tiny_convnet, tiny_mlp
 from .finite_differences import relative_error
@@ -201,7 +201,7 @@ def test_the_stacked_newton_line_searches_are_the_whole_ladder():
         armijo_ladder_searching_only,
         masked_newton_steps,
     )
-    from bench.operations import count_operations
+    from bench.measure.operations import count_operations
 
     model, theta, tasks = problem("convnet")
     support = TaskBatch.stack(tasks).support
@@ -242,9 +242,9 @@ def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> 
     outer or inner (Nichol et al.'s Reptile), the convolution biases ahead of BatchNorm are left out: Adam
     turns their noise gradients into steps that depend on summation order, which differs from one CPU to
     another (conftest)."""
-    from bench.device_tasks import DeviceTasks
-    from bench.steps import BatchedStep, Window
-    from bench.tasks import EpisodeSpec, ImageClassTasks
+    from bench.data.device_tasks import DeviceTasks
+    from bench.data.tasks import EpisodeSpec, ImageClassTasks
+    from bench.training.steps import BatchedStep, Window
 
     name, hyperparameters = (CONFIGS | TRACED)[config]
     images = torch.randint(0, 256, (6, 8, 6, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -273,9 +273,9 @@ def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> 
 def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, config):
     """fullgraph=True with dynamo's "eager" backend: a graph break (host work, Python control flow on
     values) would be an error; with outer SGD the compiled iteration is the eager one."""
-    import bench.steps
+    import bench.training.steps
 
-    monkeypatch.setattr(bench.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    monkeypatch.setattr(bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
     torch._dynamo.reset()
     eager, compiled, eager_sums, compiled_sums = compiled_against_eager(config, "sgd")
     assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12
@@ -284,9 +284,9 @@ def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, c
 def test_torch_compile_of_the_adam_step_rounds_its_bias_correction_in_float32(monkeypatch):
     """torch's compiled Adam keeps its step count as a float32 tensor, so its bias corrections carry float32
     rounding: the compiled runs agree to 1e-6, not 1e-12."""
-    import bench.steps
+    import bench.training.steps
 
-    monkeypatch.setattr(bench.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    monkeypatch.setattr(bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
     torch._dynamo.reset()
     eager, compiled, eager_sums, compiled_sums = compiled_against_eager("fomaml", "adam")
     assert relative_error(compiled, eager) < 1e-6 and relative_error(compiled_sums, eager_sums) < 1e-6

@@ -30,9 +30,9 @@ def test_bad_hyperparameters_raise_a_clear_error(name, kwargs, fragment):
                                                 ("reptile-shared", "batched"), ("imaml-gd", "batched"),
                                                 ("imaml-hf", "batched")])
 def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cpu_engine):
-    """bench/engines.py: batched on CUDA; on the CPU, batched only where it measured faster (README, "Two
+    """bench/training/engines.py: batched on CUDA; on the CPU, batched only where it measured faster (README, "Two
     engines"), and a given engine is kept."""
-    from bench.train import train_config
+    from bench.training.trainer import train_config
 
     assert train_config(f"omniglot-5w1s-{variant}", device="cpu").engine == cpu_engine
     assert train_config(f"omniglot-5w1s-{variant}", device="cuda").engine == "batched"
@@ -48,11 +48,11 @@ def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cp
 ])
 def test_the_cpu_default_engine_follows_the_size_of_an_inner_step(preset_name, images, cpu_engine):
     """On the CPU the batched engine is the default only up to the inner step's size at which it measured faster
-    (bench/engines.py, CPU_BATCHED_MAX_STEP_IMAGES); on CUDA always; an option only the batched engine has
+    (bench/training/engines.py, CPU_BATCHED_MAX_STEP_IMAGES); on CUDA always; an option only the batched engine has
     (channels last) asks for it."""
     from algorithms import make_algorithm
-    from bench.engines import images_per_inner_step
-    from bench.train import train_config
+    from bench.training.engines import images_per_inner_step
+    from bench.training.trainer import train_config
 
     config = train_config(preset_name, device="cpu")
     assert images_per_inner_step(make_algorithm(config.algorithm, **config.hyperparameters), config.train_spec) == images
@@ -65,9 +65,9 @@ def test_the_evaluation_default_engine_follows_the_evaluation_step():
     """Nichol et al.'s Reptile adapts on minibatches of eval_inner_batch at evaluation, of the evaluation
     tasks' support set: 20-way 5-shot trains on minibatches of 20 and evaluates on minibatches of 10."""
     from algorithms import make_algorithm
-    from bench.engines import default_engine, images_per_inner_step
-    from bench.tasks import EpisodeSpec
-    from bench.train import train_config
+    from bench.data.tasks import EpisodeSpec
+    from bench.training.engines import default_engine, images_per_inner_step
+    from bench.training.trainer import train_config
 
     config = train_config("omniglot-20w5s-reptile", device="cpu")
     reptile = make_algorithm(config.algorithm, **config.hyperparameters)
@@ -84,12 +84,12 @@ def test_each_subcommand_left_at_its_defaults_runs_its_config_dataclass_defaults
     """The CLI reads its defaults from the harnesses' frozen dataclasses: a command given only what it
     requires builds exactly the dataclass's default, and a flag reaches its field."""
     from bench import cli
-    from bench.complexity import ComplexityConfig
-    from bench.exact_solve import ExactSolveConfig
-    from bench.profile import ProfileConfig
-    from bench.spectrum import SpectrumConfig
-    from bench.throughput import ThroughputConfig
-    from bench.train import EvalConfig
+    from bench.harnesses.complexity import ComplexityConfig
+    from bench.harnesses.exact_solve import ExactSolveConfig
+    from bench.harnesses.profile import ProfileConfig
+    from bench.harnesses.spectrum import SpectrumConfig
+    from bench.harnesses.throughput import ThroughputConfig
+    from bench.training.trainer import EvalConfig
 
     parser = cli.build_parser()
     cases = [(cli._exact_solve_config, ["exact-solve", "--out", "x"], ExactSolveConfig()),

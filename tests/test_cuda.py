@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from bench.datasets import network, task_source
-from bench.device_tasks import DeviceTasks
-from bench.presets import preset
-from bench.steps import BatchedStep, Window
-from bench.tasks import EpisodeSpec
+from bench.data.device_tasks import DeviceTasks
+from bench.data.sources import task_source
+from bench.data.tasks import EpisodeSpec
+from bench.nets.convnet import network
+from bench.training.presets import preset
+from bench.training.steps import BatchedStep, Window
 
 from .conftest import bias_ahead_of_batchnorm
 from .data_paths import DATA_ROOT, require_data
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def omniglot_root():
-    """The data root, holding Omniglot's image folders or its packed tensor (bench.omniglot.pack_omniglot)."""
+    """The data root, holding Omniglot's image folders or its packed tensor (bench.data.omniglot.pack_omniglot)."""
     if (DATA_ROOT / "omniglot-28x28.pt").exists():
         return DATA_ROOT
     return require_data("omniglot-py")
@@ -87,7 +88,7 @@ def test_the_gpu_draws_the_tasks_the_cpu_draws():
 def interrupted_and_straight(root, folder, device: str) -> tuple[dict, dict]:
     """The checkpoints of a tiny float64 host-sampler run on ``device`` trained for 4 iterations straight, and
     trained for 2 then resumed to 4."""
-    from bench.train import TrainConfig, train
+    from bench.training.trainer import TrainConfig, train
 
     config = TrainConfig(dataset="omniglot", ways=5, shots=1, queries=2, algorithm="fomaml",
                          hyperparameters={"inner_steps": 1, "inner_lr": 0.4}, filters=4, meta_batch=2, iterations=4,

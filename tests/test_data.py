@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from algorithms.protocol import ConfigError
-from bench.data_root import resolve_data_root
-from bench.mini_imagenet import load_mini_imagenet
-from bench.omniglot import load_omniglot, omniglot_splits, pack_omniglot
-from bench.tasks import EpisodeSpec, ImageClassTasks
+from bench.data.mini_imagenet import load_mini_imagenet
+from bench.data.omniglot import load_omniglot, omniglot_splits, pack_omniglot
+from bench.data.root import resolve_data_root
+from bench.data.tasks import EpisodeSpec, ImageClassTasks
 
 from .data_paths import require_data
 

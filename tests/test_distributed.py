@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.distributed import ProcessGroup
-from bench.scaling import scaling_table
-from bench.train import EvalConfig, TrainConfig, evaluate_run, train
+from bench.harnesses.scaling import scaling_table
+from bench.training.distributed import ProcessGroup
+from bench.training.trainer import EvalConfig, TrainConfig, evaluate_run, train
 
 from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data
@@ -212,7 +212,7 @@ def test_sigterm_to_one_process_writes_the_checkpoint_and_resumes_exactly(tmp_pa
 
 FAILING = """
 import os, sys
-from bench import steps
+from bench.training import steps
 if os.environ["RANK"] == "1":  # rank 1 fails in its third iteration
     original, calls = steps.PerTaskStep.__call__, [0]
     def failing(self, batch):

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.exact_solve import COLUMNS, ExactSolveConfig, run_exact_solve
-from bench.linear_regression import LinearRegressionConfig
+from bench.data.linear_regression import LinearRegressionConfig
+from bench.harnesses.exact_solve import COLUMNS, ExactSolveConfig, run_exact_solve
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
-from bench.device_tasks import DeviceTasks
-from bench.steps import Window
+from bench.data.device_tasks import DeviceTasks
+from bench.training.steps import Window
 
 from .conftest import classification_task, tiny_convnet
 from .host_sync import HostWork

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.lake import load_lake_runs, score_runs
-from bench.omniglot import BACKGROUND, EVALUATION, decode_image, load_omniglot, omniglot_splits
-from bench.train import train
+from bench.data.omniglot import BACKGROUND, EVALUATION, decode_image, load_omniglot, omniglot_splits
+from bench.harnesses.lake_runs import load_lake_runs, score_runs
+from bench.training.trainer import train
 
 from .data_paths import require_data
 from .test_training import float64_config

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.memory import SavedTensorPeak
-from bench.profile import Measure, ProfileConfig, build_problem, measure_rss_in_subprocess, runner
+from bench.harnesses.profile import Measure, ProfileConfig, build_problem, measure_rss_in_subprocess, runner
+from bench.measure.memory import SavedTensorPeak
 
 CONFIG = ProfileConfig(dataset="random-images", ways=20, shots=5, queries=15, filters=32, repeats=1)
 MAML_STEPS = (1, 8, 64)

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from bench.memory import SavedTensorPeak, subprocess_environment
+from bench.measure.memory import SavedTensorPeak, subprocess_environment
 
 MIB = 2**20
 
@@ -48,7 +48,7 @@ def test_saved_bytes_are_released_with_an_unused_graph():
 def test_peak_rss_delta_sees_a_known_allocation():
     code = (
         "import json, torch, gc\n"
-        "from bench.memory import rss_bytes, reset_peak_rss, peak_rss_bytes\n"
+        "from bench.measure.memory import rss_bytes, reset_peak_rss, peak_rss_bytes\n"
         "t = torch.ones(1024, 1024); del t; gc.collect()\n"
         "before = rss_bytes(); assert reset_peak_rss()\n"
         "t = torch.ones(64, 1024, 1024)  # 256 MiB, touched\n"

@@ -14,7 +14,7 @@ from algorithms import (
     proximal_objective,
     squared_error_loss,
 )
-from bench.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
+from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 
 from .conftest import classification_task, tiny_convnet
 from .finite_differences import central_difference_gradient, directional_derivatives, relative_error

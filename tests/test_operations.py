@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from algorithms import TaskBatch, batched, make_algorithm
-from bench.operations import count_operations
+from bench.measure.operations import count_operations
 
 from .test_batched_engine import CONFIGS, problem
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import bench.profile as profile
+import bench.harnesses.profile as profile
 from bench.cli import main
 
 

@@ -1,4 +1,4 @@
-"""``bench.relu.twice_differentiable_relu`` is ``F.relu``, derivative for derivative, in one operation fewer a
+"""``bench.nets.relu.twice_differentiable_relu`` is ``F.relu``, derivative for derivative, in one operation fewer a
 product's tangent: checked in float64 against the native function (values, gradients, tangents, both kinds of
 second derivative, under ``vmap`` too) and by torch's numerical checks."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.operations import count_operations
-from bench.relu import ReLUBackward, twice_differentiable_relu
+from bench.measure.operations import count_operations
+from bench.nets.relu import ReLUBackward, twice_differentiable_relu
 
 WEIGHTS = torch.randn(5, 4, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import regenerate as regenerate_module
 from bench.cli import main
-from bench.paper import PAPER_ACCURACY
-from bench.presets import preset
-from bench.regenerate import Experiment, exact_solve, regenerate
-from bench.report import discover, render_report, representative_run
+from bench.reporting import regenerate as regenerate_module
+from bench.reporting.paper import PAPER_ACCURACY
+from bench.reporting.regenerate import Experiment, exact_solve, regenerate
+from bench.reporting.report import discover, render_report, representative_run
+from bench.training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT.parent / "shared" / "paper" / "NOTES.md"
@@ -238,13 +238,13 @@ def test_full_size_runs_of_both_solvers_are_compared_by_seed_and_residual(tmp_pa
 def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatch, quick):
     """`--rerun` and `--quick` hand each harness a configuration it accepts, and each step's command
     line names the same settings (the harnesses themselves are replaced by recorders here)."""
-    import bench.complexity
-    import bench.exact_solve
-    import bench.lake
-    import bench.profile
-    import bench.spectrum
-    import bench.throughput
-    import bench.train
+    import bench.harnesses.complexity
+    import bench.harnesses.exact_solve
+    import bench.harnesses.lake_runs
+    import bench.harnesses.profile
+    import bench.harnesses.spectrum
+    import bench.harnesses.throughput
+    import bench.training.trainer
 
     seen: list[tuple[str, object]] = []
 
@@ -254,17 +254,17 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
             seen.append((kind, config))
         return record
 
-    monkeypatch.setattr(bench.exact_solve, "write_exact_solve", recorder("exact-solve"))
-    monkeypatch.setattr(bench.profile, "write_profile", recorder("profile"))
-    monkeypatch.setattr(bench.complexity, "write_complexity", recorder("complexity"))
-    monkeypatch.setattr(bench.throughput, "write_throughput", recorder("throughput"))
-    monkeypatch.setattr(bench.train, "train", recorder("train"))
+    monkeypatch.setattr(bench.harnesses.exact_solve, "write_exact_solve", recorder("exact-solve"))
+    monkeypatch.setattr(bench.harnesses.profile, "write_profile", recorder("profile"))
+    monkeypatch.setattr(bench.harnesses.complexity, "write_complexity", recorder("complexity"))
+    monkeypatch.setattr(bench.harnesses.throughput, "write_throughput", recorder("throughput"))
+    monkeypatch.setattr(bench.training.trainer, "train", recorder("train"))
     # a resumed run's configuration is its folder's, which the recorder did not write: the limits stand for it
-    monkeypatch.setattr(bench.train, "resume_config", lambda folder, **limits: {"resume": limits})
-    monkeypatch.setattr(bench.train, "evaluate_run",
+    monkeypatch.setattr(bench.training.trainer, "resume_config", lambda folder, **limits: {"resume": limits})
+    monkeypatch.setattr(bench.training.trainer, "evaluate_run",
                         lambda folder, evaluation, **kwargs: seen.append(("eval", evaluation)))
-    monkeypatch.setattr(bench.lake, "lake_runs", lambda folder, **kwargs: seen.append(("lake-runs", kwargs)))
-    monkeypatch.setattr(bench.spectrum, "write_spectrum",
+    monkeypatch.setattr(bench.harnesses.lake_runs, "lake_runs", lambda folder, **kwargs: seen.append(("lake-runs", kwargs)))
+    monkeypatch.setattr(bench.harnesses.spectrum, "write_spectrum",
                         lambda folder, config, *args, **kwargs: seen.append(("spectrum", config)))
     experiments = regenerate_module.QUICK if quick else regenerate_module.FULL
     regenerate(tmp_path, quick=quick, overwrite=True, progress=False)
@@ -322,8 +322,8 @@ def test_a_batched_only_throughput_result_takes_its_ratio_from_the_same_devices_
     """gpu_checks.sh measures the engines in separate runs: the ratio comes from the other result's per-task
     row of the same device and preset (marked *), never from another device's, and a comparison the run
     skipped (--check-tasks 0), or operations a result predates, show as a dash, not nan."""
-    from bench.report import Results, throughput_table
-    from bench.throughput import COLUMNS
+    from bench.harnesses.throughput import COLUMNS
+    from bench.reporting.report import Results, throughput_table
 
     def frame(engine: str, device_name: str, tasks_per_s: float, check: float, operations: float = float("nan")):
         row = dict.fromkeys(COLUMNS, float("nan"))

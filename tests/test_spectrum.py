@@ -10,9 +10,10 @@ import torch
 from algorithms import FunctionalModel, cross_entropy_loss, lanczos_ritz_values, make_algorithm
 from algorithms.protocol import query_loss_and_gradient
 from bench.cli import main
-from bench.datasets import network, task_source
-from bench.spectrum import COLUMNS
-from bench.train import train
+from bench.data.sources import task_source
+from bench.harnesses.spectrum import COLUMNS
+from bench.nets.convnet import network
+from bench.training.trainer import train
 
 from .data_paths import require_data
 from .test_batched_engine import random_symmetric

@@ -8,8 +8,8 @@ import torch
 from algorithms import Batch, FunctionalModel, cross_entropy_loss, hessian_vector_product
 from algorithms.hessian_vector_product import forward_over_reverse_hvp
 from algorithms.staging import Staged
-from bench.models import ConvNet
-from bench.operations import count_operations
+from bench.measure.operations import count_operations
+from bench.nets.convnet import ConvNet
 
 from .finite_differences import relative_error
 

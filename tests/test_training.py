@@ -11,8 +11,8 @@ import torch
 import algorithms.imaml
 from algorithms.protocol import ConfigError
 from bench.cli import main
-from bench.presets import presets
-from bench.train import EvalConfig, TrainConfig, evaluate_run, train
+from bench.training.presets import presets
+from bench.training.trainer import EvalConfig, TrainConfig, evaluate_run, train
 
 from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data
@@ -237,7 +237,7 @@ def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, caps
     (1.6, 0.2, 0.0, 9, None),  # nor nine: a network that looks at its images does that 2e-5 of the time
 ])
 def test_stuck_names_what_is_wrong(loss, accuracy, ci, tasks, expected):
-    from bench.train import stuck
+    from bench.training.trainer import stuck
 
     reason = stuck(loss, accuracy, ci, tasks, 5)
     assert reason is None if expected is None else expected in reason
@@ -305,8 +305,8 @@ def test_resume_restores_the_threads_the_run_was_started_with(tmp_path):
 def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_annealed_step(tmp_path):
     """Outer SGD on theta - phi with the step annealed linearly from 1 to 0 (Nichol et al.), meta-training
     tasks with train_shots: replayed by hand from the same task stream, the run's parameters agree."""
-    from bench.datasets import task_source
-    from bench.train import load_trained
+    from bench.data.sources import task_source
+    from bench.training.trainer import load_trained
 
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "reptile", iterations=4), algorithm="reptile", outer_optimizer="sgd",
@@ -336,9 +336,9 @@ def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_anne
 def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine):
     """A run with the device sampler meta-trains on ``DeviceTasks.draw(i)`` at iteration i (the seed's
     stream, on the run's device): replayed by hand with outer SGD, the parameters agree."""
-    from bench.datasets import task_source
-    from bench.device_tasks import DeviceTasks
-    from bench.train import load_trained
+    from bench.data.device_tasks import DeviceTasks
+    from bench.data.sources import task_source
+    from bench.training.trainer import load_trained
 
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
@@ -394,9 +394,9 @@ def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
 def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
     """--compile (dynamo's tracing here; inductor's numerics: tests/test_batched_engine.py) trains the same
     run as the eager batched engine (outer SGD: the compiled Adam rounds its bias correction in float32)."""
-    import bench.steps
+    import bench.training.steps
 
-    monkeypatch.setattr(bench.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    monkeypatch.setattr(bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
     torch._dynamo.reset()
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",

@@ -2,7 +2,7 @@
 product against a gradient; their deterministic counters go into ``extra_info``.
 
 Two problems: ``synthetic`` (random 28x28 pixels, no data needed) and a small real Omniglot case
-(5-way 1-shot). Both use the profiler's problem and runner (bench/profile.py), so a benchmark and
+(5-way 1-shot). Both use the profiler's problem and runner (bench/harnesses/profile.py), so a benchmark and
 a profile row measure the same thing.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from algorithms import algorithm_names
-from bench.profile import Measure, ProfileConfig, build_problem, count_work, runner
+from bench.harnesses.profile import Measure, ProfileConfig, build_problem, count_work, runner
 
 from ..data_paths import require_data
 

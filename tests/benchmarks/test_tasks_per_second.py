@@ -11,13 +11,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from bench.datasets import network, task_source
-from bench.engines import ENGINES
-from bench.operations import count_operations
-from bench.presets import preset
-from bench.profile import count_work
-from bench.steps import Window, training_step
-from bench.tasks import EpisodeSpec
+from bench.data.sources import task_source
+from bench.data.tasks import EpisodeSpec
+from bench.harnesses.profile import count_work
+from bench.measure.operations import count_operations
+from bench.nets.convnet import network
+from bench.training.engines import ENGINES
+from bench.training.presets import preset
+from bench.training.steps import Window, training_step
 
 from ..data_paths import require_data
 from .conftest import on_device
@@ -69,7 +70,7 @@ def omniglot_meta_batch():
 def test_meta_batch_tasks_per_second(benchmark, record_counters, omniglot_meta_batch, variant, engine, bench_device):
     """One training iteration (meta-gradients of 8 tasks and the Adam step) per engine: tasks per second is
     8 x OPS. Counters are per iteration: the engines must do the same gradient and Hessian-vector work; their
-    device operations (bench/operations.py) are where they differ, the batched engine's one pass for all 8."""
+    device operations (bench/measure/operations.py) are where they differ, the batched engine's one pass for all 8."""
     settings = preset(f"omniglot-5w1s-{variant}")
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
     torch.manual_seed(0)

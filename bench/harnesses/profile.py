@@ -1,0 +1,451 @@
+"""Compute and memory profile of meta-gradients against inner steps (paper Figure 2b).
+
+For each algorithm and number of inner steps, one meta-gradient of one task, after a warm-up:
+- time: median and interquartile spread of ``repeats`` runs (CUDA synchronized);
+- saved bytes: the peak of bytes autograd holds for backward (``memory.SavedTensorPeak``);
+- peak memory: on CUDA ``max_memory_allocated`` over the run (reset per configuration) and NVML's
+  used memory; on the CPU the peak RSS of a fresh subprocess during the run minus its RSS just
+  before, after one warm-up run of the same configuration there;
+- work: gradient and Hessian-vector-product evaluations from the algorithm's record, and FLOPs
+  from ``torch.utils.flop_counter``;
+- batched tasks/s: for the algorithms, the batched engine's ``batched_meta_gradient`` over a meta-batch
+  of ``batched_tasks`` copies of the task (the same work per task as the row's), median of ``repeats``,
+  beside the per-task engine's 1 / time_s. Memory columns stay per task.
+A plain gradient of the support loss and of the query loss is measured the same way (algorithm
+``gradient``), so that the ratio to Theorem 1's bound (at most twice one gradient) is a column, and
+one Hessian-vector product of the support loss (``hvp``), for its cost relative to a gradient.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
+
+from algorithms import FunctionalModel, Task, algorithm_label, algorithm_names, cross_entropy_loss, make_algorithm, squared_error_loss
+from algorithms.protocol import require
+from bench.measure.machine import device_name
+from bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
+
+DATASETS = ("omniglot", "synthetic", "random-images")
+ALGORITHMS = algorithm_names()
+
+COLUMNS = ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_bytes", "saved_bytes", "flops",
+           "grad_evals", "hvp_evals", "cg_iterations", "negative_curvature", "sweep", "status", "time_iqr_s",
+           "repeats", "rss_delta_bytes",
+           "cuda_max_allocated_bytes", "nvml_used_bytes", "gradient_saved_bytes", "saved_over_gradient",
+           "peak_over_gradient", "dataset", "ways", "shots", "queries", "filters", "device_name", "torch", "threads",
+           "tasks_per_s", "batched_tasks_per_s", "batched_tasks"]
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    dataset: str = "omniglot"  # omniglot: real 28x28 characters; random-images: same shapes, random pixels
+    ways: int = 20
+    shots: int = 5
+    queries: int = 15
+    filters: int = 64
+    algorithms: tuple[str, ...] = ALGORITHMS
+    inner_steps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    imaml_cg_steps: int = 5
+    cg_sweep: tuple[int, ...] = (1, 2, 5, 10, 20)  # iMAML's CG steps at cg_sweep_inner_steps inner steps
+    cg_sweep_inner_steps: int = 16
+    lam: float = 2.0  # iMAML's proximal weight; MAML, first-order MAML and Reptile run without one
+    inner_lr: float = 0.1
+    repeats: int = 3
+    rss: bool = True  # CPU only: fresh subprocess per configuration
+    device: str = "cpu"
+    seed: int = 0
+    data_root: str | None = None
+    synthetic_dim: int = 50
+    batched_tasks: int = 8  # the meta-batch of the batched tasks/s column (0: not measured)
+
+    def __post_init__(self) -> None:
+        require(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        unknown = sorted(set(self.algorithms) - set(ALGORITHMS))
+        require(not unknown, f"unknown algorithm {', '.join(unknown)}; choose from {', '.join(ALGORITHMS)}")
+        require(all(k >= 1 for k in self.inner_steps) and self.inner_steps, "inner steps must be >= 1")
+        require(all(k >= 0 for k in self.cg_sweep), "CG steps must be >= 0")
+        require(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
+        require(self.filters >= 1, f"filters must be >= 1, got {self.filters}")
+        require(self.lam > 0, f"lam must be > 0, got {self.lam}")
+        require(self.inner_lr > 0, f"inner lr must be > 0, got {self.inner_lr}")
+        require(self.batched_tasks >= 0, f"batched tasks must be >= 0, got {self.batched_tasks}")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One configuration to measure: a meta-gradient, or a plain gradient (``algorithm='gradient'``)."""
+
+    algorithm: str
+    inner_steps: int = 0
+    cg_steps: int = 0
+    sweep: str = "inner_steps"
+    loss_set: str = "support"  # gradient only: which set's loss
+
+
+@dataclass
+class Problem:
+    model: FunctionalModel
+    theta: torch.Tensor
+    task: Task
+    device: torch.device
+
+
+def build_problem(config: ProfileConfig) -> Problem:
+    """The model, meta-parameters and one task, the same for every process with the same config."""
+    device = torch.device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    if config.dataset == "synthetic":
+        from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
+
+        task = sample_linear_regression_task(LinearRegressionConfig(dim=config.synthetic_dim), generator).task
+        module = LinearRegressor(config.synthetic_dim)
+        loss = squared_error_loss
+    else:
+        from bench.data.tasks import EpisodeSpec
+        from bench.nets.convnet import omniglot_convnet
+
+        spec = EpisodeSpec(config.ways, config.shots, config.queries)
+        if config.dataset == "omniglot":
+            from bench.data.sources import task_source
+
+            task = task_source("omniglot", "train", spec, config.data_root).tasks.sample(generator)
+        else:
+            from algorithms import Batch
+
+            def batch(n: int) -> Batch:
+                y = torch.arange(spec.ways).repeat_interleave(n)
+                return Batch(torch.rand(len(y), 1, 28, 28, generator=generator), y)
+
+            task = Task(batch(spec.shots), batch(spec.queries))
+        module = omniglot_convnet(config.ways, config.filters)
+        loss = cross_entropy_loss
+    module = module.to(device)
+    model = FunctionalModel(module, loss)
+    return Problem(model, model.flat_parameters(), task.to(device), device)
+
+
+def runner(config: ProfileConfig, problem: Problem, measure: Measure) -> Callable[[], dict[str, Any]]:
+    """A no-argument function doing the measured work once and returning its work counts."""
+    model, theta, task = problem.model, problem.theta, problem.task
+    if measure.algorithm == "hvp":
+        from algorithms import HessianOperator
+
+        batch = task.support
+        vector = torch.randn(theta.shape, generator=torch.Generator().manual_seed(0)).to(theta)
+
+        def hessian_vector_product() -> dict[str, Any]:
+            # what the first CG iteration costs: the gradient with its graph, then one product through it
+            HessianOperator(lambda p: model.loss(p, batch), theta)(vector)
+            return {"grad_evals": 1, "hvp_evals": 1, "cg_iterations": 0, "negative_curvature": False}
+
+        return hessian_vector_product
+    if measure.algorithm == "gradient":
+        batch = task.support if measure.loss_set == "support" else task.query
+
+        def gradient() -> dict[str, Any]:
+            phi = theta.detach().requires_grad_(True)
+            torch.autograd.grad(model.loss(phi, batch), phi)
+            return {"grad_evals": 1, "hvp_evals": 0, "cg_iterations": 0, "negative_curvature": False}
+
+        return gradient
+    algorithm = profiled_algorithm(config, measure)
+
+    def meta_gradient() -> dict[str, Any]:
+        record = algorithm.meta_gradient(model, theta, task).record
+        return {"grad_evals": record.grad_evals, "hvp_evals": record.hvp_evals,
+                "cg_iterations": record.cg_iterations, "negative_curvature": record.negative_curvature}
+
+    return meta_gradient
+
+
+def profiled_algorithm(config: ProfileConfig, measure: Measure):
+    """The algorithm a row measures: its inner steps and, for iMAML, lambda and its CG steps."""
+    kwargs: dict[str, Any] = dict(inner_steps=measure.inner_steps, inner_lr=config.inner_lr)
+    if measure.algorithm == "imaml":
+        kwargs.update(lam=config.lam, cg_steps=measure.cg_steps)
+    return make_algorithm(measure.algorithm, **kwargs)
+
+
+def median_time(run: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, list[float]]:
+    """Median wall-clock time of ``run`` over ``repeats`` calls after one warm-up (CUDA synchronized), and
+    every time."""
+    run()
+    _synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def batched_tasks_per_second(config: ProfileConfig, problem: Problem, measure: Measure, saved_bytes: int) -> float:
+    """Tasks per second of ``batched_meta_gradient`` over ``batched_tasks`` copies of the row's task; nan
+    where the meta-batch would not fit: ``batched_tasks`` times the reference's ``saved_bytes`` over half the
+    memory available (a CPU run past the machine's memory would swap or be killed, not raise), or out of
+    memory."""
+    from algorithms import TaskBatch
+
+    if config.batched_tasks * saved_bytes > available_bytes(problem.device) // 2:
+        return float("nan")
+    algorithm = profiled_algorithm(config, measure)
+    batch = TaskBatch.stack([problem.task] * config.batched_tasks)
+    try:
+        seconds, _ = median_time(lambda: algorithm.batched_meta_gradient(problem.model, problem.theta, batch),
+                                 problem.device, config.repeats)
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        return float("nan")
+    return config.batched_tasks / seconds
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_work(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The deterministic measures of one run: its own counts, peak bytes saved for backward, FLOPs.
+
+    Runs ``run`` twice (the saved-tensor hooks and the FLOP counter would see each other's work).
+    """
+    with SavedTensorPeak() as saved:
+        counts = run()
+    with FlopCounterMode(display=False) as flops:
+        run()
+    return {**counts, "saved_bytes": saved.peak_bytes, "flops": flops.get_total_flops()}
+
+
+def measure_in_process(config: ProfileConfig, problem: Problem, measure: Measure) -> dict[str, Any]:
+    run = runner(config, problem, measure)
+    device = problem.device
+    seconds, times = median_time(run, device, config.repeats)
+    row: dict[str, Any] = {
+        "time_s": seconds,
+        "time_iqr_s": _iqr(times),
+        "repeats": len(times),
+        **count_work(run),
+    }
+    if measure.algorithm in ALGORITHMS:
+        row["tasks_per_s"] = 1.0 / seconds
+        if config.batched_tasks:
+            row.update(batched_tasks_per_s=batched_tasks_per_second(config, problem, measure, row["saved_bytes"]),
+                       batched_tasks=config.batched_tasks)
+    if device.type == "cuda":
+        cuda = _cuda_peak(run, device)
+        row.update(cuda_max_allocated_bytes=cuda.max_allocated_bytes, nvml_used_bytes=cuda.nvml_used_bytes,
+                   peak_bytes=cuda.max_allocated_bytes)
+    return row
+
+
+def _iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[2] - q[0]
+
+
+def _cuda_peak(run: Callable[[], Any], device: torch.device) -> CudaMemory:
+    _synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    run()
+    _synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    return CudaMemory(max_allocated_bytes=peak, nvml_used_bytes=nvml_used_bytes(device))
+
+
+def measure_rss_in_subprocess(config: ProfileConfig, measure: Measure, timeout_s: float = 3600) -> dict[str, Any]:
+    """Peak RSS over the measured run minus RSS just before it, in a fresh ``python`` process."""
+    command = [sys.executable, "-m", "bench.harnesses.profile_worker", json.dumps(asdict(config)), json.dumps(asdict(measure))]
+    done = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), timeout=timeout_s)
+    if done.returncode != 0:
+        lines = (done.stderr or "").strip().splitlines()
+        reason = "oom" if done.returncode in (-9, 137) or "MemoryError" in done.stderr else "error"
+        return {"status": reason, "error": lines[-1] if lines else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
+
+
+def plan(config: ProfileConfig) -> list[Measure]:
+    measures = [Measure("gradient", loss_set="support", sweep="gradient"),
+                Measure("gradient", loss_set="query", sweep="gradient"),
+                Measure("hvp", loss_set="support", sweep="hvp")]
+    for name in config.algorithms:
+        for steps in config.inner_steps:
+            measures.append(Measure(name, steps, config.imaml_cg_steps if name == "imaml" else 0))
+    if "imaml" in config.algorithms:
+        measures += [Measure("imaml", config.cg_sweep_inner_steps, cg, sweep="cg_steps") for cg in config.cg_sweep]
+    return measures
+
+
+def run_profile(config: ProfileConfig, progress: bool = True) -> pd.DataFrame:
+    problem = build_problem(config)
+    device = problem.device
+    environment = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "dataset": config.dataset, "ways": config.ways, "shots": config.shots, "queries": config.queries,
+        "filters": config.filters,
+    }
+    rows = []
+    measures = plan(config)
+    for measure in tqdm(measures, desc=f"profile ({device.type})", unit="config", disable=not progress):
+        row: dict[str, Any] = {"algorithm": measure.algorithm if measure.algorithm not in ("gradient", "hvp")
+                               else f"{measure.algorithm} ({measure.loss_set})",
+                               "inner_steps": measure.inner_steps, "cg_steps": measure.cg_steps,
+                               "sweep": measure.sweep, "status": "ok", **environment}
+        try:
+            row.update(measure_in_process(config, problem, measure))
+        except (RuntimeError, MemoryError) as error:
+            if not is_out_of_memory(error):
+                raise
+            row["status"] = "oom"
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if device.type == "cpu" and config.rss and row["status"] == "ok":
+            rss = measure_rss_in_subprocess(config, measure)
+            row["status"] = rss.get("status", "ok")
+            row["rss_delta_bytes"] = rss.get("rss_delta_bytes")
+            row["peak_bytes"] = rss.get("rss_delta_bytes")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    gradients = frame[frame["sweep"] == "gradient"]
+    gradient_saved = gradients["saved_bytes"].max()
+    gradient_peak = pd.to_numeric(gradients["peak_bytes"], errors="coerce").max()
+    frame["gradient_saved_bytes"] = gradient_saved
+    frame["saved_over_gradient"] = frame["saved_bytes"] / gradient_saved
+    frame["peak_over_gradient"] = pd.to_numeric(frame["peak_bytes"], errors="coerce") / gradient_peak
+    return frame[COLUMNS]
+
+
+STYLES = {"maml": ("C0", "-", "o"), "fomaml": ("C1", "--", "^"), "reptile": ("C2", "-.", "v"), "imaml": ("C3", "-", "s")}
+
+
+def profile_title(frame: pd.DataFrame) -> str:
+    """The figure's title, from the problem and machine recorded in the rows."""
+    first = frame.iloc[0]
+    if first["dataset"] == "synthetic":
+        title = "Linear regression"
+    else:
+        title = (f"{int(first['ways'])}-way {int(first['shots'])}-shot ({int(first['queries'])} queries), "
+                 f"4-block ConvNet, {int(first['filters'])} filters")
+    return title + f", {first['dataset']}, on {first['device_name']} ({first['threads']} threads, torch {first['torch']})"
+
+
+def plot_profile(frame: pd.DataFrame, title: str):
+    """Time, memory and saved bytes against inner steps (one line per algorithm); iMAML's CG sweep below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = frame[frame["status"] == "ok"]
+    steps = ok[ok["sweep"] == "inner_steps"]
+    cg = ok[ok["sweep"] == "cg_steps"]
+    gradient = ok[ok["sweep"] == "gradient"]
+    peak_label = "peak CUDA memory (MiB)" if (frame["device"] == "cuda").any() else "peak RSS increase (MiB)"
+    panels = [("time_s", "time per task (s)", 1.0), ("peak_bytes", peak_label, 2**20),
+              ("saved_bytes", "peak bytes saved for backward (MiB)", 2**20)]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    for ax, (column, label, scale) in zip(axes[0], panels):
+        for name, group in steps.groupby("algorithm", sort=False):
+            values = pd.to_numeric(group[column], errors="coerce") / scale
+            color, style, marker = STYLES.get(name, (None, "-", "o"))
+            ax.plot(group["inner_steps"], values, color=color, linestyle=style, marker=marker, markersize=4,
+                    label=algorithm_label(name))
+        if column != "time_s" and len(gradient):
+            one = pd.to_numeric(gradient[column], errors="coerce").max() / scale
+            if not math.isnan(one):
+                ax.axhline(one, color="grey", linestyle=":", label="one gradient")
+                ax.axhline(2 * one, color="grey", linestyle="--", label="Theorem 1 bound (2 gradients)")
+        oom = frame[(frame["status"] == "oom") & (frame["sweep"] == "inner_steps")]
+        for _, row in oom.iterrows():
+            ax.axvline(row["inner_steps"], color="red", alpha=0.2)
+        ax.set_xscale("log", base=2)
+        if (pd.to_numeric(steps[column], errors="coerce") > 0).any():
+            ax.set_yscale("log")
+        ax.set_xlabel("inner gradient steps")
+        ax.set_ylabel(label)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    axes[0][1].legend(fontsize=8)
+    for ax, (column, label, scale) in zip(axes[1], panels):
+        if len(cg):
+            values = pd.to_numeric(cg[column], errors="coerce") / scale
+            ax.plot(cg["cg_steps"], values, marker="s", markersize=4, color="C3",
+                    label=f"iMAML, {int(cg['inner_steps'].iloc[0])} inner steps")
+            if values.notna().any():
+                ax.set_ylim(0, 1.2 * values.max())
+        ax.set_xlabel("CG steps allowed (CG stops early on negative curvature)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def ratios(frame: pd.DataFrame) -> dict[str, float]:
+    """The numbers the README reads off a profile."""
+    ok = frame[(frame["status"] == "ok") & (frame["sweep"] == "inner_steps")]
+
+    def over(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
+    def value(algorithm: str, steps: int, column: str) -> float:
+        match = ok[(ok["algorithm"] == algorithm) & (ok["inner_steps"] == steps)]
+        return float(pd.to_numeric(match[column], errors="coerce").iloc[0]) if len(match) else float("nan")
+
+    lo, hi = min(ok["inner_steps"]), max(ok["inner_steps"])
+    every = frame[frame["status"] == "ok"].set_index("algorithm")
+    out = {
+        f"imaml_peak_{hi}_over_{lo}": over(value("imaml", hi, "peak_bytes"), value("imaml", lo, "peak_bytes")),
+        f"imaml_saved_{hi}_over_{lo}": over(value("imaml", hi, "saved_bytes"), value("imaml", lo, "saved_bytes")),
+        f"maml_saved_{hi}_over_{lo}": over(value("maml", hi, "saved_bytes"), value("maml", lo, "saved_bytes")),
+        f"imaml_saved_over_gradient_{hi}": value("imaml", hi, "saved_over_gradient"),
+        f"imaml_peak_over_gradient_{hi}": value("imaml", hi, "peak_over_gradient"),
+    }
+    if "hvp (support)" in every.index and "gradient (support)" in every.index:
+        for column in ("time_s", "flops", "saved_bytes"):
+            out[f"hvp_over_gradient_{column}"] = over(float(every.loc["hvp (support)", column]),
+                                                      float(every.loc["gradient (support)", column]))
+    for steps in sorted({lo, 16, hi} & set(ok["inner_steps"])):
+        out[f"imaml_time_over_fomaml_{steps}"] = over(value("imaml", steps, "time_s"), value("fomaml", steps, "time_s"))
+        out[f"maml_time_over_fomaml_{steps}"] = over(value("maml", steps, "time_s"), value("fomaml", steps, "time_s"))
+    return out
+
+
+def write_profile(config: ProfileConfig, out: Path, progress: bool = True) -> pd.DataFrame:
+    """Run the profile and write ``out/profile.csv`` and ``out/profile.png`` (each atomically)."""
+    from bench.atomic import save_figure, write_csv
+
+    frame = run_profile(config, progress=progress)
+    write_csv(frame, out / "profile.csv")
+    save_figure(plot_profile(frame, profile_title(frame)), out / "profile.png")
+    return frame

@@ -1,0 +1,83 @@
+"""The two engines that compute a meta-batch's meta-gradients, the two samplers that draw it, and which
+of each runs where by default."""
+from __future__ import annotations
+
+from typing import Any
+
+from bench.data.tasks import EpisodeSpec
+
+ENGINES = ("per-task", "batched")
+# host: ImageClassTasks with a torch.Generator (the reference stream); device: bench/data/device_tasks.py
+SAMPLERS = ("host", "device")
+
+
+def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None = None,
+                   evaluation: bool = False) -> str:
+    """The engine measured faster on the device for the algorithm (a registered algorithm's config; None: the
+    device's general choice) on tasks of ``spec`` (None: any size; ``evaluation``: its adaptation at
+    evaluation). On CUDA the batched engine. On the CPU the per-task one, except where the batched engine
+    measured faster there: for the algorithms of ``CPU_BATCHED_MAX_STEP_IMAGES``, on tasks whose inner steps
+    take at most that many support images."""
+    if str(device).startswith("cuda"):
+        return "batched"
+    limit = 0 if algorithm is None else cpu_batched_max_step_images(algorithm)
+    if limit == 0 or (spec is not None and images_per_inner_step(algorithm, spec, evaluation) > limit):
+        return "per-task"
+    return "batched"
+
+
+# Per algorithm, the most support images one task's inner step may take for the batched engine to be the CPU's
+# default: the largest size at which it measured faster than the per-task engine; an algorithm not here (first-order
+# MAML, iMAML with Nesterov's method, whose steps run under ``vmap``) is per task at every size.
+#
+# By task size, on this project's 2-core Intel Xeon, 2 threads (`metagrad throughput --presets ...`, each preset's
+# own meta-batch, 2026-11-29: 2 timed iterations, Omniglot 5-way 1-shot 3, reports/throughput-cpu-intel-xeon-task-sizes/
+# and reports/throughput-cpu-intel-xeon-both-engines/; batched / per task, one figure per run). On small tasks the
+# per-task engine's convolutions are too small to keep two cores busy; on larger ones they are not, and the stacked
+# network's grouped convolutions cost more than they save.
+#   MAML: 1.27 at 5 images (Omniglot 5-way 1-shot), 1.06 at 5 (Mini-ImageNet 5-way 1-shot); 0.86 and 0.89
+#     at 20 (20-way 1-shot), 0.85 and 0.72 at 25 (5-way 5-shot), 0.72 and 0.57 at 100 (20-way 5-shot).
+#   iMAML-GD: 2.08 at 5, 1.35 at 5 (Mini-ImageNet), 1.15 and 1.29 at 20, 0.87 and 1.21 at 25 (a tie within
+#     this CPU's noise, left batched), 0.73 at 100.
+#   iMAML-HF: 1.65 at 5, 0.88 at 20, 0.70 at 25.
+#   Nichol et al.'s Reptile (an inner step is its minibatch): 1.54 at 10 (5-way 1-shot), 2.3 at 10 (5-way
+#     5-shot), 1.21 at 20 (20-way 1-shot).
+#   First-order MAML: 0.74 at 5, 0.71 at 100.
+# The same at both ends on a 2-core AMD EPYC (reports/throughput-cpu-amd-epyc-*/, commands.sh there): at 5 images
+# MAML 1.14, iMAML-GD 1.35, iMAML-HF 1.44, Reptile 1.48, first-order MAML 0.74; at 100, MAML 0.54, first-order
+# MAML 0.56, iMAML-GD 0.65.
+#
+# Before, on Omniglot 5-way 1-shot alone (``metagrad throughput``; reports/notes/engines.md): the eager batched
+# engine ran Reptile and iMAML-GD 1.05 to 2.15 times as fast as the per-task one on both 2-core CPUs
+# (reports/throughput-cpu*/), first-order MAML 0.59 to 0.84 times (a tie in alternating runs since). MAML ran 0.66
+# to 0.82 times as fast while its steps were under ``vmap``; on the stacked network (its Hessian-vector products
+# forward over reverse) 1.07, 1.26 and 1.14 times in three alternating runs on the Intel Xeon. iMAML-HF ran 0.41 to
+# 0.60 times as fast while its Newton iterations were under ``vmap``; on the stacked network, its line search ending
+# once every task had its step, 1.24, 0.98, 1.12, 1.44 and 1.58 times in five alternating runs on the Intel Xeon,
+# 2 threads; with one thread each, two 30-minute training runs at once tied (0.95: 189 iterations against 199).
+# Its line search then came to evaluate each candidate for the tasks still searching only: 1.07, 1.14 and 0.83
+# times in three alternating runs with one thread, 0.85 in a traced run (reports/throughput-cpu-intel-xeon-hf-trace/).
+CPU_BATCHED_MAX_STEP_IMAGES = {"maml": 5, "reptile": 20, "imaml-gd": 25, "imaml-newton-cg": 5}
+
+
+def cpu_batched_max_step_images(algorithm: Any) -> int:
+    """``CPU_BATCHED_MAX_STEP_IMAGES`` of the algorithm (iMAML's by its inner solver); 0 where it has none."""
+    key = f"imaml-{algorithm.inner_solver}" if algorithm.name == "imaml" else algorithm.name
+    return CPU_BATCHED_MAX_STEP_IMAGES.get(key, 0)
+
+
+def images_per_inner_step(algorithm: Any, spec: EpisodeSpec, evaluation: bool = False) -> int:
+    """The support images one inner step of a task of ``spec`` takes: the whole support set, or Reptile's
+    minibatch (``Reptile.steps_and_batch``) where it is smaller."""
+    support = spec.ways * spec.shots
+    batch = algorithm.steps_and_batch(evaluation)[1] if hasattr(algorithm, "steps_and_batch") else 0
+    return min(batch, support) if batch else support
+
+
+def default_sampler(device: str) -> str:
+    """The device sampler on CUDA, where the host's draw of a meta-batch (5.0 ms for 32 Omniglot 5-way 1-shot
+    tasks on this project's 2-core CPU: 156 us a task in tests/benchmarks/test_task_sampler.py) would be as
+    long as the GPU's whole iteration; the host sampler on the CPU, where the device sampler is no faster
+    (5.6 ms for the same 32 tasks, 1.4 to 4 times the host's time for larger tasks) and the host stream is
+    the one every earlier run used."""
+    return "device" if str(device).startswith("cuda") else "host"
