@@ -8,7 +8,7 @@ Defaults are the suite's shared protocol: plain gradient descent on the whole su
 al. (2018) ran Reptile differently, and these hyperparameters express it: ``inner_optimizer="adam"``
 (beta1 = 0), ``inner_batch`` examples per inner step, and at evaluation ``eval_inner_steps`` steps on
 minibatches of ``eval_inner_batch``; their outer step (SGD on theta - phi, annealed) and train shots
-are the training loop's (``bench.training.trainer.TrainConfig``). One departure: their TensorFlow code keeps the
+are the training loop's (``bench.training.config.TrainConfig``). One departure: their TensorFlow code keeps the
 inner Adam's second-moment estimate from task to task (its slots are not among the variables it resets);
 here each task starts it afresh, so that a task's result depends on theta and the task alone, which
 the protocol, the batched engine and several processes need.

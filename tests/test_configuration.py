@@ -32,7 +32,7 @@ def test_bad_hyperparameters_raise_a_clear_error(name, kwargs, fragment):
 def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cpu_engine):
     """bench/training/engines.py: batched on CUDA; on the CPU, batched only where it measured faster (README, "Two
     engines"), and a given engine is kept."""
-    from bench.training.trainer import train_config
+    from bench.training.config import train_config
 
     assert train_config(f"omniglot-5w1s-{variant}", device="cpu").engine == cpu_engine
     assert train_config(f"omniglot-5w1s-{variant}", device="cuda").engine == "batched"
@@ -51,8 +51,8 @@ def test_the_cpu_default_engine_follows_the_size_of_an_inner_step(preset_name, i
     (bench/training/engines.py, CPU_BATCHED_MAX_STEP_IMAGES); on CUDA always; an option only the batched engine has
     (channels last) asks for it."""
     from algorithms import make_algorithm
+    from bench.training.config import train_config
     from bench.training.engines import images_per_inner_step
-    from bench.training.trainer import train_config
 
     config = train_config(preset_name, device="cpu")
     assert images_per_inner_step(make_algorithm(config.algorithm, **config.hyperparameters), config.train_spec) == images
@@ -66,8 +66,8 @@ def test_the_evaluation_default_engine_follows_the_evaluation_step():
     tasks' support set: 20-way 5-shot trains on minibatches of 20 and evaluates on minibatches of 10."""
     from algorithms import make_algorithm
     from bench.data.tasks import EpisodeSpec
+    from bench.training.config import train_config
     from bench.training.engines import default_engine, images_per_inner_step
-    from bench.training.trainer import train_config
 
     config = train_config("omniglot-20w5s-reptile", device="cpu")
     reptile = make_algorithm(config.algorithm, **config.hyperparameters)
@@ -81,29 +81,65 @@ def test_the_evaluation_default_engine_follows_the_evaluation_step():
 
 
 def test_each_subcommand_left_at_its_defaults_runs_its_config_dataclass_defaults():
-    """The CLI reads its defaults from the harnesses' frozen dataclasses: a command given only what it
-    requires builds exactly the dataclass's default, and a flag reaches its field."""
-    from bench import cli
+    """The CLI is built from the harnesses' frozen dataclasses: a command given only what it requires builds
+    exactly the dataclass's default, and a flag reaches its field."""
+    from bench.cli.arguments import build_config
+    from bench.cli.command import build_parser
     from bench.harnesses.complexity import ComplexityConfig
     from bench.harnesses.exact_solve import ExactSolveConfig
     from bench.harnesses.profile import ProfileConfig
     from bench.harnesses.spectrum import SpectrumConfig
     from bench.harnesses.throughput import ThroughputConfig
-    from bench.training.trainer import EvalConfig
+    from bench.training.config import EvalConfig
 
-    parser = cli.build_parser()
-    cases = [(cli._exact_solve_config, ["exact-solve", "--out", "x"], ExactSolveConfig()),
-             (cli._complexity_config, ["complexity", "--out", "x"], ComplexityConfig()),
-             (cli._profile_config, ["profile", "--out", "x"], ProfileConfig()),
-             (cli._throughput_config, ["throughput", "--out", "x"], ThroughputConfig()),
-             (cli._spectrum_config, ["spectrum", "RUN"], SpectrumConfig()),
-             (cli._eval_config, ["eval", "RUN"], EvalConfig())]
-    for build, argv, default in cases:
-        assert build(parser.parse_args(argv)) == default, argv[0]
-    changed = parser.parse_args(["exact-solve", "--out", "x", "--seed", "5", "--seeds", "2", "--kappa", "7"])
-    assert cli._exact_solve_config(changed).seeds == (5, 6) and cli._exact_solve_config(changed).task.kappa == 7
-    changed = parser.parse_args(["eval", "RUN", "--split", "val", "--tasks", "9", "--engine", "batched"])
-    assert cli._eval_config(changed) == EvalConfig(split="val", tasks=9, engine="batched")
-    changed = parser.parse_args(["profile", "--out", "x", "--algorithms", "maml,imaml", "--inner-steps", "3,9"])
-    assert (cli._profile_config(changed).algorithms, cli._profile_config(changed).inner_steps) == (("maml", "imaml"),
-                                                                                                    (3, 9))
+    def parsed(argv):
+        return build_parser(argv[0]).parse_args(argv)
+
+    cases = [(ExactSolveConfig, ["exact-solve", "--out", "x"]), (ComplexityConfig, ["complexity", "--out", "x"]),
+             (ProfileConfig, ["profile", "--out", "x"]), (ThroughputConfig, ["throughput", "--out", "x"]),
+             (SpectrumConfig, ["spectrum", "RUN"]), (EvalConfig, ["eval", "RUN"])]
+    for config, argv in cases:
+        assert build_config(config, parsed(argv)) == config(), argv[0]
+    changed = build_config(ExactSolveConfig, parsed(["exact-solve", "--out", "x", "--seed", "5", "--seeds", "2",
+                                                     "--kappa", "7", "--tasks", "3"]))
+    assert (changed.seed, changed.seeds, changed.task.kappa, changed.tasks_per_seed) == (5, 2, 7, 3)
+    changed = build_config(EvalConfig, parsed(["eval", "RUN", "--split", "val", "--tasks", "9", "--engine", "batched"]))
+    assert changed == EvalConfig(split="val", tasks=9, engine="batched")
+    changed = build_config(ProfileConfig, parsed(["profile", "--out", "x", "--algorithms", "maml,imaml", "--inner-steps",
+                                                  "3,9", "--no-rss", "--cg-steps", "2"]))
+    assert (changed.algorithms, changed.inner_steps, changed.rss, changed.imaml_cg_steps) == (("maml", "imaml"), (3, 9),
+                                                                                           False, 2)
+
+
+def test_every_config_option_is_defined_once_on_its_dataclass():
+    """Each command's options come from its config's fields (type, default and help kept once, in the field's
+    metadata), and --help shows each field's default."""
+    from dataclasses import MISSING
+
+    from bench.cli.command import build_parser
+    from bench.harnesses.profile import ProfileConfig
+    from bench.options import flag_of, options_of
+
+    help_text = " ".join(build_parser("profile")._subparsers._group_actions[0].choices["profile"].format_help().split())
+    for field in options_of(ProfileConfig):
+        assert flag_of(field) in help_text
+        assert field.metadata["help"].split("(")[0].strip()[:30] in help_text, field.name
+        default = field.default if field.default is not MISSING else field.default_factory()
+        if not isinstance(default, bool) and field.metadata["shown"] is None:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else f"{default:g}" if isinstance(
+                default, float) else str(default)
+            assert f"(default {shown})" in help_text, field.name
+
+
+def test_metagrad_help_does_not_import_torch():
+    """The top-level --help lists the commands from their modules' HELP lines alone; torch is imported when a
+    command is built."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert "exact-solve" in done.stdout and "report" in done.stdout

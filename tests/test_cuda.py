@@ -88,7 +88,8 @@ def test_the_gpu_draws_the_tasks_the_cpu_draws():
 def interrupted_and_straight(root, folder, device: str) -> tuple[dict, dict]:
     """The checkpoints of a tiny float64 host-sampler run on ``device`` trained for 4 iterations straight, and
     trained for 2 then resumed to 4."""
-    from bench.training.trainer import TrainConfig, train
+    from bench.training.config import TrainConfig
+    from bench.training.trainer import train
 
     config = TrainConfig(dataset="omniglot", ways=5, shots=1, queries=2, algorithm="fomaml",
                          hyperparameters={"inner_steps": 1, "inner_lr": 0.4}, filters=4, meta_batch=2, iterations=4,

@@ -18,8 +18,10 @@ import torch
 
 from bench.cli import main
 from bench.harnesses.scaling import scaling_table
+from bench.training.config import EvalConfig, TrainConfig
 from bench.training.distributed import ProcessGroup
-from bench.training.trainer import EvalConfig, TrainConfig, evaluate_run, train
+from bench.training.evaluation import evaluate_run
+from bench.training.trainer import train
 
 from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data

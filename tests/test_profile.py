@@ -69,3 +69,33 @@ def test_bad_input_exit_2(tmp_path, capsys, argv, fragment):
     err = capsys.readouterr().err.strip()
     assert fragment in err and err.count("\n") == 0
     assert not out.exists()
+
+
+def test_an_interrupted_profile_keeps_the_rows_it_finished(tmp_path, monkeypatch):
+    """Each row reaches profile.csv as its configuration finishes; Ctrl-C in the fourth leaves the three before it
+    and their figure."""
+    measured = profile.measure_in_process
+    calls = []
+
+    def interrupted_fourth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return measured(*args, **kwargs)
+
+    monkeypatch.setattr(profile, "measure_in_process", interrupted_fourth)
+    out = tmp_path / "profile"
+    assert main(["profile", "--out", str(out), "--dataset", "synthetic", "--inner-steps", "1,2", "--cg-sweep", "1",
+                 "--repeats", "1", "--no-rss", "--no-progress"]) == 130
+    frame = pd.read_csv(out / "profile.csv")
+    assert list(frame["algorithm"]) == ["gradient (support)", "gradient (query)", "hvp (support)"]
+    assert (out / "profile.png").stat().st_size > 0
+
+
+def test_without_the_rss_measure_the_figure_leaves_its_panels_out(tmp_path):
+    config = profile.ProfileConfig(dataset="synthetic", algorithms=("maml", "imaml"), inner_steps=(1, 2),
+                                   cg_sweep=(1,), repeats=1, rss=False, batched_tasks=0)
+    frame = profile.run_profile(config, progress=False)
+    figure = profile.plot_profile(frame, profile.profile_title(frame))
+    assert len(figure.axes) == 4 and "--no-rss" in figure._suptitle.get_text()
+    assert all("RSS" not in ax.get_ylabel() for ax in figure.axes)

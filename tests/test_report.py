@@ -244,6 +244,8 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
     import bench.harnesses.profile
     import bench.harnesses.spectrum
     import bench.harnesses.throughput
+    import bench.training.evaluation
+    import bench.training.run_folder
     import bench.training.trainer
 
     seen: list[tuple[str, object]] = []
@@ -260,8 +262,8 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
     monkeypatch.setattr(bench.harnesses.throughput, "write_throughput", recorder("throughput"))
     monkeypatch.setattr(bench.training.trainer, "train", recorder("train"))
     # a resumed run's configuration is its folder's, which the recorder did not write: the limits stand for it
-    monkeypatch.setattr(bench.training.trainer, "resume_config", lambda folder, **limits: {"resume": limits})
-    monkeypatch.setattr(bench.training.trainer, "evaluate_run",
+    monkeypatch.setattr(bench.training.run_folder, "resume_config", lambda folder, **limits: {"resume": limits})
+    monkeypatch.setattr(bench.training.evaluation, "evaluate_run",
                         lambda folder, evaluation, **kwargs: seen.append(("eval", evaluation)))
     monkeypatch.setattr(bench.harnesses.lake_runs, "lake_runs", lambda folder, **kwargs: seen.append(("lake-runs", kwargs)))
     monkeypatch.setattr(bench.harnesses.spectrum, "write_spectrum",
@@ -295,7 +297,7 @@ def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatc
             assert getattr(config, field) == (int(tasks.group(1)) if tasks else getattr(type(config)(), field))
         if kind == "exact-solve":
             seeds = re.search(r"--seeds (\d+)", command)
-            assert len(config.seeds) == (int(seeds.group(1)) if seeds else len(type(config)().seeds)), command
+            assert config.seeds == (int(seeds.group(1)) if seeds else type(config)().seeds), command
         if kind == "spectrum":
             assert ("--next-meta-batch" in command) == config.next_meta_batch
             assert ("--at-init" in command) == config.at_init

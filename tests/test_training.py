@@ -11,8 +11,10 @@ import torch
 import algorithms.imaml
 from algorithms.protocol import ConfigError
 from bench.cli import main
+from bench.training.config import EvalConfig, TrainConfig
+from bench.training.evaluation import evaluate_run
 from bench.training.presets import presets
-from bench.training.trainer import EvalConfig, TrainConfig, evaluate_run, train
+from bench.training.trainer import train
 
 from .conftest import bias_ahead_of_batchnorm
 from .data_paths import require_data
@@ -306,7 +308,7 @@ def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_anne
     """Outer SGD on theta - phi with the step annealed linearly from 1 to 0 (Nichol et al.), meta-training
     tasks with train_shots: replayed by hand from the same task stream, the run's parameters agree."""
     from bench.data.sources import task_source
-    from bench.training.trainer import load_trained
+    from bench.training.evaluation import load_trained
 
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "reptile", iterations=4), algorithm="reptile", outer_optimizer="sgd",
@@ -338,7 +340,7 @@ def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine):
     stream, on the run's device): replayed by hand with outer SGD, the parameters agree."""
     from bench.data.device_tasks import DeviceTasks
     from bench.data.sources import task_source
-    from bench.training.trainer import load_trained
+    from bench.training.evaluation import load_trained
 
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
@@ -363,7 +365,46 @@ def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys):
     root = require_data("omniglot-py")
     train(float64_config(root, "fomaml", iterations=1), tmp_path / "run", progress=False)
     assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--sampler", "device", "--no-progress"]) == 2
-    assert "keeps its task stream" in capsys.readouterr().err
+    assert "would not honour --sampler" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,refused", [
+    (["--algorithm", "maml"], "--algorithm"),  # the algorithm
+    (["--set", "inner_lr=0.05"], "--set"),  # a hyperparameter of it
+    (["--meta-lr", "0.01", "--meta-batch", "3"], "--meta-batch, --meta-lr"),  # the outer loop's
+    (["--ways", "3"], "--ways"),  # the tasks' shape
+    (["--dataset", "mini-imagenet"], "--dataset"),  # the data
+    (["--data-root", "/elsewhere"], "--data-root"),
+    (["--seed", "3"], "--seed"),  # the seed
+    (["--sampler", "host"], "--sampler"),  # the task stream, even the one the run has
+    (["--preset", "omniglot-5w1s-maml"], "--preset"),
+    (["--dtype", "float32"], "--dtype"),
+])
+def test_a_resume_refuses_every_option_it_would_not_honour(tmp_path, capsys, argv, refused):
+    """--resume continues a run with its own settings: an option that would change what it computes is a one-line
+    error naming it and saying what a resume may change, and the run's files stay as they were."""
+    root = require_data("omniglot-py")
+    run = tmp_path / "run"
+    train(float64_config(root, "fomaml", iterations=1), run, progress=False)
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--iterations", "2", *argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"would not honour {refused};" in err
+    assert "may change only --iterations, --max-minutes, --engine" in err
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before
+
+
+def test_a_resume_may_change_how_long_and_how_it_is_computed(tmp_path):
+    root = require_data("omniglot-py")
+    run = tmp_path / "run"
+    train(float64_config(root, "fomaml", iterations=1), run, progress=False)
+    assert main(["train", "--out", str(run), "--resume", "--iterations", "2", "--max-minutes", "5", "--engine",
+                 "batched", "--threads", "1", "--no-progress"]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["config"]["iterations"], saved["config"]["max_minutes"]) == (2, 5.0)
+    assert [launch["engine"] for launch in saved["launches"]] == ["per-task", "batched"]
+    assert torch.load(run / "checkpoint.pt")["iteration"] == 2
 
 
 def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
@@ -408,3 +449,29 @@ def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "compiled" / "config.json").read_text())["config"]["compile"] is True
     with pytest.raises(ConfigError, match="instead of --cuda-graph"):
         replace(config, compile=True, cuda_graph=True, device="cuda")
+
+
+def test_the_progress_bar_counts_to_what_ends_the_run():
+    """Under --max-minutes the bar counts seconds of training up to the limit, and ends early when the iterations
+    run out first; otherwise it counts iterations: its total, and so its ETA, are what ends the run."""
+    from bench.training.trainer import Progress
+
+    timed = Progress(TrainConfig(iterations=60_000, max_minutes=2), 0, 0.0, enabled=True)
+    assert (timed.bar.total, timed.bar.unit) == (120, "s")
+    timed.advance(10, 30.4)
+    assert timed.bar.n == 30
+    timed.advance(60_000, 100.2)  # the iterations ran out at 100 s
+    assert timed.bar.total == timed.bar.n == 100
+    resumed = Progress(TrainConfig(iterations=50), 10, 5.0, enabled=True)
+    assert (resumed.bar.total, resumed.bar.n, resumed.bar.unit) == (50, 10, "it")
+
+
+def test_a_run_prints_each_validation_once(tmp_path, capsys):
+    root = require_data("omniglot-py")
+    argv = ["train", "--out", str(tmp_path / "run"), "--dataset", "omniglot", "--algorithm", "fomaml", "--ways", "5",
+            "--shots", "1", "--queries", "2", "--filters", "4", "--meta-batch", "2", "--iterations", "2",
+            "--validate-every", "1", "--validation-tasks", "2", "--data-root", str(root), "--no-progress"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == ["iteration 1", "iteration 2"]
+    assert "validation accuracy" not in lines[-1] and lines[-1].startswith("2 iterations,")

@@ -29,19 +29,21 @@ from torch import Tensor, nn
 
 from algorithms import Batch, Task
 from algorithms.protocol import require
+from bench.options import option
 
 
 @dataclass(frozen=True)
 class LinearRegressionConfig:
-    dim: int = 50
-    lam: float = 5.0
-    kappa: float = 50.0  # condition number of the inner objective G
+    dim: int = option(50, "input dimension d")
+    lam: float = option(5.0, "proximal regularization lambda")
+    kappa: float = option(50.0, "condition number of the inner objective G")
     a_min: float = 1.0  # smallest eigenvalue of A_train
     n_support: int = 100
     n_query: int = 100
     noise: float = 0.1
     w_spread: float = 1.0
-    distinct_eigenvalues: int = 0  # 0: all dim eigenvalues distinct; k: only k distinct values, each repeated
+    distinct_eigenvalues: int = option(0, "number of distinct eigenvalues of the training Hessian (k: each of k "
+                                          "values repeated)", shown="0: all distinct")
 
 
     def __post_init__(self) -> None:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from algorithms.protocol import ConfigError
 
+DATA_ROOT_HELP = "the data folder (Omniglot, Mini-ImageNet in their standard layouts)"
+DATA_ROOT_DEFAULT = "$METAGRAD_DATA, else ../shared/data beside the checkout"
+
 
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
     """``--data-root``, else ``$METAGRAD_DATA``, else ``../shared/data`` beside the checkout."""

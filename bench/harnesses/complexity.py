@@ -35,6 +35,7 @@ from algorithms.protocol import MetaGradientAlgorithm, MetaGradientRecord, requi
 from bench.data.linear_regression import LinearRegressionConfig, LinearRegressionTask, LinearRegressor, sample_linear_regression_task
 from bench.harnesses.least_work import least_reaching, least_work_pair
 from bench.measure.memory import SavedTensorPeak
+from bench.options import option
 
 
 @dataclass(frozen=True)
@@ -82,14 +83,14 @@ COLUMNS = ["method", "label", "kappa", "epsilon", "reached", "inner_steps", "bac
 
 @dataclass(frozen=True)
 class ComplexityConfig:
-    kappas: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0)
-    epsilons: tuple[float, ...] = (1e-2, 1e-4, 1e-6)
-    methods: tuple[str, ...] = METHOD_KEYS
-    dim: int = 100
-    lam: float = 5.0
-    tasks: int = 1  # tasks per kappa; the error is their mean relative error
-    seed: int = 0
-    max_inner_steps: int = 100_000
+    kappas: tuple[float, ...] = option((10.0, 30.0, 100.0, 300.0, 1000.0), "comma-separated condition numbers")
+    epsilons: tuple[float, ...] = option((1e-2, 1e-4, 1e-6), "comma-separated relative errors to reach")
+    methods: tuple[str, ...] = option(METHOD_KEYS, "comma-separated methods", choices=METHOD_KEYS, shown="all")
+    dim: int = option(100, "input dimension d")
+    lam: float = option(5.0, "proximal regularization lambda")
+    tasks: int = option(1, "tasks per kappa, relative errors averaged")
+    seed: int = option(0, "random seed")
+    max_inner_steps: int = option(100_000, "give up beyond this many inner steps")
     max_cg_steps: int = 0  # 0: 4 x dim (CG is exact in dim steps in exact arithmetic)
 
     def __post_init__(self) -> None:

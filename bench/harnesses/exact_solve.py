@@ -18,6 +18,7 @@ from tqdm import tqdm
 from algorithms import FunctionalModel, algorithm_label, make_algorithm, squared_error_loss
 from algorithms.protocol import require
 from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
+from bench.options import option
 
 CONVERGED_CG_STEPS = 200  # "CG run to convergence": a cap far above the ~35 iterations it needs at kappa = 50
 CONVERGED_CG_TOLERANCE = 1e-14
@@ -48,15 +49,16 @@ VARIANTS = (
 
 @dataclass(frozen=True)
 class ExactSolveConfig:
-    task: LinearRegressionConfig = field(default_factory=LinearRegressionConfig)
-    inner_steps: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 300, 500)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    tasks_per_seed: int = 4
-    inner_lr: float | None = None  # None: 2 / (L + mu) of G, the fastest fixed step
+    task: LinearRegressionConfig = option(default_factory=LinearRegressionConfig, nested=True)
+    inner_steps: tuple[int, ...] = option((1, 2, 5, 10, 20, 50, 100, 200, 300, 500), "comma-separated inner step counts")
+    seed: int = option(0, "the first seed")
+    seeds: int = option(3, "number of seeds, from --seed on")
+    tasks_per_seed: int = option(4, "tasks per seed, errors averaged", flag="--tasks")
+    inner_lr: float | None = option(None, "inner step size", shown="2/(L+mu) of the inner objective, its fastest fixed step")
 
     def __post_init__(self) -> None:
         require(len(self.inner_steps) > 0 and all(k >= 1 for k in self.inner_steps), "inner steps must be >= 1")
-        require(len(self.seeds) > 0, "at least one seed is needed")
+        require(self.seeds >= 1, f"at least one seed is needed, got --seeds {self.seeds}")
         require(self.tasks_per_seed >= 1, f"tasks per seed must be >= 1, got {self.tasks_per_seed}")
         require(self.inner_lr is None or self.inner_lr > 0, f"inner lr must be > 0, got {self.inner_lr}")
 
@@ -70,9 +72,10 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True,
     unstable = lr >= 2.0 / cfg.smoothness
     model = FunctionalModel(LinearRegressor(cfg.dim), squared_error_loss)
     rows = []
-    total = len(config.seeds) * config.tasks_per_seed * len(variants) * len(config.inner_steps)
+    seeds = range(config.seed, config.seed + config.seeds)
+    total = len(seeds) * config.tasks_per_seed * len(variants) * len(config.inner_steps)
     with tqdm(total=total, desc="exact-solve", unit="meta-grad", disable=not progress) as bar:
-        for seed in config.seeds:
+        for seed in seeds:
             generator = torch.Generator().manual_seed(seed)
             tasks = []
             for _ in range(config.tasks_per_seed):

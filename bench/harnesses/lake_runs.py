@@ -84,7 +84,7 @@ def score_runs(runs: list[LakeRun], predict: Predict, dtype: torch.dtype = torch
 
 def lake_runs(run_dir: Path, device: str | None = None) -> dict[str, Any]:
     """Score a training run's checkpoint on Lake's 20 runs; writes ``RUN/lake_runs.json``."""
-    from bench.training.trainer import load_trained, mean_and_ci95
+    from bench.training.evaluation import load_trained, mean_and_ci95
 
     trained = load_trained(run_dir, device)
     config, algorithm, model, theta = trained.config, trained.algorithm, trained.model, trained.theta

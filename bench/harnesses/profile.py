@@ -35,8 +35,10 @@ from tqdm import tqdm
 
 from algorithms import FunctionalModel, Task, algorithm_label, algorithm_names, cross_entropy_loss, make_algorithm, squared_error_loss
 from algorithms.protocol import require
+from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.measure.machine import device_name
 from bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
+from bench.options import option
 
 DATASETS = ("omniglot", "synthetic", "random-images")
 ALGORITHMS = algorithm_names()
@@ -51,25 +53,28 @@ COLUMNS = ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_byt
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    dataset: str = "omniglot"  # omniglot: real 28x28 characters; random-images: same shapes, random pixels
-    ways: int = 20
-    shots: int = 5
-    queries: int = 15
-    filters: int = 64
-    algorithms: tuple[str, ...] = ALGORITHMS
-    inner_steps: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    imaml_cg_steps: int = 5
-    cg_sweep: tuple[int, ...] = (1, 2, 5, 10, 20)  # iMAML's CG steps at cg_sweep_inner_steps inner steps
-    cg_sweep_inner_steps: int = 16
-    lam: float = 2.0  # iMAML's proximal weight; MAML, first-order MAML and Reptile run without one
-    inner_lr: float = 0.1
-    repeats: int = 3
-    rss: bool = True  # CPU only: fresh subprocess per configuration
-    device: str = "cpu"
-    seed: int = 0
-    data_root: str | None = None
+    dataset: str = option("omniglot", "omniglot (real characters, from --data-root), random-images (the same shapes, "
+                          "random pixels) or synthetic (linear regression)", choices=DATASETS)
+    ways: int = option(20, "classes per task")
+    shots: int = option(5, "support images per class")
+    queries: int = option(15, "query images per class")
+    filters: int = option(64, "ConvNet filters")
+    algorithms: tuple[str, ...] = option(ALGORITHMS, "comma-separated", choices=algorithm_names)
+    inner_steps: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "comma-separated inner step counts")
+    imaml_cg_steps: int = option(5, "iMAML's CG steps in the inner-step sweep", flag="--cg-steps")
+    cg_sweep: tuple[int, ...] = option((1, 2, 5, 10, 20), "iMAML's CG steps for the second sweep")
+    cg_sweep_inner_steps: int = option(16, "inner steps during the CG sweep")
+    lam: float = option(2.0, "iMAML's lambda (MAML, first-order MAML and Reptile run without a proximal term)")
+    inner_lr: float = option(0.1, "inner step size")
+    repeats: int = option(3, "timed repeats per configuration, the median kept")
+    rss: bool = option(True, "skip the peak-RSS measure in a fresh subprocess per configuration (CPU); the "
+                       "figure's peak-memory panels are then left out", flag="--no-rss")
+    device: str = option("cpu", "torch device: cpu or cuda[:N]")
+    seed: int = option(0, "random seed")
+    data_root: str | None = option(None, DATA_ROOT_HELP, shown=DATA_ROOT_DEFAULT)
     synthetic_dim: int = 50
-    batched_tasks: int = 8  # the meta-batch of the batched tasks/s column (0: not measured)
+    batched_tasks: int = option(8, "meta-batch of the batched engine's tasks/s column (copies of the task)",
+                                shown="8; 0: not measured")
 
     def __post_init__(self) -> None:
         require(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
@@ -299,7 +304,10 @@ def plan(config: ProfileConfig) -> list[Measure]:
     return measures
 
 
-def run_profile(config: ProfileConfig, progress: bool = True) -> pd.DataFrame:
+def run_profile(config: ProfileConfig, progress: bool = True,
+                on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """Every configuration of ``plan(config)``, a row each; ``on_row`` sees the rows so far after each one (so that an
+    interrupted profile keeps what it finished)."""
     problem = build_problem(config)
     device = problem.device
     environment = {
@@ -331,6 +339,13 @@ def run_profile(config: ProfileConfig, progress: bool = True) -> pd.DataFrame:
             row["rss_delta_bytes"] = rss.get("rss_delta_bytes")
             row["peak_bytes"] = rss.get("rss_delta_bytes")
         rows.append(row)
+        if on_row is not None:
+            on_row(profile_frame(rows))
+    return profile_frame(rows)
+
+
+def profile_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The CSV's columns from the measured rows, each memory also in units of one gradient's."""
     frame = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in frame:
@@ -372,7 +387,10 @@ def plot_profile(frame: pd.DataFrame, title: str):
     peak_label = "peak CUDA memory (MiB)" if (frame["device"] == "cuda").any() else "peak RSS increase (MiB)"
     panels = [("time_s", "time per task (s)", 1.0), ("peak_bytes", peak_label, 2**20),
               ("saved_bytes", "peak bytes saved for backward (MiB)", 2**20)]
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    if pd.to_numeric(frame["peak_bytes"], errors="coerce").isna().all():  # profiled with --no-rss: not measured
+        panels.pop(1)
+        title += "\n(peak memory not measured: --no-rss; bytes saved for backward only)"
+    fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 8.5))
     for ax, (column, label, scale) in zip(axes[0], panels):
         for name, group in steps.groupby("algorithm", sort=False):
             values = pd.to_numeric(group[column], errors="coerce") / scale
@@ -393,8 +411,9 @@ def plot_profile(frame: pd.DataFrame, title: str):
         ax.set_xlabel("inner gradient steps")
         ax.set_ylabel(label)
         ax.grid(True, which="major", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    axes[0][1].legend(fontsize=8)
+    for ax in axes[0][:2]:
+        if ax.get_legend_handles_labels()[0]:  # an interrupted profile's figure may have no line yet
+            ax.legend(fontsize=8)
     for ax, (column, label, scale) in zip(axes[1], panels):
         if len(cg):
             values = pd.to_numeric(cg[column], errors="coerce") / scale
@@ -405,7 +424,8 @@ def plot_profile(frame: pd.DataFrame, title: str):
         ax.set_xlabel("CG steps allowed (CG stops early on negative curvature)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -445,7 +465,17 @@ def write_profile(config: ProfileConfig, out: Path, progress: bool = True) -> pd
     """Run the profile and write ``out/profile.csv`` and ``out/profile.png`` (each atomically)."""
     from bench.atomic import save_figure, write_csv
 
-    frame = run_profile(config, progress=progress)
-    write_csv(frame, out / "profile.csv")
+    finished: list[pd.DataFrame] = []
+
+    def keep(frame: pd.DataFrame) -> None:  # the rows so far, on disk as each configuration finishes
+        write_csv(frame, out / "profile.csv")
+        finished[:] = [frame]
+
+    try:
+        frame = run_profile(config, progress=progress, on_row=keep)
+    except KeyboardInterrupt:
+        if finished:  # the figure of what finished, beside its rows
+            save_figure(plot_profile(finished[0], profile_title(finished[0])), out / "profile.png")
+        raise
     save_figure(plot_profile(frame, profile_title(frame)), out / "profile.png")
     return frame

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from algorithms import FunctionalModel, HessianOperator, Task, lanczos_ritz_values, make_algorithm
 from algorithms.protocol import query_loss_and_gradient, require
 from bench.data.sources import task_source
-from bench.training.trainer import TrainedRun, load_trained
+from bench.options import option
+from bench.training.evaluation import TrainedRun, load_trained
 
 COLUMNS = ["task", "split", "iteration", "lam", "lambda_min", "lambda_max", "system_min_eigenvalue", "indefinite",
            "ritz_below_minus_lam", "lanczos_steps", "support_loss", "meta_solver", "solver_residual",
@@ -41,12 +42,14 @@ COLUMNS = ["task", "split", "iteration", "lam", "lambda_min", "lambda_max", "sys
 
 @dataclass(frozen=True)
 class SpectrumConfig:
-    tasks: int = 20
-    steps: int = 40  # Lanczos steps per task
-    split: str = "train"
-    seed: int = 0  # the task pool's, and the Lanczos start vectors'
-    at_init: bool = False  # the run's initial meta-parameters (same seed as training) instead of its checkpoint
-    next_meta_batch: bool = False  # the training tasks the run draws next, instead of a fixed pool of ``tasks``
+    tasks: int = option(20, "tasks in the pool")
+    steps: int = option(40, "Lanczos steps per task")
+    split: str = option("train", "the split the tasks come from", choices=("train", "val", "test"))
+    seed: int = option(0, "seed of the task pool and the Lanczos start vectors")
+    at_init: bool = option(False, "the run's initial meta-parameters (drawn with the run's seed), not its checkpoint")
+    next_meta_batch: bool = option(False, "instead of a fixed pool, the training tasks of the iteration after the "
+                                   "checkpoint (with --at-init, of the first iteration; --tasks is then the run's "
+                                   "meta-batch): one training step's outliers task by task")
     # the run's algorithm hyperparameters changed (train's --set), e.g. meta_solver or cg_steps: another solve of
     # the same systems (or, for inner-loop ones, other systems)
     hyperparameters: dict[str, Any] = field(default_factory=dict)

@@ -34,13 +34,16 @@ from tqdm import tqdm
 from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
 from algorithms.protocol import require
 from bench.data.device_tasks import DeviceTasks
+from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.data.sources import task_source
 from bench.data.tasks import EpisodeSpec, ImageClassTasks
 from bench.measure.machine import device_name
 from bench.measure.operations import count_operations
 from bench.nets.convnet import network
-from bench.training.engines import ENGINES, SAMPLERS
+from bench.options import option
+from bench.training.engines import CHANNELS_LAST_HELP, COMPILE_HELP, CUDA_GRAPH_HELP, ENGINES, SAMPLER_HELP, SAMPLERS
 from bench.training.presets import preset
+from bench.training.presets import presets as preset_names
 from bench.training.steps import GRAPH_WARMUP, Window, training_step
 
 COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
@@ -59,24 +62,26 @@ DEFAULT_PRESETS = tuple(f"omniglot-5w1s-{variant}" for variant in ("maml", "foma
 
 @dataclass(frozen=True)
 class ThroughputConfig:
-    presets: tuple[str, ...] = DEFAULT_PRESETS
-    engines: tuple[str, ...] = ENGINES
-    meta_batch: int | None = None  # None: each preset's own
-    filters: int | None = None  # None: each preset's network
-    iterations: int = 5  # timed iterations per row
-    warmup: int = 1
-    device: str = "cpu"
-    cuda_graph: bool = False  # batched rows captured as a CUDA graph (bench/training/steps.py)
-    sampler: str = "host"  # who draws the meta-batches: host or device (bench/data/device_tasks.py)
-    compile: bool = False  # batched rows through torch.compile (bench/training/steps.py, COMPILE_OPTIONS)
-    channels_last: bool = False  # batched rows: the stacked network's activations channels last (bench/nets/convnet.py)
-    seed: int = 0
-    data_root: str | None = None
-    trace: bool = False  # profile as many iterations again: runtime-call counts per row, trace-*.txt per row
-    # tasks of one meta-batch whose batched meta-gradients are compared with the per-task ones (None: the whole
-    # meta-batch; 0: no comparison, the two columns empty); the comparison does not depend on the sampler or
-    # the capture, so a second run of the same presets can skip it
-    check_tasks: int | None = None
+    presets: tuple[str, ...] = option(DEFAULT_PRESETS, "comma-separated presets", choices=lambda: sorted(preset_names()))
+    engines: tuple[str, ...] = option(ENGINES, "comma-separated engines", choices=ENGINES)
+    meta_batch: int | None = option(None, "tasks per iteration", shown="each preset's")
+    filters: int | None = option(None, "ConvNet filters", shown="each preset's network")
+    iterations: int = option(5, "timed iterations per row")
+    warmup: int = option(1, "untimed iterations first")
+    device: str = option("cpu", "torch device: cpu or cuda[:N]")
+    cuda_graph: bool = option(False, "batched rows: " + CUDA_GRAPH_HELP)
+    sampler: str = option("host", SAMPLER_HELP, choices=SAMPLERS)
+    compile: bool = option(False, "batched rows: " + COMPILE_HELP + "; warmup_s holds the compile time")
+    channels_last: bool = option(False, "batched rows: " + CHANNELS_LAST_HELP)
+    seed: int = option(0, "random seed")
+    data_root: str | None = option(None, DATA_ROOT_HELP, shown=DATA_ROOT_DEFAULT)
+    trace: bool = option(False, "after the timed iterations, profile as many more (torch.profiler): kernel launches, "
+                         "host synchronizations and copies per iteration in the CSV, and OUT/trace-PRESET-ENGINE.txt "
+                         "with the operators and kernels that took the time")
+    # the comparison does not depend on the sampler or the capture, so a second run of the same presets can skip it
+    check_tasks: int | None = option(None, "batched rows: compare this many tasks' meta-gradients with the per-task "
+                                     "engine's", shown="the whole meta-batch; 0 skips the comparison and leaves its "
+                                     "columns empty")
 
     def __post_init__(self) -> None:
         require(not self.cuda_graph or self.device.startswith("cuda"), "CUDA graphs need a CUDA device")

@@ -20,6 +20,12 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
+def run_environment(device: torch.device) -> dict[str, Any]:
+    """What a run's config.json and eval.json record of where it ran."""
+    return {"device_name": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version()}
+
+
 def fingerprint() -> dict[str, Any]:
     """What makes two timings comparable: processor, GPU, torch and its threads."""
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from algorithms.protocol import ConfigError
+from bench.options import command_line
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int | None = 
 
         defaults = ExactSolveConfig()
         config = replace(defaults, task=LinearRegressionConfig(distinct_eigenvalues=distinct_eigenvalues),
-                         inner_steps=inner_steps or defaults.inner_steps,
-                         seeds=tuple(range(options.seed, options.seed + (len(defaults.seeds) if seeds is None else seeds))),
+                         inner_steps=inner_steps or defaults.inner_steps, seed=options.seed,
+                         seeds=defaults.seeds if seeds is None else seeds,
                          tasks_per_seed=defaults.tasks_per_seed if tasks is None else tasks)
         return write_exact_solve(config, folder, progress=options.progress)
 
@@ -86,9 +87,9 @@ def profile(**settings: Any) -> Step:
         config = ProfileConfig(**settings, seed=options.seed, device=options.device, data_root=options.data_root)
         return write_profile(config, folder, progress=options.progress)
 
-    shown = {name: value for name, value in settings.items() if name != "rss"}
-    no_rss = " --no-rss" if settings.get("rss") is False else ""  # the flag's name differs from the field's
-    return Step(f"metagrad profile --out {{dir}} {_flags(**shown)}{no_rss}".rstrip(), run)
+    from bench.harnesses.profile import ProfileConfig
+
+    return Step(f"metagrad profile --out {{dir}} {command_line(ProfileConfig, **settings)}".rstrip(), run)
 
 
 def throughput(threads: int | None = None, **settings: Any) -> Step:
@@ -117,7 +118,8 @@ def training(preset: str, hyperparameters: dict[str, Any] | None = None, threads
     """``fields``: TrainConfig fields laid over the preset, as ``metagrad train``'s options are; a ``seed`` among
     them (a second seed's run) wins over the re-run's."""
     def run(folder: Path, options: Options):
-        from bench.training.trainer import train, train_config
+        from bench.training.config import train_config
+        from bench.training.trainer import train
 
         config = train_config(preset, hyperparameters, device=options.device, data_root=options.data_root,
                               **{"seed": options.seed, **fields})
@@ -132,7 +134,8 @@ def resumption(threads: int | None = None, **limits: Any) -> Step:
     """``metagrad train --resume``: the run in the folder continued with its own settings, ``limits``
     (``iterations``, ``max_minutes``) raised."""
     def run(folder: Path, options: Options):
-        from bench.training.trainer import resume_config, train
+        from bench.training.run_folder import resume_config
+        from bench.training.trainer import train
 
         return train(resume_config(folder, **limits), folder, resume=True, progress=options.progress)
 
@@ -142,7 +145,8 @@ def resumption(threads: int | None = None, **limits: Any) -> Step:
 def evaluation(tasks: int | None = None, threads: int | None = None) -> Step:
     """``metagrad eval`` of the run in the step's folder; ``tasks`` None: EvalConfig's default."""
     def run(folder: Path, options: Options):
-        from bench.training.trainer import EvalConfig, evaluate_run
+        from bench.training.config import EvalConfig
+        from bench.training.evaluation import evaluate_run
 
         return evaluate_run(folder, EvalConfig() if tasks is None else EvalConfig(tasks=tasks), progress=options.progress)
 

@@ -21,8 +21,8 @@ import pandas as pd
 from algorithms import make_algorithm
 from bench.atomic import save_figure, write_text
 from bench.reporting.paper import PAPER_ACCURACY, TABLES
+from bench.training.config import TrainConfig
 from bench.training.presets import ALGORITHM_LABELS, EXTRA_VARIANTS, SETTINGS, preset
-from bench.training.trainer import TrainConfig
 
 FIGURES, TABLES_DIR = "figures", "tables"
 # Runs below a folder of this name are the study of iMAML's indefinite systems (bench/reporting/regenerate.py,

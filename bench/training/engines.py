@@ -10,6 +10,24 @@ ENGINES = ("per-task", "batched")
 # host: ImageClassTasks with a torch.Generator (the reference stream); device: bench/data/device_tasks.py
 SAMPLERS = ("host", "device")
 
+# What the command line says of each, once for every command that takes them.
+ENGINE_HELP = ("per-task (the reference: one task after another) or batched (the meta-batch at once: on the ConvNet's "
+               "stacked network, Nesterov's steps under vmap)")
+ENGINE_AUTO = ("the one measured faster on the device, algorithm and task size: batched on CUDA; on the CPU batched "
+               "for MAML, Reptile and iMAML with GD or Newton-CG where an inner step takes few images (at most 5 for "
+               "MAML and Newton-CG, 20 for Reptile, 25 for GD: bench/training/engines.py), per-task otherwise; batched "
+               "where --channels-last, --cuda-graph or --compile asks for it")
+SAMPLER_HELP = ("who draws the meta-training tasks: host (a torch.Generator, task by task) or device (the split's "
+                "images held on the device, each meta-batch a function of the seed and the iteration: no host work, "
+                "drawn inside a CUDA graph); the two give different task streams")
+SAMPLER_AUTO = "device on CUDA, host on the CPU"
+CUDA_GRAPH_HELP = "batched engine on CUDA: capture the whole iteration as a CUDA graph once, then replay it"
+COMPILE_HELP = ("batched engine: the whole iteration through torch.compile (mode reduce-overhead, fullgraph) instead "
+                "of --cuda-graph; compiling takes seconds to minutes")
+CHANNELS_LAST_HELP = ("batched engine: the stacked network's activations in channels-last memory (NHWC), the layout of "
+                      "cuDNN's tensor-core convolutions, which otherwise transpose to it and back around every "
+                      "convolution; the same function")
+
 
 def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None = None,
                    evaluation: bool = False) -> str:

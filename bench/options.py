@@ -1,0 +1,69 @@
+"""Configuration fields that carry their own command-line help, so that each option of ``metagrad`` is defined once:
+on the frozen dataclass that holds it (its type, its default, its help), and ``bench/cli/`` builds the parser from
+those. A field made with ``option`` is on the command line; a plain field is not."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+MISSING = dataclasses.MISSING
+
+
+def option(default: Any = MISSING, help: str = "", *, default_factory: Callable[[], Any] | Any = MISSING,
+           flag: str | None = None, choices: Sequence[str] | Callable[[], Sequence[str]] | None = None,
+           shown: str | None = None, auto: str | None = None, metavar: str | None = None,
+           nested: bool = False) -> Any:
+    """A dataclass field that is a command-line option.
+
+    ``help``: what it is (the parser adds the default); ``flag``: the option's name when it is not the field's
+    (``--no-rss`` for ``rss``: a boolean defaulting to True is turned off by its flag); ``choices``: the values it
+    takes, or a function returning them (the algorithm registry, read when the parser is built); ``shown``: the
+    default as --help words it, where the value alone would not say (None: "2/(L+mu)"); ``auto``: the option also
+    takes ``auto``, read as None (decided later), and this says what auto picks; ``nested``: the field is a
+    dataclass whose own options join the command's."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "shown": shown, "auto": auto, "metavar": metavar,
+                "nested": nested}
+    if default_factory is not MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def is_option(field: dataclasses.Field) -> bool:
+    return "help" in field.metadata
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    """The option's flag, as the command line spells it."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def options_of(config: type) -> list[dataclasses.Field]:
+    """The command-line fields of a config dataclass, nested configs' included, in their order."""
+    found = []
+    for field in dataclasses.fields(config):
+        if not is_option(field):
+            continue
+        if field.metadata["nested"]:
+            found += options_of(field.default_factory if field.default_factory is not MISSING else type(field.default))
+        else:
+            found.append(field)
+    return found
+
+
+def command_line(config: type, **values: Any) -> str:
+    """``--flag value`` for each given field of ``config`` (None and False left out), as the command line spells
+    it: the line a re-run shows for the configuration it builds."""
+    fields = {field.name: field for field in options_of(config)}
+    parts = []
+    for name, value in values.items():
+        field = fields[name]
+        flag = flag_of(field)
+        if field.type == "bool" or isinstance(value, bool):
+            if value != field.default and value is not None:
+                parts.append(flag)
+        elif isinstance(value, tuple):
+            parts.append(f"{flag} {','.join(str(v) for v in value)}")
+        elif value is not None:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)

@@ -1,0 +1,141 @@
+"""Few-shot accuracy on a fixed pool of tasks: during training (validation) and from a run's checkpoint
+(``metagrad eval``, writing eval.json)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from algorithms.batched import query_scores
+from algorithms.protocol import ConfigError
+from bench.atomic import write_text
+from bench.data.sources import task_source
+from bench.data.tasks import ImageClassTasks
+from bench.measure.machine import run_environment
+from bench.nets.convnet import network
+from bench.training.config import EvalConfig, TrainConfig
+from bench.training.distributed import ProcessGroup, process_group
+from bench.training.engines import default_engine
+from bench.training.run_folder import Run
+
+
+def mean_and_ci95(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its normal 95% confidence interval, 1.96 s / sqrt(n)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, 1.96 * math.sqrt(variance / n)
+
+
+def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: ImageClassTasks, count: int, seed: int,
+             engine: str, chunk: int, dtype: torch.dtype, progress: bool = False,
+             desc: str = "evaluate", group: ProcessGroup | None = None) -> tuple[float, float, int, float]:
+    """Adapt to each task of the fixed pool (``count`` tasks, ``seed``) from theta, score its query set.
+
+    The batched engine adapts ``chunk`` tasks at a time; both engines score the same tasks. Under several
+    processes each scores every world-size-th task (or chunk), and the scores are gathered in pool
+    order, so the result is the one process's. Returns the mean query accuracy, its 95% CI half-width,
+    the number of tasks, and the mean support loss after adaptation (how well the inner solver did its job)."""
+    group = group or ProcessGroup()
+    device = theta.device
+    scores: list[tuple[int, float, float]] = []  # (index in the pool, query accuracy, support loss)
+    bar = tqdm(total=count, desc=desc, unit="task", disable=not progress or not group.is_main, leave=False)
+    if engine == "batched":
+        for number, batch in enumerate(tasks.fixed_pool_batches(count, seed, chunk, dtype)):
+            if number % group.world_size == group.rank:
+                batch = batch.to(device)
+                phi = algorithm.batched_adapt(model, theta, batch)
+                accuracy, _, support_loss = query_scores(model, phi, batch)
+                scores += [(number * chunk + i, a, s)
+                           for i, (a, s) in enumerate(zip(accuracy.tolist(), support_loss.tolist()))]
+            bar.update(batch.size)
+    else:
+        for index, task in enumerate(tasks.fixed_pool(count, seed, dtype)):
+            if index % group.world_size == group.rank:
+                task = task.to(device)
+                phi = algorithm.adapt(model, theta, task.support)
+                with torch.no_grad():
+                    _, accuracy = model.loss_and_accuracy(phi, task.query)
+                    scores.append((index, accuracy, model.loss(phi, task.support).item()))
+            bar.update()
+    bar.close()
+    scores = sorted(group.gather(scores))
+    accuracies = [accuracy for _, accuracy, _ in scores]
+    mean, ci = mean_and_ci95(accuracies)
+    return mean, ci, len(accuracies), sum(loss for _, _, loss in scores) / len(scores)
+
+
+def build_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> FunctionalModel:
+    """The run's network at its initialization: drawn from the run's seed, as ``train`` draws it."""
+    torch.manual_seed(config.seed)
+    return FunctionalModel(network(config.dataset, config.ways, config.filters, config.channels_last)
+                           .to(device=device, dtype=dtype), cross_entropy_loss)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A run's algorithm, network and meta-parameters, as ``load_trained`` rebuilds them."""
+
+    config: TrainConfig
+    algorithm: Any
+    model: FunctionalModel
+    theta: torch.Tensor
+    iteration: int
+    state: dict[str, Any]  # the checkpoint's contents (empty at initialization)
+
+
+def load_trained(out: Path, device: str | None = None, dtype: torch.dtype | None = None,
+                 at_init: bool = False) -> TrainedRun:
+    """The run in ``out`` at its checkpoint, or with ``at_init`` at the initialization ``train`` drew (same
+    seed), on ``device`` (default the run's) in ``dtype`` (default the run's). Refuses non-finite parameters."""
+    run = Run(out)
+    config, _ = run.read_config()
+    dev = torch.device(device or config.device)
+    dtype = dtype or getattr(torch, config.dtype)
+    algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
+    model = build_model(config, dev, dtype)
+    if at_init:
+        return TrainedRun(config, algorithm, model, model.flat_parameters(), 0, {})
+    state = run.load_checkpoint(dev)
+    theta = state["theta"].to(device=dev, dtype=dtype)
+    if not bool(torch.isfinite(theta).all()):
+        raise ConfigError(f"{run.checkpoint} holds non-finite parameters: the run diverged")
+    return TrainedRun(config, algorithm, model, theta, int(state["iteration"]), state)
+
+
+def evaluate_run(out: Path, evaluation: EvalConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a run's last checkpoint on a fixed pool of tasks (``evaluation``, default ``EvalConfig()``); writes
+    ``eval.json``."""
+    evaluation = evaluation or EvalConfig()
+    split, tasks, seed, device = evaluation.split, evaluation.tasks, evaluation.seed, evaluation.device
+    config, _ = Run(out).read_config()
+    with process_group(device or config.device) as group:
+        trained = load_trained(out, str(group.device(device or config.device)))
+        config, state, dev = trained.config, trained.state, trained.theta.device
+        engine = evaluation.engine or default_engine(str(dev), trained.algorithm, config.spec, evaluation=True)
+        source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
+                             config.omniglot_split)
+        started = time.perf_counter()
+        accuracy, ci95, n, support_loss = evaluate(trained.algorithm, trained.model, trained.theta, source.tasks, tasks,
+                                                   seed, engine, config.meta_batch, trained.theta.dtype,
+                                                   progress=progress, desc=f"eval {split}", group=group)
+        result = {
+            "accuracy": accuracy, "ci95": ci95, "tasks": n, "split": split, "seed": seed,
+            "support_loss_after_adaptation": support_loss,
+            "split_digest": source.split.digest, "iteration": state["iteration"], "train_time_s": state["train_time_s"],
+            "eval_time_s": time.perf_counter() - started, "preset": config.preset, "algorithm": config.algorithm,
+            "dataset": config.dataset, "ways": config.ways, "shots": config.shots, "engine": engine,
+            **run_environment(dev), **group.describe(),
+        }
+        if group.is_main:
+            write_text(out / "eval.json", json.dumps(result, indent=2) + "\n")
+    return result
