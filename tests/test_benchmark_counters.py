@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.benchmarks.counters import counter_changes, load_baseline
+from tests.limits import HANG_S
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECTION = ["tests/benchmarks/test_meta_gradient.py", "-k", "synthetic-gradient"]  # no data, ~1 s of work
@@ -28,7 +29,7 @@ def _pytest(*args: str) -> subprocess.CompletedProcess:
     # a pytest of its own, not one of this run's xdist workers: pytest-benchmark turns itself off in a process that
     # inherits a worker's PYTEST_XDIST_* variables
     environment = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST")}
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=environment)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=HANG_S, env=environment)
 
 
 def test_saved_run_is_fingerprinted_and_a_changed_counter_fails_the_comparison(tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 
 from algorithms import ALGORITHMS, ConfigError, make_algorithm
+from tests.limits import HANG_S
 
 
 def test_four_algorithms_are_registered():
@@ -139,7 +140,7 @@ def test_metagrad_help_does_not_import_torch():
 
     code = ("import sys\nfrom bench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False"
     assert "exact-solve" in done.stdout and "report" in done.stdout

@@ -11,6 +11,7 @@ import pytest
 
 from bench.diagnostics import channels_last_float32, newton_line_search, shorter_products, staged_products
 from tests.data_paths import require_data
+from tests.limits import HANG_S
 
 
 def test_staged_products_counts_both_stages_and_checks_them_equal(capsys):
@@ -49,9 +50,19 @@ def test_newton_line_search_reaches_the_same_iterate_with_each_search(capsys):
 def test_line_search_memory_measures_both_forms_in_processes_of_their_own():
     root = require_data("omniglot-py")
     done = subprocess.run([sys.executable, "-m", "bench.diagnostics.line_search_memory", "--settings", "omniglot-5w1s",
-                           "--tasks", "1", "--data-root", str(root)], capture_output=True, text=True, timeout=600)
+                           "--tasks", "1", "--data-root", str(root)], capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     row = done.stdout.strip().splitlines()[-1].split()
     assert row[:3] == ["omniglot-5w1s-imaml-hf", "1", "31"]
     one_pass, searching_only = float(row[3]), float(row[4])
     assert one_pass > 0 and searching_only > 0
+
+
+def test_cli_startup_times_the_top_level_help_and_a_commands(capsys):
+    from bench.diagnostics import cli_startup
+
+    cli_startup.main(["--repeats", "1", "--commands", "scaling"])
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    assert [row.rsplit(None, 1)[0].strip() for row in rows] == ['python -c "import torch"', "metagrad --help",
+                                                                "metagrad scaling --help"]
+    assert all(float(row.rsplit(None, 1)[1]) > 0 for row in rows)

@@ -4,13 +4,15 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.limits import HANG_S
+
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "gpu_checks.sh"
 
 
 def run_script(cwd: Path, out: Path, *phases: str, **environment: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in ("DRY_RUN", "RESULTS")}
     return subprocess.run(["bash", str(SCRIPT), *phases], cwd=cwd, env={**env, "OUT": str(out), **environment},
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=HANG_S)
 
 
 def test_a_dry_run_leaves_the_carried_gpu_results_alone(tmp_path):

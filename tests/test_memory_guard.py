@@ -9,6 +9,7 @@ import pytest
 
 from bench.harnesses.profile import Measure, ProfileConfig, build_problem, measure_rss_in_subprocess, runner
 from bench.measure.memory import SavedTensorPeak
+from tests.limits import HANG_S
 
 CONFIG = ProfileConfig(dataset="random-images", ways=20, shots=5, queries=15, filters=32, repeats=1)
 MAML_STEPS = (1, 8, 64)
@@ -60,7 +61,7 @@ def test_maml_saved_bytes_grow_linearly(saved):
 @pytest.fixture(scope="module")
 def rss():
     def delta(measure: Measure) -> int:
-        result = measure_rss_in_subprocess(CONFIG, measure, timeout_s=600)
+        result = measure_rss_in_subprocess(CONFIG, measure, timeout_s=HANG_S)
         assert result.get("status", "ok") == "ok", result
         return result["rss_delta_bytes"]
 

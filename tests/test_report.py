@@ -49,6 +49,7 @@ def test_paper_numbers_are_those_of_the_notes():
 
 
 def test_committed_tables_and_index_regenerate_byte_for_byte(tmp_path):
+    (tmp_path / "notes").mkdir()  # as beside the committed report: the index links it
     render_report([ROOT / "reports"], tmp_path)
     committed = sorted(p.relative_to(ROOT / "reports") for p in (ROOT / "reports" / "tables").glob("*.md"))
     assert committed, "reports/tables is not committed"
@@ -152,6 +153,18 @@ def test_report_cli_rejects_bad_input_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "no such folder" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_report_written_to_a_new_folder_has_every_link_resolve(tmp_path, capsys):
+    """--out may be a new folder when --results names where the results are; every link of its index resolves
+    there (the notes are linked only where a notes/ folder lies beside the report)."""
+    _fake_run(tmp_path / "results" / "run", "omniglot-5w1s-maml", 0.5)
+    assert main(["report", "--out", str(tmp_path / "new"), "--results", str(tmp_path / "results"), "--no-progress"]) == 0
+    links = re.findall(r"\]\(([^)]+)\)", (tmp_path / "new" / "index.md").read_text())
+    assert links and all((tmp_path / "new" / link).exists() for link in links) and "notes/" not in links
+    capsys.readouterr()
+    assert main(["report", "--out", str(tmp_path / "missing")]) == 2
+    assert "give --results DIR" in capsys.readouterr().err and not (tmp_path / "missing").exists()
 
 
 def test_rerun_refuses_to_replace_results_without_overwrite(tmp_path, capsys):

@@ -376,13 +376,14 @@ def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys):
     (["--dataset", "mini-imagenet"], "--dataset"),  # the data
     (["--data-root", "/elsewhere"], "--data-root"),
     (["--seed", "3"], "--seed"),  # the seed
-    (["--sampler", "host"], "--sampler"),  # the task stream, even the one the run has
+    (["--sampler", "device"], "--sampler"),  # the task stream
     (["--preset", "omniglot-5w1s-maml"], "--preset"),
     (["--dtype", "float32"], "--dtype"),
 ])
 def test_a_resume_refuses_every_option_it_would_not_honour(tmp_path, capsys, argv, refused):
     """--resume continues a run with its own settings: an option that would change what it computes is a one-line
-    error naming it and saying what a resume may change, and the run's files stay as they were."""
+    error naming it and saying what a resume may change, and the run's files stay as they were (an option that
+    repeats the run's own setting is honoured: test below)."""
     root = require_data("omniglot-py")
     run = tmp_path / "run"
     train(float64_config(root, "fomaml", iterations=1), run, progress=False)
@@ -400,7 +401,8 @@ def test_a_resume_may_change_how_long_and_how_it_is_computed(tmp_path):
     run = tmp_path / "run"
     train(float64_config(root, "fomaml", iterations=1), run, progress=False)
     assert main(["train", "--out", str(run), "--resume", "--iterations", "2", "--max-minutes", "5", "--engine",
-                 "batched", "--threads", "1", "--no-progress"]) == 0
+                 "batched", "--threads", "1", "--device", "cpu", "--sampler", "host", "--dtype", "float64",
+                 "--set", "inner_steps=1", "--no-progress"]) == 0  # the last four: the run's own settings
     saved = json.loads((run / "config.json").read_text())
     assert (saved["config"]["iterations"], saved["config"]["max_minutes"]) == (2, 5.0)
     assert [launch["engine"] for launch in saved["launches"]] == ["per-task", "batched"]

@@ -276,7 +276,7 @@ FULL = (
     Experiment("cpu-training/omniglot-20w1s-maml-lake", (
         training("omniglot-20w1s-maml", omniglot_split="lake", max_minutes=20, validate_every=25, threads=2),
         evaluation(threads=2), lake_runs(threads=2))),
-    Experiment("throughput-cpu", (throughput(threads=2, iterations=3),)),
+    Experiment("throughput-cpu", (throughput(threads=2, iterations=3, check_tasks=8),)),
     *CURVATURE,
     Experiment("complexity", (complexity(threads=1),), devices=("cpu",)),
 )

@@ -49,8 +49,8 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
 # MAML, iMAML with Nesterov's method, whose steps run under ``vmap``) is per task at every size.
 #
 # By task size, on this project's 2-core Intel Xeon, 2 threads (`metagrad throughput --presets ...`, each preset's
-# own meta-batch, 2026-11-29: 2 timed iterations, Omniglot 5-way 1-shot 3, reports/throughput-cpu-intel-xeon-task-sizes/
-# and reports/throughput-cpu-intel-xeon-both-engines/; batched / per task, one figure per run). On small tasks the
+# own meta-batch, 2026-11-29: 2 timed iterations, Omniglot 5-way 1-shot 3, reports/throughput-cpu-task-sizes/
+# and reports/throughput-cpu/; batched / per task, one figure per run). On small tasks the
 # per-task engine's convolutions are too small to keep two cores busy; on larger ones they are not, and the stacked
 # network's grouped convolutions cost more than they save.
 #   MAML: 1.27 at 5 images (Omniglot 5-way 1-shot), 1.06 at 5 (Mini-ImageNet 5-way 1-shot); 0.86 and 0.89
@@ -61,20 +61,10 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
 #   Nichol et al.'s Reptile (an inner step is its minibatch): 1.54 at 10 (5-way 1-shot), 2.3 at 10 (5-way
 #     5-shot), 1.21 at 20 (20-way 1-shot).
 #   First-order MAML: 0.74 at 5, 0.71 at 100.
-# The same at both ends on a 2-core AMD EPYC (reports/throughput-cpu-amd-epyc-*/, commands.sh there): at 5 images
+# The same at both ends on a 2-core AMD EPYC (reports/throughput-cpu-amd-epyc/, commands.sh there): at 5 images
 # MAML 1.14, iMAML-GD 1.35, iMAML-HF 1.44, Reptile 1.48, first-order MAML 0.74; at 100, MAML 0.54, first-order
 # MAML 0.56, iMAML-GD 0.65.
-#
-# Before, on Omniglot 5-way 1-shot alone (``metagrad throughput``; reports/notes/engines.md): the eager batched
-# engine ran Reptile and iMAML-GD 1.05 to 2.15 times as fast as the per-task one on both 2-core CPUs
-# (reports/throughput-cpu*/), first-order MAML 0.59 to 0.84 times (a tie in alternating runs since). MAML ran 0.66
-# to 0.82 times as fast while its steps were under ``vmap``; on the stacked network (its Hessian-vector products
-# forward over reverse) 1.07, 1.26 and 1.14 times in three alternating runs on the Intel Xeon. iMAML-HF ran 0.41 to
-# 0.60 times as fast while its Newton iterations were under ``vmap``; on the stacked network, its line search ending
-# once every task had its step, 1.24, 0.98, 1.12, 1.44 and 1.58 times in five alternating runs on the Intel Xeon,
-# 2 threads; with one thread each, two 30-minute training runs at once tied (0.95: 189 iterations against 199).
-# Its line search then came to evaluate each candidate for the tasks still searching only: 1.07, 1.14 and 0.83
-# times in three alternating runs with one thread, 0.85 in a traced run (reports/throughput-cpu-intel-xeon-hf-trace/).
+# How the batched engine came to these ratios, each step measured: reports/notes/engines.md.
 CPU_BATCHED_MAX_STEP_IMAGES = {"maml": 5, "reptile": 20, "imaml-gd": 25, "imaml-newton-cg": 5}
 
 

@@ -5,7 +5,7 @@ memory (CUDA max allocated and NVML on a GPU; on the CPU the peak RSS increase o
 saved for backward, FLOPs, gradient and Hessian-vector-product counts; the per-task engine's tasks/s beside the
 batched engine's over a meta-batch of copies of the task; plus a sweep of iMAML's CG steps. Writes OUT/profile.csv
 (a row as each configuration finishes, so an interrupted profile keeps them) and OUT/profile.png. A configuration
-that runs out of memory is recorded as 'oom'. A small one (about a minute on two cores): --dataset random-images
+that runs out of memory is recorded as 'oom'. A small one (15 s on two cores): --dataset random-images
 --ways 5 --shots 1 --queries 5 --filters 16 --inner-steps 1,4,16 --cg-sweep 1,5 --repeats 1 --no-rss.
 """
 from __future__ import annotations

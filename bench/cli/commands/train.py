@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a row of Table 2 or 3, e.g. omniglot-5w1s-imaml-hf; one of: " + ", ".join(sorted(presets())))
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its checkpoint, with its own settings; only "
-                             f"{', '.join(_flag(name) for name in RESUMABLE)} and --threads may be given")
+                             f"{', '.join(_flag(name) for name in RESUMABLE)} and --threads may change them")
     add_set(parser, "an algorithm hyperparameter, e.g. --set inner_steps=10 --set inner_solver=newton-cg")
     add_config(parser, TrainConfig, overrides=True)
     add_threads(parser, " (on --resume: the run's own, unless given)")
@@ -51,13 +51,17 @@ def run(args: argparse.Namespace) -> None:
 
     options = given(args, TrainConfig)
     if args.resume:
-        refused = [_flag(name) for name in options if name not in RESUMABLE]
-        refused += [flag for flag, value in (("--preset", args.preset), ("--set", args.set)) if value]
+        saved, record = Run(args.out).read_config()
+        # an option that says what the run already is (the device, the sampler a script always passes) is honoured
+        refused = [_flag(name) for name, value in options.items()
+                   if name not in RESUMABLE and getattr(saved, name) != value]
+        refused += ["--preset"] if args.preset not in (None, saved.preset) else []
+        refused += ["--set"] if any(saved.hyperparameters.get(key, object()) != value
+                                    for key, value in args.set or []) else []
         if refused:
             raise UsageError(f"--resume continues the run with its own settings, and would not honour "
                              f"{', '.join(refused)}; a resume may change only "
                              f"{', '.join(_flag(name) for name in RESUMABLE)} and --threads")
-        saved, record = Run(args.out).read_config()
         if args.threads is None and saved.device == "cpu":  # the threads it ran with: float sums depend on them
             args.threads = record.get("threads")
         config = resumed_config(saved, iterations=options.get("iterations"), max_minutes=options.get("max_minutes"),
