@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,8 +72,12 @@ def _shuffled(size: int) -> tuple[int, ...]:
 def prepare_for_compile() -> None:
     """Mark for ``torch.compile`` what it must take as constant: ``_shuffled`` (torch 2.11's dynamo, the GPU
     machine's, cannot trace ``Random.shuffle``). Called before compiling rather than as a decorator, because the
-    decorator imports dynamo, a second of every command's start."""
+    decorator imports dynamo, a second of every command's start. Dynamo traces through ``minibatch_indices``'s
+    cache, which only saves making the same index tensors again, and warns that it does: that warning is
+    silenced, for this function only."""
     torch.compiler.assume_constant_result(_shuffled)
+    warnings.filterwarnings("ignore", category=UserWarning, message=r"Dynamo detected a call to a "
+                            r"`functools\.lru_cache`-wrapped function at '(reptile|inner_solvers)\.py")
 
 
 @functools.lru_cache(maxsize=64)

@@ -45,7 +45,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 def tiny_mlp() -> nn.Module:
-    return nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5, track_running_stats=False), nn.Tanh(), nn.Linear(5, 3))
+    return nn.Sequential(nn.Linear(4, 5, bias=False), nn.BatchNorm1d(5, track_running_stats=False), nn.Tanh(),
+                         nn.Linear(5, 3))  # no bias ahead of BatchNorm, as in the ConvNet: no loss depends on one
 
 
 def tiny_convnet(activation: str = "tanh") -> nn.Module:
@@ -79,22 +80,3 @@ def tiny_problem(request):
     module = module.double()
     model = FunctionalModel(module, cross_entropy_loss)
     return model, model.flat_parameters(), classification_task(generator, shape)
-
-
-def bias_ahead_of_batchnorm(filters: int) -> torch.Tensor:
-    """Mask of the Omniglot ConvNet's flat parameters that are convolution biases just ahead of BatchNorm.
-
-    Their gradient is analytically zero (the normalization subtracts the bias again) and numerically 1e-16
-    noise, which Adam (outer, or Nichol et al.'s inner one) divides by (|g| + epsilon) into steps that
-    depend on the summation order: comparisons of two correct runs leave them out or bound them apart."""
-    from bench.nets.convnet import network
-
-    return convolution_biases(network("omniglot", 5, filters))
-
-
-def convolution_biases(module: nn.Module) -> torch.Tensor:
-    """Mask of ``module``'s flat parameters that are convolution biases (in the ConvNets: each just ahead of
-    BatchNorm; see ``bias_ahead_of_batchnorm``)."""
-    modules = dict(module.named_modules())
-    return torch.cat([torch.full((p.numel(),), name.endswith(".bias") and isinstance(
-        modules[name.rsplit(".", 1)[0]], torch.nn.Conv2d)) for name, p in module.named_parameters()])

@@ -12,6 +12,8 @@ meta-batch: it sums its tasks' meta-gradients, the sums are added over the proce
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor
 
@@ -203,6 +205,7 @@ class BatchedStep:
             torch._dynamo.mark_static_address(tensor)
         # the optimizer's step breaks a graph on purpose (torch.optim's _use_grad): compiled apart
         prepare_for_compile()
+        _quiet_compiler()
         self.compiled = (torch.compile(self._meta_gradients, **COMPILE_OPTIONS),
                          torch.compile(self.optimizer.step, **{**COMPILE_OPTIONS, "fullgraph": False}))
         return self.compiled
@@ -254,3 +257,25 @@ def training_step(engine: str, algorithm, model: FunctionalModel, theta: Tensor,
     if graph or compile:
         raise ValueError("CUDA graphs and torch.compile need the batched engine")
     return PerTaskStep(algorithm, model, theta, optimizer, window, group, meta_batch, source)
+
+
+# torch's own notes on the terminal when --compile compiles, nothing a user of it can act on: (logger, how the
+# message starts)
+COMPILER_NOTES = (("torch._dynamo.variables.ctx_manager", "Profiler record function"),  # torch.optim's, around a step
+                  ("torch.utils.cpp_extension", "No CUDA runtime is found"))  # inductor's C++ build without CUDA
+
+
+class _Silenced(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def _quiet_compiler() -> None:
+    for name, start in COMPILER_NOTES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Silenced) and f.start == start for f in logger.filters):
+            logger.addFilter(_Silenced(start))
