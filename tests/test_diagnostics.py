@@ -59,7 +59,7 @@ def test_line_search_memory_measures_both_forms_in_processes_of_their_own():
 
 
 def test_cli_startup_times_the_top_level_help_and_a_commands(capsys):
-    from bench.diagnostics import cli_startup
+    from bench.cli import startup as cli_startup
 
     cli_startup.main(["--repeats", "1", "--commands", "scaling"])
     rows = capsys.readouterr().out.strip().splitlines()[1:]

@@ -4,4 +4,4 @@ python -m bench.diagnostics.shorter_products > reports/diagnostics/shorter_produ
 python -m bench.diagnostics.newton_line_search > reports/diagnostics/newton_line_search.txt
 python -m bench.diagnostics.channels_last_float32 > reports/diagnostics/channels_last_float32.txt
 python -m bench.diagnostics.line_search_memory > reports/diagnostics/line_search_memory.txt   # 4 settings x 2 forms, up to 7 GiB
-python -m bench.diagnostics.cli_startup > reports/diagnostics/cli_startup.txt   # on a quiet machine; wall-clock
+python -m bench.cli.startup > reports/diagnostics/cli_startup.txt   # on a quiet machine; wall-clock

@@ -25,7 +25,7 @@ def seconds(command: list[str], repeats: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.diagnostics.cli_startup", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.cli.startup", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command, the median kept (default 5)")
     parser.add_argument("--commands", default=",".join(COMMANDS),
                         help="comma-separated commands whose --help to time (default all)")

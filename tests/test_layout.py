@@ -1,0 +1,79 @@
+"""The layout is the architecture: lower layers never import higher ones, nothing outside bench/cli/ imports the
+command line, and no module imports itself back through a cycle (imports read from the source, function-level
+ones included)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# algorithms <- nets, data, measure <- training <- harnesses, diagnostics <- reporting <- cli
+LAYERS = {"algorithms": 0, "bench": 0, "bench.atomic": 0, "bench.options": 0, "bench.nets": 1, "bench.data": 1,
+          "bench.measure": 1, "bench.training": 2, "bench.harnesses": 3, "bench.diagnostics": 3,
+          "bench.reporting": 4, "bench.cli": 5}
+
+
+def layer(module: str) -> int | None:
+    for prefix, level in sorted(LAYERS.items(), key=lambda item: -len(item[0])):
+        if module == prefix or module.startswith(prefix + "."):
+            return level
+    return None
+
+
+def project_modules() -> dict[str, Path]:
+    paths = [*ROOT.glob("algorithms/**/*.py"), *ROOT.glob("bench/**/*.py")]
+    return {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path for path in paths}
+
+
+def imports(module: str, path: Path) -> set[str]:
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            if node.module:  # `from . import name` imports the submodule, not its package
+                found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.split(".")[0] in ("algorithms", "bench")}
+
+
+def test_no_module_imports_a_higher_layer_or_the_command_line():
+    modules = project_modules()
+    assert "bench.training.trainer" in modules and "bench.cli.command" in modules
+    wrong = []
+    for module, path in modules.items():
+        own = layer(module)
+        assert own is not None, f"{module}: in no layer of the layout"
+        for name in imports(module, path):
+            other = layer(name)
+            if other is not None and other > own:
+                wrong.append(f"{module} imports {name}")
+            if name.startswith("bench.cli") and not module.startswith("bench.cli"):
+                wrong.append(f"{module} imports the command line ({name})")
+    assert not wrong, wrong
+
+
+def test_no_import_cycle():
+    modules = project_modules()
+    # a module's own packages are loaded before it, whatever it imports: not an edge of a cycle
+    graph = {module: {name for name in imports(module, path) if name in modules and not module.startswith(name)}
+             for module, path in modules.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for name in sorted(graph[module]):
+            if state.get(name) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*path[path.index(name):], name]))
+            if name not in state:
+                visit(name, [*path, name])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
