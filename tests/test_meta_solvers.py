@@ -67,13 +67,15 @@ def explicit_hessian(loss, x: torch.Tensor) -> torch.Tensor:
 def test_the_damped_solve_is_the_direct_solution_of_the_damped_system(meta_solver):
     model, theta, tasks = problem("mlp")
     task = tasks[0]
-    lam, mu = 0.25, 2.0  # lambda small enough that I + H/lambda alone is indefinite here (checked below)
+    lam, mu = 0.25, 4.0  # lambda small enough that I + H/lambda alone is indefinite here, mu that the damped
+    # system is positive definite (both checked below: its smallest eigenvalue is -2.2 without the damping)
     algorithm = make_algorithm("imaml", lam=lam, inner_steps=5, inner_lr=0.1, cg_steps=4 * theta.numel(),
                                cg_tolerance=1e-13, meta_solver=meta_solver, damping=mu)
     result = algorithm.meta_gradient(model, theta, task)
     phi = gradient_descent(proximal_objective(model, task.support, theta, lam), theta, 5, 0.1).phi
     h = explicit_hessian(lambda p: model.loss(p, task.support), phi)
     assert torch.linalg.eigvalsh(torch.eye(len(h), dtype=h.dtype) + h / lam).min() < 0
+    assert torch.linalg.eigvalsh((1 + mu) * torch.eye(len(h), dtype=h.dtype) + h / lam).min() > 0
     v = torch.func.grad(lambda p: model.loss(p, task.query))(phi)
     direct = torch.linalg.solve((1 + mu) * torch.eye(len(h), dtype=h.dtype) + h / lam, v)
     assert ((result.gradient - direct).norm() / direct.norm()).item() < 1e-8
