@@ -9,7 +9,8 @@ from torch import Tensor
 
 from . import batched
 from .functional import FunctionalModel, Task, TaskBatch
-from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient, register
+from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+from .registry import register
 
 
 @register

@@ -49,10 +49,9 @@ from .protocol import (
     MetaGradientRecord,
     proximal_objective,
     query_loss_and_gradient,
-    register,
-    require,
     validate_inner_loop,
 )
+from .registry import register, require
 
 INNER_SOLVERS = ("gd", "newton-cg", "nesterov")
 STACKED_INNER_SOLVERS = ("gd", "newton-cg")  # the inner solvers the batched engine runs on the stacked network

@@ -29,9 +29,8 @@ from .protocol import (
     MetaGradient,
     MetaGradientRecord,
     proximal_objective,
-    register,
-    require,
 )
+from .registry import register, require
 
 
 @register

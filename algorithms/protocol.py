@@ -16,15 +16,7 @@ from torch import Tensor
 from .batched import BatchedMetaGradient, adapt_over_tasks, proximal, stacked_gradient_descent
 from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .inner_solvers import InnerSolution, MaskedInnerSolution, functional_gradient_descent, gradient_descent
-
-
-class ConfigError(ValueError):
-    """Bad hyperparameters or an unknown algorithm: the command line turns it into exit code 2."""
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+from .registry import require
 
 
 @dataclass
@@ -77,44 +69,6 @@ class MetaGradientAlgorithm(Protocol):
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
         """``adapt`` for every task of the batch: phi [tasks, parameters]."""
         ...
-
-
-ALGORITHMS: dict[str, type] = {}  # the one list of algorithms: name -> class (with its label)
-
-
-def register(cls: type) -> type:
-    ALGORITHMS[cls.name] = cls
-    return cls
-
-
-def algorithm_names() -> tuple[str, ...]:
-    """The registered algorithms' names in their display order."""
-    return tuple(sorted(ALGORITHMS, key=lambda name: ALGORITHMS[name].order))
-
-
-def algorithm_label(name: str) -> str:
-    """The registered algorithm's label (``name`` itself for anything unregistered)."""
-    return ALGORITHMS[name].label if name in ALGORITHMS else name
-
-
-def make_algorithm(name: str, **hyperparameters: Any) -> MetaGradientAlgorithm:
-    """The registered algorithm ``name`` with the given hyperparameters (others at their defaults)."""
-    require(name in ALGORITHMS, f"unknown algorithm {name!r}; choose from {', '.join(sorted(ALGORITHMS))}")
-    cls = ALGORITHMS[name]
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(hyperparameters) - known)
-    require(not unknown, f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
-    for f in fields(cls):  # the type of each value, before the dataclass compares it with numbers
-        if f.name in hyperparameters:
-            value, default = hyperparameters[f.name], f.default
-            if isinstance(default, float):
-                ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-            elif isinstance(default, int):
-                ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
-            else:
-                ok, kind = isinstance(value, type(default)), type(default).__name__
-            require(ok, f"{name}: {f.name} must be {kind}, got {value!r}")
-    return cls(**hyperparameters)
 
 
 def proximal_objective(model: FunctionalModel, batch: Batch, theta: Tensor, lam: float) -> Callable[[Tensor], Tensor]:

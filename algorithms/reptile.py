@@ -30,9 +30,8 @@ from .protocol import (
     MetaGradient,
     MetaGradientRecord,
     proximal_objective,
-    register,
-    require,
 )
+from .registry import register, require
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 

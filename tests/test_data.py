@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.data.mini_imagenet import load_mini_imagenet
 from bench.data.omniglot import load_omniglot, omniglot_splits, pack_omniglot
 from bench.data.root import resolve_data_root

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import algorithms.imaml
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.cli import main
 from bench.training.config import EvalConfig, TrainConfig
 from bench.training.evaluation import evaluate_run

@@ -24,6 +24,7 @@ COMMANDS = {
     "scaling": "scaling",
     "lake-runs": "lake_runs",
     "report": "report",
+    "algorithms": "algorithms",
 }
 # commands whose --out names a folder (spectrum's names a CSV file)
 FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "complexity", "scaling", "report")
@@ -62,8 +63,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def _one_line_errors() -> tuple[type[BaseException], ...]:
     """The errors a user can fix, printed as one line: ours, and the algorithms' ConfigError where they are loaded
     (they are not imported here, so that ``metagrad --help`` does not import torch)."""
-    protocol = sys.modules.get("algorithms.protocol")
-    return (UsageError, *((protocol.ConfigError,) if protocol else ()))
+    registry = sys.modules.get("algorithms.registry")
+    return (UsageError, *((registry.ConfigError,) if registry else ()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from algorithms import Batch, Task
-from algorithms.protocol import require
+from algorithms.registry import require
 from bench.options import option
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.atomic import atomic_path
 from bench.data.root import cache_dir
 

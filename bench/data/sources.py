@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.data.omniglot import ClassSplit
 from bench.data.root import resolve_data_root
 from bench.data.tasks import EpisodeSpec, ImageClassTasks

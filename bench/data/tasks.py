@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from algorithms import Batch, Task, TaskBatch
-from algorithms.protocol import require
+from algorithms.registry import require
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ import torch
 from tqdm import tqdm
 
 from algorithms import FunctionalModel, make_algorithm, squared_error_loss, value_and_gradient
-from algorithms.protocol import MetaGradientAlgorithm, MetaGradientRecord, require
+from algorithms.protocol import MetaGradientAlgorithm, MetaGradientRecord
+from algorithms.registry import require
 from bench.data.linear_regression import LinearRegressionConfig, LinearRegressionTask, LinearRegressor, sample_linear_regression_task
 from bench.harnesses.least_work import least_reaching, least_work_pair
 from bench.measure.memory import SavedTensorPeak

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from algorithms import FunctionalModel, algorithm_label, make_algorithm, squared_error_loss
-from algorithms.protocol import require
+from algorithms.registry import require
 from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 from bench.options import option
 

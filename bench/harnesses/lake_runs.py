@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from algorithms import Batch
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.atomic import write_text
 from bench.data.omniglot import decode_image
 from bench.data.root import resolve_data_root

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from algorithms import FunctionalModel, Task, algorithm_label, algorithm_names, cross_entropy_loss, make_algorithm, squared_error_loss
-from algorithms.protocol import require
+from algorithms.registry import require
 from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.measure.machine import device_name
 from bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment

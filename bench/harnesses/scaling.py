@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from algorithms.protocol import require
+from algorithms.registry import require
 
 COLUMNS = ["run", "preset", "algorithm", "engine", "world_size", "backend", "threads", "device_name", "meta_batch",
            "iterations", "tasks", "train_time_s", "tasks_per_s", "speedup"]

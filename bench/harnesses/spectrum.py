@@ -29,7 +29,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from algorithms import FunctionalModel, HessianOperator, Task, lanczos_ritz_values, make_algorithm
-from algorithms.protocol import query_loss_and_gradient, require
+from algorithms.protocol import query_loss_and_gradient
+from algorithms.registry import require
 from bench.data.sources import task_source
 from bench.options import option
 from bench.training.evaluation import TrainedRun, load_trained

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
-from algorithms.protocol import require
+from algorithms.registry import require
 from bench.data.device_tasks import DeviceTasks
 from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.data.sources import task_source

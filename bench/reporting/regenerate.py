@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.options import command_line
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from algorithms import algorithm_names, make_algorithm
-from algorithms.protocol import require
+from algorithms import algorithm_names, has_batched_form, make_algorithm
+from algorithms.registry import require
 from bench.data.omniglot import SPLIT_PROTOCOLS
 from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.data.sources import DATASETS
@@ -104,6 +104,9 @@ class TrainConfig:
         require(self.checkpoint_every >= 1, f"checkpoint every must be >= 1, got {self.checkpoint_every}")
         require(self.max_minutes is None or self.max_minutes > 0, f"max minutes must be > 0, got {self.max_minutes}")
         make_algorithm(self.algorithm, **self.hyperparameters)  # validates the hyperparameters
+        require(not (self.cuda_graph or self.compile) or has_batched_form(self.algorithm),
+                f"{self.algorithm} has no batched engine of its own (the batched engine runs it task by task, reading "
+                "values back between tasks), which --cuda-graph and --compile cannot capture")
 
     @property
     def spec(self) -> EpisodeSpec:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from algorithms.registry import has_batched_form
 from bench.data.tasks import EpisodeSpec
 
 ENGINES = ("per-task", "batched")
@@ -33,9 +34,11 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
                    evaluation: bool = False) -> str:
     """The engine measured faster on the device for the algorithm (a registered algorithm's config; None: the
     device's general choice) on tasks of ``spec`` (None: any size; ``evaluation``: its adaptation at
-    evaluation). On CUDA the batched engine. On the CPU the per-task one, except where the batched engine
-    measured faster there: for the algorithms of ``CPU_BATCHED_MAX_STEP_IMAGES``, on tasks whose inner steps
-    take at most that many support images."""
+    evaluation). The per-task engine for an algorithm with no batched engine of its own. On CUDA the batched
+    engine. On the CPU the per-task one, except where the batched engine measured faster there: for the algorithms
+    of ``CPU_BATCHED_MAX_STEP_IMAGES``, on tasks whose inner steps take at most that many support images."""
+    if algorithm is not None and not has_batched_form(algorithm.name):  # its batched engine runs it task by task
+        return "per-task"
     if str(device).startswith("cuda"):
         return "batched"
     limit = 0 if algorithm is None else cpu_batched_max_step_images(algorithm)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
 from algorithms.batched import query_scores
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.atomic import write_text
 from bench.data.sources import task_source
 from bench.data.tasks import ImageClassTasks

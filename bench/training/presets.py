@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from algorithms.protocol import ConfigError, algorithm_label
+from algorithms.registry import ConfigError, algorithm_label
 
 SETTINGS = {  # name: (dataset, ways, shots, meta-batch)
     "omniglot-5w1s": ("omniglot", 5, 1, 32),

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from algorithms.protocol import ConfigError
+from algorithms.registry import ConfigError
 from bench.atomic import atomic_path, write_csv, write_text
 from bench.training.config import TrainConfig, resumed_config
 

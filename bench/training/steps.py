@@ -17,8 +17,9 @@ import logging
 import torch
 from torch import Tensor
 
-from algorithms import FunctionalModel, MetaGradientRecord, TaskBatch
+from algorithms import FunctionalModel, TaskBatch
 from algorithms.inner_solvers import prepare_for_compile
+from algorithms.registry import records_as_diagnostics
 from bench.data.device_tasks import DeviceTasks
 from bench.training.distributed import ProcessGroup
 
@@ -36,21 +37,6 @@ GRAPH_WARMUP = 3
 # configuration compiled in one process (metagrad throughput's rows) would otherwise turn the step sizes into
 # symbolic floats, which inductor's double backward cannot take ("x must be Tensor or scalar, got SymFloat").
 COMPILE_OPTIONS: dict = {"mode": "reduce-overhead", "fullgraph": True, "dynamic": False}
-
-
-def per_task_diagnostics(records: list[MetaGradientRecord], device: torch.device) -> dict[str, Tensor]:
-    """The per-task engine's records in the batched engine's form: one tensor [tasks] per field."""
-
-    def column(name: str, dtype: torch.dtype) -> Tensor:
-        values = [getattr(r, name) for r in records]
-        values = [float("nan") if v is None else v for v in values]
-        return torch.tensor(values, dtype=dtype, device=device)
-
-    return {"query_loss": column("query_loss", torch.float64), "query_accuracy": column("query_accuracy", torch.float64),
-            "grad_evals": column("grad_evals", torch.long), "hvp_evals": column("hvp_evals", torch.long),
-            "cg_iterations": column("cg_iterations", torch.long), "cg_residual": column("cg_residual", torch.float64),
-            "negative_curvature": column("negative_curvature", torch.bool),
-            "inner_negative_curvature": column("inner_negative_curvature", torch.bool)}
 
 
 class Window:
@@ -142,7 +128,7 @@ class PerTaskStep:
         self.group.sum_(total)
         self.theta.grad = total / (self.meta_batch if self.group.active else batch.size)
         self.optimizer.step()
-        self.window.add(per_task_diagnostics(records, self.theta.device))
+        self.window.add(records_as_diagnostics(records, self.theta.device))
 
 
 class BatchedStep:

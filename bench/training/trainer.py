@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from algorithms import make_algorithm
-from algorithms.protocol import ConfigError, require
+from algorithms.registry import ConfigError, require
 from bench.data.device_tasks import DeviceTasks
 from bench.data.sources import task_source
 from bench.measure.machine import run_environment

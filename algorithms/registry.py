@@ -1,0 +1,160 @@
+"""The one list of algorithms: their names, labels and order, where each came from, and which engines it has.
+
+An algorithm joins with ``@register`` on its class (a frozen dataclass of hyperparameters with ``name``, ``label`` and
+the per-task protocol, ``meta_gradient`` and ``adapt``), or, from a package installed beside metagrad, through the
+entry-point group ``metagrad.algorithms`` (``anil = "metagrad_anil:ANIL"``), loaded once, the first time the registry
+is read. A plug-in that fails to load is one line on stderr naming it, and left out. An algorithm without a batched
+engine of its own gets one that runs its per-task engine over the tasks (the same numbers, the diagnostics in the
+batched form), so that every harness and both engines take it; ``engine auto`` then picks the per-task one.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .batched import BatchedMetaGradient
+from .functional import FunctionalModel, TaskBatch
+
+PLUGIN_GROUP = "metagrad.algorithms"
+PROTOCOL = ("name", "label", "meta_gradient", "adapt")
+
+
+class ConfigError(ValueError):
+    """Bad hyperparameters or an unknown algorithm: the command line turns it into exit code 2."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered algorithm: its class, where it came from, whether it has a batched engine of its own."""
+
+    cls: type
+    origin: str
+    batched: bool
+
+
+ALGORITHMS: dict[str, type] = {}  # name -> class: the one list of algorithms, in the order they registered
+ENTRIES: dict[str, Entry] = {}
+_plugins_loaded = False
+
+
+def register(cls: type | None = None, *, origin: str = "metagrad") -> Any:
+    """Add an algorithm class to the registry (a decorator: ``@register``, or ``@register(origin=...)``). It needs
+    ``name``, ``label``, ``meta_gradient`` and ``adapt``; without ``batched_meta_gradient`` and ``batched_adapt`` it
+    gets the per-task engine run over the tasks; without ``order`` it comes after the algorithms before it."""
+    if cls is None:
+        return lambda c: register(c, origin=origin)
+    missing = [attribute for attribute in PROTOCOL if not hasattr(cls, attribute)]
+    require(not missing, f"{cls.__qualname__} lacks {', '.join(missing)}: an algorithm has a name, a label, "
+            "meta_gradient and adapt")
+    known = ENTRIES.get(cls.name)
+    require(known is None or known.cls is cls, f"the algorithm name {cls.name!r} is taken by {known and known.origin}")
+    batched = hasattr(cls, "batched_meta_gradient") and hasattr(cls, "batched_adapt")
+    if not batched:
+        cls.batched_meta_gradient = meta_gradients_task_by_task
+        cls.batched_adapt = adapt_task_by_task
+    if not hasattr(cls, "order"):
+        cls.order = 100 + len(ALGORITHMS)
+    ALGORITHMS[cls.name] = cls
+    ENTRIES[cls.name] = Entry(cls, origin, batched)
+    return cls
+
+
+def load_plugins() -> None:
+    """Register every algorithm of the entry-point group ``metagrad.algorithms``, once."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        origin = f"{entry.dist.name if entry.dist else 'a plug-in'} ({entry.value})"
+        try:
+            cls = entry.load()
+            if ENTRIES.get(getattr(cls, "name", None), Entry(None, "", False)).cls is not cls:
+                register(cls, origin=origin)
+            else:  # it registered itself on import, with @register
+                ENTRIES[cls.name] = Entry(cls, origin, ENTRIES[cls.name].batched)
+        except Exception as error:  # a broken plug-in must not stop every command
+            print(f"metagrad: warning: the plug-in algorithm {entry.name} = {entry.value} was not loaded "
+                  f"({type(error).__name__}: {error})", file=sys.stderr)
+
+
+def entries() -> dict[str, Entry]:
+    load_plugins()
+    return {name: ENTRIES[name] for name in algorithm_names()}
+
+
+def algorithm_names() -> tuple[str, ...]:
+    """The registered algorithms' names in their display order."""
+    load_plugins()
+    return tuple(sorted(ALGORITHMS, key=lambda name: ALGORITHMS[name].order))
+
+
+def algorithm_label(name: str) -> str:
+    """The registered algorithm's label (``name`` itself for anything unregistered)."""
+    load_plugins()
+    return ALGORITHMS[name].label if name in ALGORITHMS else name
+
+
+def has_batched_form(name: str) -> bool:
+    """Whether the algorithm has a batched engine of its own (else its batched engine runs it task by task)."""
+    return entries()[name].batched
+
+
+def make_algorithm(name: str, **hyperparameters: Any):
+    """The registered algorithm ``name`` with the given hyperparameters (others at their defaults)."""
+    load_plugins()
+    require(name in ALGORITHMS, f"unknown algorithm {name!r}; choose from {', '.join(sorted(ALGORITHMS))}")
+    cls = ALGORITHMS[name]
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(hyperparameters) - known)
+    require(not unknown, f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
+    for f in fields(cls):  # the type of each value, before the dataclass compares it with numbers
+        if f.name in hyperparameters:
+            value, default = hyperparameters[f.name], f.default
+            if isinstance(default, float):
+                ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            elif isinstance(default, int):
+                ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            else:
+                ok, kind = isinstance(value, type(default)), type(default).__name__
+            require(ok, f"{name}: {f.name} must be {kind}, got {value!r}")
+    return cls(**hyperparameters)
+
+
+def records_as_diagnostics(records: list, device: torch.device) -> dict[str, Tensor]:
+    """Per-task ``MetaGradientRecord``s in the batched engine's form: one tensor [tasks] per field."""
+
+    def column(name: str, dtype: torch.dtype) -> Tensor:
+        values = [getattr(r, name) for r in records]
+        values = [float("nan") if v is None else v for v in values]
+        return torch.tensor(values, dtype=dtype, device=device)
+
+    return {"query_loss": column("query_loss", torch.float64), "query_accuracy": column("query_accuracy", torch.float64),
+            "grad_evals": column("grad_evals", torch.long), "hvp_evals": column("hvp_evals", torch.long),
+            "cg_iterations": column("cg_iterations", torch.long), "cg_residual": column("cg_residual", torch.float64),
+            "negative_curvature": column("negative_curvature", torch.bool),
+            "inner_negative_curvature": column("inner_negative_curvature", torch.bool)}
+
+
+def meta_gradients_task_by_task(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> BatchedMetaGradient:
+    """The batched engine of an algorithm without one of its own: its ``meta_gradient`` for each task in turn."""
+    results = [self.meta_gradient(model, theta, task) for task in batch.tasks()]
+    adapted = [result.adapted for result in results]
+    return BatchedMetaGradient(torch.stack([result.gradient for result in results]),
+                               records_as_diagnostics([result.record for result in results], theta.device),
+                               None if any(phi is None for phi in adapted) else torch.stack(adapted))
+
+
+def adapt_task_by_task(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
+    """``batched_adapt`` of an algorithm without one of its own: its ``adapt`` for each task in turn."""
+    return torch.stack([self.adapt(model, theta, task.support) for task in batch.tasks()])

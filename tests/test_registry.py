@@ -1,0 +1,159 @@
+"""The registry is how outside code joins: every registered algorithm, plug-ins included, passes the suite's own
+checks of its engines (``python -m pytest tests/test_registry.py`` is the one command a plug-in author runs); an
+algorithm with the per-task protocol alone gets a batched engine that runs it over the tasks; a package adds one by
+entry point, and a broken one is a one-line warning, not a crash."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+
+import algorithms.registry as registry
+from algorithms import FunctionalModel, TaskBatch, algorithm_names, cross_entropy_loss, make_algorithm
+from algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+from tests.limits import HANG_S
+
+from .conftest import classification_task, tiny_convnet
+from .data_paths import require_data
+from .finite_differences import relative_error
+
+TASKS = 6
+EXACT = ("grad_evals", "hvp_evals", "loss_evals", "cg_iterations", "negative_curvature", "inner_negative_curvature")
+
+
+def problem():
+    torch.manual_seed(0)
+    model = FunctionalModel(tiny_convnet().double(), cross_entropy_loss)
+    generator = torch.Generator().manual_seed(1)
+    return model, model.flat_parameters(), [classification_task(generator, (1, 6, 6)) for _ in range(TASKS)]
+
+
+def assert_batched_is_per_task(algorithm, model, theta, tasks) -> None:
+    result = algorithm.batched_meta_gradient(model, theta, TaskBatch.stack(tasks))
+    phi = algorithm.batched_adapt(model, theta, TaskBatch.stack(tasks))
+    for i, task in enumerate(tasks):
+        reference = algorithm.meta_gradient(model, theta, task)
+        assert relative_error(result.gradients[i], reference.gradient) < 1e-10, i
+        assert relative_error(phi[i], algorithm.adapt(model, theta, task.support)) < 1e-10, i
+        for name in EXACT:
+            if name in result.diagnostics:
+                assert result.diagnostics[name][i].item() == getattr(reference.record, name), (i, name)
+        assert result.diagnostics["query_loss"][i].item() == pytest.approx(reference.record.query_loss, rel=1e-10)
+
+
+@pytest.mark.parametrize("name", algorithm_names())
+def test_every_registered_algorithm_has_a_batched_engine_equal_to_its_per_task_one(name):
+    """float64, the tiny ConvNet with BatchNorm in training mode, 6 tasks, the algorithm at its defaults: each
+    task's meta-gradient, adapted parameters and work counts, batched against per task (tests/test_batched_engine.py
+    adds each built-in algorithm's own configurations, on batches where CG meets negative curvature for some tasks)."""
+    model, theta, tasks = problem()
+    assert_batched_is_per_task(make_algorithm(name), model, theta, tasks)
+
+
+@dataclass(frozen=True)
+class StepFromAdaptation(InnerGradientDescentConfig):
+    """The per-task protocol alone, as a plug-in would write it: grad L_test at the adapted parameters."""
+
+    name: ClassVar[str] = "test-per-task-only"
+    label: ClassVar[str] = "per-task only (a test's)"
+
+    def meta_gradient(self, model, theta, task) -> MetaGradient:
+        phi = self.adapt(model, theta, task.support)
+        loss, gradient, accuracy = query_loss_and_gradient(model, phi, task.query)
+        record = MetaGradientRecord(inner_loss=model.loss(phi, task.support).item(), query_loss=loss,
+                                    query_accuracy=accuracy, grad_evals=self.inner_steps + 1)
+        return MetaGradient(gradient, record, phi)
+
+
+@pytest.fixture
+def per_task_only(monkeypatch):
+    """The class registered for the test alone (the registry as it was afterwards)."""
+    monkeypatch.setattr(registry, "ALGORITHMS", dict(registry.ALGORITHMS))
+    monkeypatch.setattr(registry, "ENTRIES", dict(registry.ENTRIES))
+    cls = dataclass(frozen=True)(type("PerTaskOnly", (StepFromAdaptation,), {}))  # no batched_meta_gradient
+    registry.register(cls, origin="a test")
+    return cls
+
+
+def test_an_algorithm_with_the_per_task_protocol_alone_gets_a_batched_engine_and_runs_per_task(per_task_only):
+    from bench.data.tasks import EpisodeSpec
+    from bench.training.config import TrainConfig
+    from bench.training.engines import default_engine
+
+    name = per_task_only.name
+    assert name in algorithm_names() and not registry.has_batched_form(name)
+    assert registry.entries()[name].origin == "a test"
+    algorithm = make_algorithm(name, inner_steps=2, inner_lr=0.1)
+    model, theta, tasks = problem()
+    assert_batched_is_per_task(algorithm, model, theta, tasks)
+    for device in ("cpu", "cuda"):  # its batched engine is a loop: the reference engine is no slower
+        assert default_engine(device, algorithm, EpisodeSpec(5, 1, 15)) == "per-task"
+    with pytest.raises(registry.ConfigError, match="no batched engine of its own"):
+        TrainConfig(algorithm=name, engine="batched", compile=True)
+
+
+def test_a_class_without_the_protocol_or_with_a_taken_name_is_refused():
+    with pytest.raises(registry.ConfigError, match="lacks label, meta_gradient, adapt"):
+        registry.register(type("Nameless", (), {"name": "x"}))
+    taken = type("Impostor", (StepFromAdaptation,), {"name": "maml"})
+    with pytest.raises(registry.ConfigError, match="'maml' is taken by metagrad"):
+        registry.register(taken)
+
+
+PLUGIN = '''
+from dataclasses import dataclass
+from typing import ClassVar
+
+from algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+
+
+@dataclass(frozen=True)
+class Plugged(InnerGradientDescentConfig):
+    name: ClassVar[str] = "plugged"
+    label: ClassVar[str] = "a plugged-in algorithm"
+
+    def meta_gradient(self, model, theta, task):
+        phi = self.adapt(model, theta, task.support)
+        loss, gradient, accuracy = query_loss_and_gradient(model, phi, task.query)
+        return MetaGradient(gradient, MetaGradientRecord(query_loss=loss, query_accuracy=accuracy), phi)
+'''
+
+
+def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_is_one_line(tmp_path):
+    """A package on the path with a ``metagrad.algorithms`` entry point (here a dist-info written by hand, as pip
+    writes one) shows in ``metagrad algorithms`` with its origin and engines; an entry whose module is missing is
+    one line on stderr naming it, and every command still runs."""
+    (tmp_path / "plugged_module.py").write_text(PLUGIN)
+    info = tmp_path / "plugged_package-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugged-package\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[metagrad.algorithms]\nplugged = plugged_module:Plugged\n"
+                                           "broken = no_such_module:Broken\n")
+    environment = {"PYTHONPATH": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "bench.cli", "algorithms"], capture_output=True, text=True,
+                          timeout=HANG_S, env={**os.environ, **environment})
+    assert done.returncode == 0, done.stderr
+    plugged = next(line for line in done.stdout.splitlines() if line.startswith("plugged "))
+    assert "a plugged-in algorithm" in plugged and "plugged-package (plugged_module:Plugged)" in plugged
+    assert plugged.endswith("per-task, batched (task by task)")
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(
+        "metagrad: warning: the plug-in algorithm broken = no_such_module:Broken was not loaded (ModuleNotFoundError")
+    shown = subprocess.run([sys.executable, "-m", "bench.cli", "train", "--help"], capture_output=True, text=True,
+                           timeout=HANG_S, env={**os.environ, **environment})
+    assert shown.returncode == 0 and "plugged" in shown.stdout.split("--algorithm", 1)[1].split("\n")[0]
+    root = require_data("omniglot-py")  # and it trains, with either engine, as a user would run it
+    for engine in ("per-task", "batched"):
+        trained = subprocess.run(
+            [sys.executable, "-m", "bench.cli", "train", "--out", str(tmp_path / engine), "--dataset", "omniglot",
+             "--algorithm", "plugged", "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4",
+             "--meta-batch", "2", "--iterations", "2", "--validate-every", "2", "--validation-tasks", "2",
+             "--engine", engine, "--data-root", str(root), "--threads", "1", "--no-progress"],
+            capture_output=True, text=True, timeout=HANG_S, env={**os.environ, **environment})
+        assert trained.returncode == 0, trained.stderr
+    a, b = (torch.load(tmp_path / engine / "checkpoint.pt")["theta"] for engine in ("per-task", "batched"))
+    assert relative_error(a, b) < 1e-5  # float32: the same tasks and steps, summed in another order
