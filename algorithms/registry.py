@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -79,10 +79,11 @@ def load_plugins() -> None:
         origin = f"{entry.dist.name if entry.dist else 'a plug-in'} ({entry.value})"
         try:
             cls = entry.load()
-            if ENTRIES.get(getattr(cls, "name", None), Entry(None, "", False)).cls is not cls:
+            known = ENTRIES.get(getattr(cls, "name", None))
+            if known is not None and known.cls is cls:  # it registered itself on import, with @register
+                ENTRIES[cls.name] = replace(known, origin=origin)
+            else:
                 register(cls, origin=origin)
-            else:  # it registered itself on import, with @register
-                ENTRIES[cls.name] = Entry(cls, origin, ENTRIES[cls.name].batched)
         except Exception as error:  # a broken plug-in must not stop every command
             print(f"metagrad: warning: the plug-in algorithm {entry.name} = {entry.value} was not loaded "
                   f"({type(error).__name__}: {error})", file=sys.stderr)

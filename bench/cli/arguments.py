@@ -91,12 +91,10 @@ def add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, overrid
     parser.add_argument(flag_of(field), **kwargs)
 
 
-def add_config(parser: argparse.ArgumentParser, config: type, overrides: bool = False,
-               leave_out: tuple[str, ...] = ()) -> None:
-    """An option for every command-line field of ``config`` (nested configs' included), but ``leave_out``."""
+def add_config(parser: argparse.ArgumentParser, config: type, overrides: bool = False) -> None:
+    """An option for every command-line field of ``config`` (nested configs' included)."""
     for field in options_of(config):
-        if field.name not in leave_out:
-            add_field(parser, field, overrides)
+        add_field(parser, field, overrides)
 
 
 def given(args: argparse.Namespace, config: type) -> dict[str, Any]:
@@ -124,9 +122,9 @@ def build_config(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
     return config(**values, **fixed)
 
 
-def check_out(out: Path | None, folder: bool = True) -> None:
+def check_out(out: Path | None) -> None:
     """--out names a folder for the results (created if missing), never a file."""
-    if out is not None and out.exists() and not out.is_dir() and folder:
+    if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the results")
 
 

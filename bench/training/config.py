@@ -17,6 +17,7 @@ from bench.training.engines import (
     COMPILE_HELP,
     CUDA_GRAPH_HELP,
     ENGINE_AUTO,
+    ENGINE_AUTO_TRAINING,
     ENGINE_HELP,
     ENGINES,
     SAMPLER_AUTO,
@@ -64,7 +65,7 @@ class TrainConfig:
     device: str = option("cpu", "torch device: cpu or cuda[:N]")
     data_root: str | None = option(None, DATA_ROOT_HELP, shown=DATA_ROOT_DEFAULT)
     preset: str | None = None  # the command line's --preset
-    engine: str = option("per-task", ENGINE_HELP, choices=ENGINES, auto=ENGINE_AUTO)
+    engine: str = option("per-task", ENGINE_HELP, choices=ENGINES, auto=ENGINE_AUTO_TRAINING)
     cuda_graph: bool = option(False, CUDA_GRAPH_HELP)
     compile: bool = option(False, COMPILE_HELP + " (metagrad throughput --compile measures both)")
     channels_last: bool = option(False, CHANNELS_LAST_HELP)
@@ -174,7 +175,7 @@ class EvalConfig:
     seed: int = option(0, "seed of the task pool")
     device: str | None = option(None, "torch device: cpu or cuda[:N]", shown="the run's")
     engine: str | None = option(None, ENGINE_HELP + " (batched adapts chunks of the run's meta-batch); both score "
-                                "the same tasks", choices=ENGINES, auto=ENGINE_AUTO.split("; batched where")[0])
+                                "the same tasks", choices=ENGINES, auto=ENGINE_AUTO)
 
     def __post_init__(self) -> None:
         require(self.tasks >= 1, f"tasks must be >= 1, got {self.tasks}")

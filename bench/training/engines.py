@@ -16,8 +16,9 @@ ENGINE_HELP = ("per-task (the reference: one task after another) or batched (the
                "stacked network, Nesterov's steps under vmap)")
 ENGINE_AUTO = ("the one measured faster on the device, algorithm and task size: batched on CUDA; on the CPU batched "
                "for MAML, Reptile and iMAML with GD or Newton-CG where an inner step takes few images (at most 5 for "
-               "MAML and Newton-CG, 20 for Reptile, 25 for GD: bench/training/engines.py), per-task otherwise; batched "
-               "where --channels-last, --cuda-graph or --compile asks for it")
+               "MAML and Newton-CG, 20 for Reptile, 25 for GD: bench/training/engines.py), per-task otherwise")
+# training only: an option of the batched engine alone asks for it
+ENGINE_AUTO_TRAINING = ENGINE_AUTO + "; batched where --channels-last, --cuda-graph or --compile asks for it"
 SAMPLER_HELP = ("who draws the meta-training tasks: host (a torch.Generator, task by task) or device (the split's "
                 "images held on the device, each meta-batch a function of the seed and the iteration: no host work, "
                 "drawn inside a CUDA graph); the two give different task streams")
