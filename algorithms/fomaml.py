@@ -9,7 +9,7 @@ from torch import Tensor
 
 from . import batched
 from .functional import FunctionalModel, Task, TaskBatch
-from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, MetaObjective, query_loss_and_gradient
 from .registry import register
 
 
@@ -19,6 +19,12 @@ class FirstOrderMAML(InnerGradientDescentConfig):
     name: ClassVar[str] = "fomaml"
     label: ClassVar[str] = "first-order MAML"
     order: ClassVar[int] = 1
+    color: ClassVar[str] = "C1"
+    exact_when: ClassVar[dict] = {}
+
+    def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
+        """L_test itself, at the adapted parameters: how phi depends on theta is left out."""
+        return MetaObjective(lambda phi: model.loss(phi, task.query).item(), self.adapt(model, theta, task.support))
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         inner = self.inner_solution(model, theta, task.support)

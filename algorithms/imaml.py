@@ -47,7 +47,9 @@ from .minres import masked_minres, minres
 from .protocol import (
     MetaGradient,
     MetaGradientRecord,
+    MetaObjective,
     proximal_objective,
+    query_loss_after_adaptation,
     query_loss_and_gradient,
     validate_inner_loop,
 )
@@ -64,6 +66,9 @@ class IMAML:
     name: ClassVar[str] = "imaml"
     label: ClassVar[str] = "iMAML"
     order: ClassVar[int] = 3
+    color: ClassVar[str] = "C3"
+    # the implicit meta-gradient is exact where phi is the minimizer and the linear system is solved
+    exact_when: ClassVar[dict] = {"lam": 10.0, "inner_steps": 300, "cg_steps": 200, "cg_tolerance": 1e-14}
     lam: float = 2.0
     inner_solver: str = "gd"  # "gd", "newton-cg" (Hessian-free) or "nesterov" (accelerated; needs L and mu)
     inner_steps: int = 16  # GD or Nesterov steps, or Newton iterations for newton-cg
@@ -92,6 +97,12 @@ class IMAML:
                     "imaml: inner_solver nesterov needs 0 < strong_convexity (mu) <= smoothness (L) of G, got "
                     f"mu={self.strong_convexity!r}, L={self.smoothness!r}")
 
+    @property
+    def cpu_batched_max_step_images(self) -> int:
+        """The batched engine's limit on the CPU by inner solver (bench/training/engines.py says how it was measured);
+        Nesterov's steps run under ``vmap``, never faster there."""
+        return {"gd": 25, "newton-cg": 5}.get(self.inner_solver, 0)
+
     def inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> InnerSolution:
         objective = proximal_objective(model, support, theta, self.lam)
         if self.inner_solver == "gd":
@@ -103,6 +114,10 @@ class IMAML:
 
     def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
         return self.inner_solution(model, theta, support).phi
+
+    def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
+        """theta -> L_test(Alg*(theta)), Alg* this configuration's inner solver (the minimizer, where it converges)."""
+        return MetaObjective(query_loss_after_adaptation(self, model, task), theta)
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         inner = self.inner_solution(model, theta, task.support)

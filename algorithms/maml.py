@@ -28,6 +28,7 @@ from .protocol import (
     InnerGradientDescentConfig,
     MetaGradient,
     MetaGradientRecord,
+    MetaObjective,
     proximal_objective,
 )
 from .registry import register, require
@@ -39,6 +40,9 @@ class MAML(InnerGradientDescentConfig):
     name: ClassVar[str] = "maml"
     label: ClassVar[str] = "MAML"
     order: ClassVar[int] = 0
+    color: ClassVar[str] = "C0"
+    cpu_batched_max_step_images: ClassVar[int] = 5  # bench/training/engines.py says how it was measured
+    exact_when: ClassVar[dict] = {}  # always: the unrolled loop is differentiated exactly
     backprop_steps: int = -1  # T: differentiate through the last T inner steps only; -1: all of them
 
     def __post_init__(self) -> None:
@@ -88,6 +92,21 @@ class MAML(InnerGradientDescentConfig):
             hvp_evals=self.tracked_steps,
         )
         return MetaGradient(gradient.detach(), record, phi)
+
+    def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
+        """theta -> L_test(phi_K(theta)), the proximal anchor theta too; truncated, phi_{K-T} = theta + c with c held
+        at its value at this theta."""
+        untracked = self.inner_steps - self.tracked_steps
+        offset = gradient_descent(proximal_objective(model, task.support, theta, self.lam), theta, untracked,
+                                  self.inner_lr).phi - theta
+
+        def query_loss(th: Tensor) -> float:
+            phi = gradient_descent(proximal_objective(model, task.support, th, self.lam), th + offset,
+                                   self.tracked_steps, self.inner_lr).phi
+            with torch.no_grad():
+                return model.loss(phi, task.query).item()
+
+        return MetaObjective(query_loss, theta)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> batched.BatchedMetaGradient:
         """On the stacked network where the model has one (``_stacked_meta_gradient``), else nested

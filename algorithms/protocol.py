@@ -1,8 +1,9 @@
-"""The one protocol every meta-gradient algorithm follows, and the registry that names them.
+"""The one protocol every meta-gradient algorithm follows.
 
-An algorithm is a frozen dataclass of hyperparameters with one method,
-``meta_gradient(model, theta, task) -> MetaGradient``: given meta-parameters theta (a flat
-vector) and one task, return that task's meta-gradient and a record of what it cost and saw.
+An algorithm is a frozen dataclass of hyperparameters with ``meta_gradient(model, theta, task) -> MetaGradient``
+(given meta-parameters theta, a flat vector, and one task: that task's meta-gradient and a record of what it cost
+and saw) and ``adapt`` (the inner loop alone, for evaluation). Everything else is optional (``MetaGradientAlgorithm``
+says what each optional part buys); ``algorithms.registry`` names them.
 """
 from __future__ import annotations
 
@@ -51,15 +52,46 @@ class MetaGradient:
     adapted: Tensor | None = field(default=None, repr=False)  # phi, the task parameters the inner loop reached
 
 
+@dataclass(frozen=True)
+class MetaObjective:
+    """What a meta-gradient differentiates: it is the gradient of ``function`` (a scalar function of one flat
+    vector) at ``point``. For MAML the query loss after the unrolled inner loop, at theta; for first-order MAML the
+    query loss itself, at the adapted parameters. The suite checks every registered algorithm's meta-gradient
+    against central differences of it (tests/test_registry.py)."""
+
+    function: Callable[[Tensor], float]
+    point: Tensor
+
+
 class MetaGradientAlgorithm(Protocol):
+    """Required: ``name``, ``label``, ``meta_gradient``, ``adapt``. Optional, each with what it buys:
+    ``order`` (its place in tables and sweeps; else after those registered before it), ``color`` (a matplotlib
+    colour; else a stable one from its name), ``meta_objective`` and ``exact_when`` (the finite-difference check),
+    ``batched_meta_gradient`` and ``batched_adapt`` (a batched engine of its own, checked equal to the per-task one;
+    else the per-task engine runs over the tasks), ``preset_hyperparameters`` (presets for the paper's settings:
+    ``metagrad train --preset``, ``metagrad throughput``)."""
+
     name: ClassVar[str]  # the registry's key, as the command line and result files spell it
     label: ClassVar[str]  # how tables and figures name it
     order: ClassVar[int]  # its place in tables, figures and default sweeps
+    color: ClassVar[str]  # its colour in every figure
+    # the hyperparameters (beside a problem's step size) under which meta_gradient is the gradient of meta_objective
+    # to the precision of its solvers: iMAML's inner problem and linear system solved to convergence, say
+    exact_when: ClassVar[dict[str, Any]]
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient: ...
 
     def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
         """The inner loop alone, for evaluation: task parameters phi adapted from theta on ``support``."""
+        ...
+
+    def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
+        """What ``meta_gradient`` differentiates, for the finite-difference check."""
+        ...
+
+    @classmethod
+    def preset_hyperparameters(cls, dataset: str, ways: int, shots: int) -> dict[str, Any] | None:
+        """Its hyperparameters for one of the paper's settings (``bench.training.presets.SETTINGS``), or None."""
         ...
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> BatchedMetaGradient:
@@ -78,6 +110,18 @@ def proximal_objective(model: FunctionalModel, batch: Batch, theta: Tensor, lam:
     if not lam:
         return lambda phi: model.loss(phi, batch)
     return lambda phi: model.loss(phi, batch) + 0.5 * lam * (phi - anchor).pow(2).sum()
+
+
+def query_loss_after_adaptation(algorithm: Any, model: FunctionalModel, task: Task) -> Callable[[Tensor], float]:
+    """theta -> L_test(phi(theta)), phi the algorithm's ``adapt`` from theta: what MAML's meta-gradient differentiates,
+    and iMAML's where its inner loop reaches the minimizer."""
+
+    def query_loss(theta: Tensor) -> float:
+        phi = algorithm.adapt(model, theta, task.support)
+        with torch.no_grad():
+            return model.loss(phi, task.query).item()
+
+    return query_loss
 
 
 def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, batch: Batch) -> tuple[float, Tensor, float | None]:

@@ -1,4 +1,4 @@
-"""The one list of algorithms: their names, labels and order, where each came from, and which engines it has.
+"""The one list of algorithms: their names, labels, order and colours, where each came from, which engines it has.
 
 An algorithm joins with ``@register`` on its class (a frozen dataclass of hyperparameters with ``name``, ``label`` and
 the per-task protocol, ``meta_gradient`` and ``adapt``), or, from a package installed beside metagrad, through the
@@ -6,11 +6,14 @@ entry-point group ``metagrad.algorithms`` (``anil = "metagrad_anil:ANIL"``), loa
 is read. A plug-in that fails to load is one line on stderr naming it, and left out. An algorithm without a batched
 engine of its own gets one that runs its per-task engine over the tasks (the same numbers, the diagnostics in the
 batched form), so that every harness and both engines take it; ``engine auto`` then picks the per-task one.
+``METAGRAD_DISABLE_PLUGIN_AUTOLOAD=1`` loads no plug-in (pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``, for metagrad).
 """
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import sys
+import zlib
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -21,7 +24,12 @@ from .batched import BatchedMetaGradient
 from .functional import FunctionalModel, TaskBatch
 
 PLUGIN_GROUP = "metagrad.algorithms"
+# set (to anything but empty) to load no plug-in: what metagrad is without the packages installed beside it
+DISABLE_PLUGINS = "METAGRAD_DISABLE_PLUGIN_AUTOLOAD"
 PROTOCOL = ("name", "label", "meta_gradient", "adapt")
+# colours for algorithms that name none: matplotlib's C7 to C9 and tab20b's stronger tones, none of the built-ins' C0 to C6
+PALETTE = ("#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3", "#8ca252",
+           "#bd9e39", "#ad494a", "#a55194")
 
 
 class ConfigError(ValueError):
@@ -75,6 +83,8 @@ def load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
+    if os.environ.get(DISABLE_PLUGINS):
+        return
     for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
         origin = f"{entry.dist.name if entry.dist else 'a plug-in'} ({entry.value})"
         try:
@@ -104,6 +114,14 @@ def algorithm_label(name: str) -> str:
     """The registered algorithm's label (``name`` itself for anything unregistered)."""
     load_plugins()
     return ALGORITHMS[name].label if name in ALGORITHMS else name
+
+
+def algorithm_color(name: str) -> str:
+    """The algorithm's ``color`` (a matplotlib colour) where it names one, else one of ``PALETTE`` chosen by its
+    name's hash: the same colour in every figure and on every machine, for algorithms the suite has never seen too."""
+    load_plugins()
+    color = getattr(ALGORITHMS.get(name), "color", None)
+    return color or PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
 def has_batched_form(name: str) -> bool:

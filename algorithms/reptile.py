@@ -29,6 +29,7 @@ from .protocol import (
     InnerGradientDescentConfig,
     MetaGradient,
     MetaGradientRecord,
+    MetaObjective,
     proximal_objective,
 )
 from .registry import register, require
@@ -42,6 +43,10 @@ class Reptile(InnerGradientDescentConfig):
     name: ClassVar[str] = "reptile"
     label: ClassVar[str] = "Reptile"
     order: ClassVar[int] = 2
+    color: ClassVar[str] = "C2"
+    cpu_batched_max_step_images: ClassVar[int] = 20  # bench/training/engines.py says how it was measured
+    # theta - phi is a gradient only at the proximal objective's minimizer (its inner loop converged, lam > 0)
+    exact_when: ClassVar[dict] = {"lam": 10.0, "inner_steps": 300}
     inner_optimizer: str = "sgd"  # "sgd", or "adam" with beta1 = 0 (Nichol et al.)
     inner_batch: int = 0  # support examples per inner step; 0: all of them
     eval_inner_steps: int = 0  # inner steps when adapting for evaluation; 0: inner_steps
@@ -124,6 +129,19 @@ class Reptile(InnerGradientDescentConfig):
         if self.shared_protocol:
             return super().batched_adapt(model, theta, tasks)
         return batched.adapt_over_tasks(lambda th, x, y: self._functional(model, th, x, y, evaluation=True), theta, tasks)
+
+    def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
+        """theta -> min_phi G(phi, theta) / lam, the proximal objective's minimum (its Moreau envelope), whose
+        gradient is theta - phi* (paper Appendix A); with its inner loop stopped early or lam = 0, theta - phi is
+        the gradient of nothing."""
+        require(self.lam > 0, "reptile: theta - phi is the gradient of the Moreau envelope only with lam > 0")
+
+        def envelope(th: Tensor) -> float:
+            phi = self.adapt(model, th, task.support)
+            with torch.no_grad():
+                return proximal_objective(model, task.support, th, self.lam)(phi).item() / self.lam
+
+        return MetaObjective(envelope, theta)
 
     def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
         inner = self.inner_solution(model, theta, task.support)

@@ -4,8 +4,12 @@ from algorithms import ALGORITHMS, ConfigError, make_algorithm
 from tests.limits import HANG_S
 
 
-def test_four_algorithms_are_registered():
-    assert set(ALGORITHMS) == {"maml", "fomaml", "reptile", "imaml"}
+def test_the_four_built_in_algorithms_are_registered_from_metagrad():
+    from algorithms import entries
+
+    assert {name for name, entry in entries().items() if entry.origin == "metagrad"} == {"maml", "fomaml", "reptile",
+                                                                                          "imaml"}
+    assert set(ALGORITHMS) == set(entries())
 
 
 @pytest.mark.parametrize("name,kwargs,fragment", [
@@ -49,7 +53,7 @@ def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cp
 ])
 def test_the_cpu_default_engine_follows_the_size_of_an_inner_step(preset_name, images, cpu_engine):
     """On the CPU the batched engine is the default only up to the inner step's size at which it measured faster
-    (bench/training/engines.py, CPU_BATCHED_MAX_STEP_IMAGES); on CUDA always; an option only the batched engine has
+    (each algorithm's cpu_batched_max_step_images, bench/training/engines.py); on CUDA always; an option only the batched engine has
     (channels last) asks for it."""
     from algorithms import make_algorithm
     from bench.training.config import train_config
@@ -108,7 +112,7 @@ def test_each_subcommand_left_at_its_defaults_runs_its_config_dataclass_defaults
     assert changed == EvalConfig(split="val", tasks=9, engine="batched")
     changed = build_config(ProfileConfig, parsed(["profile", "--out", "x", "--algorithms", "maml,imaml", "--inner-steps",
                                                   "3,9", "--no-rss", "--cg-steps", "2"]))
-    assert (changed.algorithms, changed.inner_steps, changed.rss, changed.imaml_cg_steps) == (("maml", "imaml"), (3, 9),
+    assert (changed.algorithms, changed.inner_steps, changed.rss, changed.cg_steps) == (("maml", "imaml"), (3, 9),
                                                                                            False, 2)
 
 

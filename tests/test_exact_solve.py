@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from algorithms import algorithm_names
 from bench.cli import main
 from bench.data.linear_regression import LinearRegressionConfig
 from bench.harnesses.exact_solve import COLUMNS, ExactSolveConfig, run_exact_solve
@@ -59,8 +60,10 @@ def test_command_writes_the_csv_contract_and_a_figure(tmp_path):
     assert code == 0
     frame = pd.read_csv(out / "exact_solve.csv")
     assert list(frame.columns) == COLUMNS
-    assert len(frame) == 6 * 2 * 2  # variants x inner steps x seeds
-    assert set(frame["algorithm"]) == {"maml", "fomaml", "reptile", "imaml"}
+    # every registered algorithm, iMAML at each of its 3 CG budgets, x inner steps x seeds
+    assert len(frame) == (len(algorithm_names()) + 2) * 2 * 2
+    assert set(frame["algorithm"]) == set(algorithm_names())
+    assert len(frame[frame["algorithm"] == "imaml"]["label"].unique()) == 3
     assert (out / "exact_solve.png").stat().st_size > 10_000
     assert not list(out.glob(".*tmp"))
 
@@ -94,7 +97,7 @@ def test_a_divergent_inner_step_is_marked_and_said(tmp_path, capsys):
     out = tmp_path / "es"
     # L = kappa (lam + 1) = 300 by default: steps of 2/L = 0.0067 or more diverge
     assert main(["exact-solve", "--out", str(out), "--inner-steps", "1,20", "--seeds", "1", "--tasks", "1",
-                 "--inner-lr", "0.01", "--no-progress"]) == 0
+                 "--inner-lr", "0.01", "--algorithms", "maml,fomaml,reptile,imaml", "--no-progress"]) == 0
     frame = pd.read_csv(out / "exact_solve.csv")
     assert frame["diverged"].all()
     err = capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_every_relative_link_and_named_path_resolves():
 
 def test_the_api_snippet_runs_as_written():
     require_data("omniglot-py")
-    (snippet,) = re.findall(r"```python\n(.*?)```", README, re.S)
+    snippet = re.findall(r"```python\n(.*?)```", README, re.S)[0]
     done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=ROOT, timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no warning from a dependency either
@@ -45,3 +45,21 @@ def test_the_small_commands_are_the_ones_the_committed_script_runs():
     assert small and small == run
     timed = (ROOT / "reports" / "small-commands" / "times.txt").read_text().splitlines()[1:]
     assert [line.split(None, 1)[1] for line in timed] == run  # the committed times are of these commands
+
+
+def test_the_plug_in_walk_through_shows_the_example_as_it_is():
+    """The README's ANIL contract is the class's: its base, its class attributes' values, its methods."""
+    import ast
+
+    from metagrad_anil import ANIL
+
+    (cls,) = [node for node in ast.parse(re.findall(r"```python\n(.*?)```", README, re.S)[1]).body
+              if isinstance(node, ast.ClassDef)]
+    assert cls.name == ANIL.__name__ and [base.id for base in cls.bases] == [ANIL.__bases__[0].__name__]
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign):
+            assert getattr(ANIL, node.target.id) == ast.literal_eval(node.value), node.target.id
+        else:
+            assert isinstance(node, ast.FunctionDef) and callable(getattr(ANIL, node.name)), ast.dump(node)
+            shown = [arg.arg for arg in node.args.args]
+            assert shown == list(getattr(ANIL, node.name).__code__.co_varnames[:len(shown)]), node.name

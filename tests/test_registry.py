@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import pytest
@@ -16,11 +16,12 @@ import torch
 import algorithms.registry as registry
 from algorithms import FunctionalModel, TaskBatch, algorithm_names, cross_entropy_loss, make_algorithm
 from algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+from tests.installed_package import install_package
 from tests.limits import HANG_S
 
 from .conftest import classification_task, tiny_convnet
 from .data_paths import require_data
-from .finite_differences import relative_error
+from .finite_differences import directional_derivatives, relative_error
 
 TASKS = 6
 EXACT = ("grad_evals", "hvp_evals", "loss_evals", "cg_iterations", "negative_curvature", "inner_negative_curvature")
@@ -53,6 +54,29 @@ def test_every_registered_algorithm_has_a_batched_engine_equal_to_its_per_task_o
     adds each built-in algorithm's own configurations, on batches where CG meets negative curvature for some tasks)."""
     model, theta, tasks = problem()
     assert_batched_is_per_task(make_algorithm(name), model, theta, tasks)
+
+
+# The tiny problem's inner loop, for the algorithms that take these: a step below 2 / the largest curvature
+TINY_INNER_LOOP = {"inner_lr": 0.02, "inner_steps": 3}
+
+
+@pytest.mark.parametrize("name", algorithm_names())
+def test_every_registered_algorithm_is_the_gradient_of_what_it_says_it_differentiates(name):
+    """float64, the tiny ConvNet with BatchNorm in training mode: the meta-gradient against central differences of
+    the algorithm's ``meta_objective`` along 8 random directions, under its ``exact_when`` hyperparameters."""
+    cls = registry.ALGORITHMS[name]
+    assert hasattr(cls, "meta_objective") and hasattr(cls, "exact_when"), (
+        f"{name} declares no meta_objective and exact_when (algorithms.protocol.MetaGradientAlgorithm): "
+        "what its meta-gradient differentiates, which the suite checks by finite differences")
+    known = {f.name for f in fields(cls)}
+    algorithm = make_algorithm(name, **{**{k: v for k, v in TINY_INNER_LOOP.items() if k in known}, **cls.exact_when})
+    model, theta, tasks = problem()
+    result = algorithm.meta_gradient(model, theta, tasks[0])
+    objective = algorithm.meta_objective(model, theta, tasks[0])
+    directions = torch.randn(8, theta.numel(), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    directions = directions / directions.norm(dim=1, keepdim=True)
+    fd = directional_derivatives(objective.function, objective.point, directions, step=1e-5)
+    assert relative_error(directions @ result.gradient, fd) < 1e-6
 
 
 @dataclass(frozen=True)
@@ -106,7 +130,7 @@ def test_a_class_without_the_protocol_or_with_a_taken_name_is_refused():
 
 
 PLUGIN = '''
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
@@ -128,15 +152,10 @@ def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_
     """A package on the path with a ``metagrad.algorithms`` entry point (here a dist-info written by hand, as pip
     writes one) shows in ``metagrad algorithms`` with its origin and engines; an entry whose module is missing is
     one line on stderr naming it, and every command still runs."""
-    (tmp_path / "plugged_module.py").write_text(PLUGIN)
-    info = tmp_path / "plugged_package-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugged-package\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[metagrad.algorithms]\nplugged = plugged_module:Plugged\n"
-                                           "broken = no_such_module:Broken\n")
-    environment = {"PYTHONPATH": str(tmp_path)}
+    environment = install_package(tmp_path, "plugged-package", "plugged_module", PLUGIN, "metagrad.algorithms",
+                                  {"plugged": "plugged_module:Plugged", "broken": "no_such_module:Broken"})
     done = subprocess.run([sys.executable, "-m", "bench.cli", "algorithms"], capture_output=True, text=True,
-                          timeout=HANG_S, env={**os.environ, **environment})
+                          timeout=HANG_S, env=environment)
     assert done.returncode == 0, done.stderr
     plugged = next(line for line in done.stdout.splitlines() if line.startswith("plugged "))
     assert "a plugged-in algorithm" in plugged and "plugged-package (plugged_module:Plugged)" in plugged
@@ -144,7 +163,7 @@ def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(
         "metagrad: warning: the plug-in algorithm broken = no_such_module:Broken was not loaded (ModuleNotFoundError")
     shown = subprocess.run([sys.executable, "-m", "bench.cli", "train", "--help"], capture_output=True, text=True,
-                           timeout=HANG_S, env={**os.environ, **environment})
+                           timeout=HANG_S, env=environment)
     assert shown.returncode == 0 and "plugged" in shown.stdout.split("--algorithm", 1)[1].split("\n")[0]
     root = require_data("omniglot-py")  # and it trains, with either engine, as a user would run it
     for engine in ("per-task", "batched"):
@@ -153,7 +172,53 @@ def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_
              "--algorithm", "plugged", "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4",
              "--meta-batch", "2", "--iterations", "2", "--validate-every", "2", "--validation-tasks", "2",
              "--engine", engine, "--data-root", str(root), "--threads", "1", "--no-progress"],
-            capture_output=True, text=True, timeout=HANG_S, env={**os.environ, **environment})
+            capture_output=True, text=True, timeout=HANG_S, env=environment)
         assert trained.returncode == 0, trained.stderr
     a, b = (torch.load(tmp_path / engine / "checkpoint.pt")["theta"] for engine in ("per-task", "batched"))
     assert relative_error(a, b) < 1e-5  # float32: the same tasks and steps, summed in another order
+
+
+# Where algorithm names may be written out, and why; anywhere else a harness would leave out an algorithm it was not
+# written for, so it must take them from the registry (names, labels, colours, hyperparameters).
+NAMES_MAY_APPEAR = {
+    "algorithms/": "the algorithms themselves, each naming itself",
+    "bench/training/presets.py": "the presets: the paper's settings of each algorithm",
+    "bench/training/config.py": "metagrad train's default algorithm",
+    "bench/reporting/paper.py": "the paper's published numbers, by row",
+    "bench/reporting/regenerate.py": "the commands that made the committed results",
+    "bench/harnesses/complexity.py": "Table 1: the paper's methods and their complexity bounds",
+    "bench/diagnostics/": "studies of the built-in algorithms' engines",
+}
+
+
+def test_no_list_of_algorithm_names_outside_the_registry_and_the_presets():
+    import ast
+    from pathlib import Path
+
+    from bench.training.presets import ALGORITHM_LABELS, EXTRA_VARIANTS
+
+    names = set(algorithm_names()) | set(ALGORITHM_LABELS) | set(EXTRA_VARIANTS)
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in sorted([*root.glob("bench/**/*.py"), *root.glob("algorithms/**/*.py")]):
+        relative = path.relative_to(root).as_posix()
+        if any(relative.startswith(place) for place in NAMES_MAY_APPEAR):
+            continue
+        found += [f"{relative}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
+                  if isinstance(node, ast.Constant) and node.value in names]
+    assert not found, "algorithm names written out (take them from algorithms.registry):\n" + "\n".join(found)
+
+
+def test_without_plug_ins_nothing_mentions_them():
+    """METAGRAD_DISABLE_PLUGIN_AUTOLOAD (as pytest's PYTEST_DISABLE_PLUGIN_AUTOLOAD) is metagrad without the packages
+    installed beside it: the built-in algorithms alone, in the list and in every command's choices."""
+    environment = {**os.environ, registry.DISABLE_PLUGINS: "1"}
+    plugins = [name for name, entry in registry.entries().items() if entry.origin != "metagrad"]
+    listed = subprocess.run([sys.executable, "-m", "bench.cli", "algorithms"], capture_output=True, text=True,
+                            timeout=HANG_S, env=environment)
+    names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert listed.returncode == 0 and names == ["maml", "fomaml", "reptile", "imaml"]
+    for command in ("train", "profile", "exact-solve"):
+        shown = subprocess.run([sys.executable, "-m", "bench.cli", command, "--help"], capture_output=True, text=True,
+                               timeout=HANG_S, env=environment)
+        assert shown.returncode == 0 and not [name for name in plugins if name in shown.stdout], command

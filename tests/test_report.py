@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from algorithms import algorithm_names
 from bench.cli import main
 from bench.reporting import regenerate as regenerate_module
 from bench.reporting.paper import PAPER_ACCURACY
@@ -189,7 +190,8 @@ def test_rerun_replaces_a_result_only_when_its_commands_finished(tmp_path, monke
     monkeypatch.setattr(regenerate_module, "QUICK", (tiny,))
     assert regenerate(tmp_path, quick=True, overwrite=True, progress=False) == [target]
     assert sorted(p.name for p in target.iterdir()) == ["exact_solve.csv", "exact_solve.png"]
-    assert len(pd.read_csv(target / "exact_solve.csv")) == 2 * 6  # 2 step counts x 6 variants, one seed
+    # 2 step counts x (each registered algorithm, iMAML at 3 CG budgets), one seed
+    assert len(pd.read_csv(target / "exact_solve.csv")) == 2 * (len(algorithm_names()) + 2)
 
 
 def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2(tmp_path):

@@ -46,9 +46,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with every command listed and ``command``'s options (None: none, as ``metagrad --help`` needs)."""
     parser = argparse.ArgumentParser(
         prog="metagrad",
-        description="Benchmark and profile meta-gradient algorithms (MAML, first-order MAML, Reptile, iMAML): "
-                    "meta-gradient accuracy, compute and memory against inner steps, few-shot accuracy, throughput. "
-                    "`metagrad COMMAND --help` gives a command's options.",
+        description="Benchmark and profile meta-gradient algorithms (MAML, first-order MAML, Reptile, iMAML, and any "
+                    "installed plug-in: `metagrad algorithms`): meta-gradient accuracy, compute and memory against "
+                    "inner steps, few-shot accuracy, throughput. `metagrad COMMAND --help` gives a command's options.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

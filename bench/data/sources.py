@@ -1,14 +1,69 @@
-"""Task samplers for each data set and split."""
+"""Task samplers for each data set and split, and the list of data sets: the built-in ones and those a package adds.
+
+A package adds a data set through the entry-point group ``metagrad.datasets`` (``mine = "my_package:MyImages"``):
+the entry names an object (or class) with ``channels`` and ``image_size`` (its images' shape, for the network) and
+``load(root: Path) -> (images, class_names)``, images uint8 [classes, images per class, channels, size, size] read
+from ``--data-root``; the suite splits its classes with the split seed as it does a folder's (``bench.data.folder``).
+"""
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import sys
 from dataclasses import dataclass
+from typing import Any
 
-from algorithms.registry import ConfigError
+from algorithms.registry import DISABLE_PLUGINS, ConfigError
 from bench.data.omniglot import ClassSplit
 from bench.data.root import resolve_data_root
 from bench.data.tasks import EpisodeSpec, ImageClassTasks
 
-DATASETS = ("omniglot", "mini-imagenet")
+BUILT_IN = ("omniglot", "mini-imagenet", "folder")
+PLUGIN_GROUP = "metagrad.datasets"
+_plugins: dict[str, Any] | None = None
+
+
+def plugin_datasets() -> dict[str, Any]:
+    """The data sets of the entry-point group ``metagrad.datasets``, loaded once; a broken one is one line on stderr."""
+    global _plugins
+    if _plugins is None:
+        _plugins = {}
+        if not os.environ.get(DISABLE_PLUGINS):
+            for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+                try:
+                    if entry.name in BUILT_IN:
+                        raise ConfigError(f"the data set name {entry.name!r} is metagrad's")
+                    _plugins[entry.name] = entry.load()
+                except Exception as error:  # a broken plug-in must not stop every command
+                    print(f"metagrad: warning: the plug-in data set {entry.name} = {entry.value} was not loaded "
+                          f"({type(error).__name__}: {error})", file=sys.stderr)
+    return _plugins
+
+
+def dataset_names() -> tuple[str, ...]:
+    return (*BUILT_IN, *plugin_datasets())
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    channels: int
+    size: int
+
+
+def image_shape(dataset: str, image_size: int | None = None, channels: int | None = None) -> ImageShape:
+    """The shape of the data set's images as the network takes them (``image_size`` and ``channels``: a folder's)."""
+    from bench.data.folder import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
+
+    if dataset == "omniglot":
+        return ImageShape(1, 28)
+    if dataset == "mini-imagenet":
+        return ImageShape(3, 84)
+    if dataset == "folder":
+        return ImageShape(channels or DEFAULT_CHANNELS, image_size or DEFAULT_IMAGE_SIZE)
+    if dataset in plugin_datasets():
+        plugin = plugin_datasets()[dataset]
+        return ImageShape(plugin.channels, plugin.image_size)
+    raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(dataset_names())}")
 
 
 @dataclass(frozen=True)
@@ -18,8 +73,12 @@ class TaskSource:
 
 
 def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | None = None,
-                split_seed: int = 1, omniglot_split: str = "random") -> TaskSource:
-    """``split``: train, val or test; ``omniglot_split``: which classes those are (``omniglot_splits``)."""
+                split_seed: int = 1, omniglot_split: str = "random", image_size: int | None = None,
+                channels: int | None = None) -> TaskSource:
+    """``split``: train, val or test; ``omniglot_split``: which classes those are (``omniglot_splits``);
+    ``image_size`` and ``channels``: a folder's images as the network takes them."""
+    if dataset == "folder" and data_root is None:
+        raise ConfigError("--dataset folder reads --data-root DIR, a folder of class folders (DIR/<class>/<image>)")
     root = resolve_data_root(data_root)
     if dataset == "omniglot":
         from bench.data.omniglot import load_omniglot, omniglot_splits
@@ -34,4 +93,28 @@ def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | No
 
         images, classes = load_mini_imagenet(root, split)
         return TaskSource(ImageClassTasks(images, classes.classes, spec), classes)
-    raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    if dataset == "folder":
+        from bench.data.folder import load_folder
+
+        shape = image_shape(dataset, image_size, channels)
+        images, names = load_folder(root, shape.size, shape.channels)
+    elif dataset in plugin_datasets():
+        images, names = plugin_datasets()[dataset].load(root)
+    else:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(dataset_names())}")
+    return seeded_split_source(images, tuple(names), split, spec, split_seed)
+
+
+def seeded_split_source(images, names: tuple[str, ...], split: str, spec: EpisodeSpec, split_seed: int) -> TaskSource:
+    """The tasks of one split of a data set whose classes are split with the seed (``bench.data.folder``)."""
+    from bench.data.folder import folder_splits
+
+    chosen = folder_splits(names, split_seed)[split]
+    classes = ClassSplit(split, tuple((i, 0) for i in chosen), tuple(names[i] for i in chosen))
+    if spec.ways > len(chosen):
+        raise ConfigError(f"{spec.ways}-way tasks need at least {spec.ways} classes; the {split} split has "
+                          f"{len(chosen)} of the {len(names)} classes")
+    if spec.shots + spec.queries > images.shape[1]:
+        raise ConfigError(f"{spec.shots} shots + {spec.queries} queries need {spec.shots + spec.queries} images per "
+                          f"class; the data set has {images.shape[1]} (its smallest class's count)")
+    return TaskSource(ImageClassTasks(images, classes.classes, spec), classes)

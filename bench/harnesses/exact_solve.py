@@ -7,7 +7,7 @@ closed form. Every algorithm runs gradient descent on the same G with the same s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, algorithm_label, make_algorithm, squared_error_loss
-from algorithms.registry import require
+from algorithms import ALGORITHMS, FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
+from algorithms.registry import algorithm_color, require
 from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 from bench.options import option
 
 CONVERGED_CG_STEPS = 200  # "CG run to convergence": a cap far above the ~35 iterations it needs at kappa = 50
 CONVERGED_CG_TOLERANCE = 1e-14
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "v", "D", "P", "X")
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "seed", "error", "rel_error", "label", "tasks",
            "cg_iterations", "grad_evals", "hvp_evals", "dim", "lam", "kappa", "distinct_eigenvalues", "inner_lr",
@@ -36,15 +38,21 @@ class Variant:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-VARIANTS = (
-    Variant(algorithm_label("maml"), "maml"),
-    Variant(algorithm_label("fomaml"), "fomaml"),
-    Variant(algorithm_label("reptile"), "reptile"),
-    Variant(f"{algorithm_label('imaml')}, 2 CG steps", "imaml", 2),
-    Variant(f"{algorithm_label('imaml')}, 5 CG steps", "imaml", 5),
-    Variant(f"{algorithm_label('imaml')}, CG to convergence", "imaml", CONVERGED_CG_STEPS,
-            {"cg_tolerance": CONVERGED_CG_TOLERANCE}),
-)
+def variants(algorithms: tuple[str, ...], cg_steps: tuple[int, ...]) -> tuple[Variant, ...]:
+    """Each algorithm once, and an algorithm with a linear system to solve (a ``cg_steps`` hyperparameter, as
+    iMAML's) once per CG budget, ``CONVERGED_CG_STEPS`` meaning CG run to convergence."""
+    out = []
+    for name in algorithms:
+        if "cg_steps" not in {f.name for f in fields(ALGORITHMS[name])}:
+            out.append(Variant(algorithm_label(name), name))
+            continue
+        for steps in cg_steps:
+            if steps == CONVERGED_CG_STEPS:
+                out.append(Variant(f"{algorithm_label(name)}, CG to convergence", name, steps,
+                                   {"cg_tolerance": CONVERGED_CG_TOLERANCE}))
+            else:
+                out.append(Variant(f"{algorithm_label(name)}, {steps} CG steps", name, steps))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -55,17 +63,36 @@ class ExactSolveConfig:
     seeds: int = option(3, "number of seeds, from --seed on")
     tasks_per_seed: int = option(4, "tasks per seed, errors averaged", flag="--tasks")
     inner_lr: float | None = option(None, "inner step size", shown="2/(L+mu) of the inner objective, its fastest fixed step")
+    algorithms: tuple[str, ...] | None = option(None, "comma-separated registered algorithms, each run on the same "
+                                                "proximal inner objective G with the same step",
+                                                shown="every registered algorithm", choices=algorithm_names)
+    cg_steps: tuple[int, ...] = option((2, 5, CONVERGED_CG_STEPS), "comma-separated CG budgets of algorithms that "
+                                       f"solve a linear system (iMAML); {CONVERGED_CG_STEPS}: CG to convergence")
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.algorithms or ()) - set(algorithm_names()))
+        require(not unknown, f"unknown algorithm {', '.join(unknown)}; choose from {', '.join(algorithm_names())}")
+        require(bool(self.cg_steps) and all(k >= 0 for k in self.cg_steps), "CG steps must be >= 0")
+        for name in self.algorithms or ():
+            require(sweeps_inner_steps(name), f"{name} has no inner_steps hyperparameter, which exact-solve sweeps")
         require(len(self.inner_steps) > 0 and all(k >= 1 for k in self.inner_steps), "inner steps must be >= 1")
         require(self.seeds >= 1, f"at least one seed is needed, got --seeds {self.seeds}")
         require(self.tasks_per_seed >= 1, f"tasks per seed must be >= 1, got {self.tasks_per_seed}")
         require(self.inner_lr is None or self.inner_lr > 0, f"inner lr must be > 0, got {self.inner_lr}")
 
+    @property
+    def swept(self) -> tuple[str, ...]:
+        """The algorithms given, else every registered one with inner steps to sweep."""
+        return self.algorithms or tuple(filter(sweeps_inner_steps, algorithm_names()))
 
-def run_exact_solve(config: ExactSolveConfig, progress: bool = True,
-                    variants: tuple[Variant, ...] = VARIANTS) -> pd.DataFrame:
+
+def sweeps_inner_steps(name: str) -> bool:
+    return "inner_steps" in {f.name for f in fields(ALGORITHMS[name])}
+
+
+def run_exact_solve(config: ExactSolveConfig, progress: bool = True) -> pd.DataFrame:
     """One row per variant x inner steps x seed: errors averaged over that seed's tasks."""
+    sweep = variants(config.swept, config.cg_steps)
     cfg = config.task
     lr = config.inner_lr or cfg.default_inner_lr
     # gradient descent on G, a quadratic with largest curvature L, diverges for steps of 2/L or more
@@ -73,7 +100,7 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True,
     model = FunctionalModel(LinearRegressor(cfg.dim), squared_error_loss)
     rows = []
     seeds = range(config.seed, config.seed + config.seeds)
-    total = len(seeds) * config.tasks_per_seed * len(variants) * len(config.inner_steps)
+    total = len(seeds) * config.tasks_per_seed * len(sweep) * len(config.inner_steps)
     with tqdm(total=total, desc="exact-solve", unit="meta-grad", disable=not progress) as bar:
         for seed in seeds:
             generator = torch.Generator().manual_seed(seed)
@@ -82,12 +109,11 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True,
                 task = sample_linear_regression_task(cfg, generator)
                 theta = torch.randn(cfg.dim, generator=generator, dtype=torch.float64) / math.sqrt(cfg.dim)
                 tasks.append((task, theta, task.exact_meta_gradient(theta, cfg.lam)))
-            for variant in variants:
+            for variant in sweep:
+                taken = {f.name for f in fields(ALGORITHMS[variant.algorithm])}
                 for steps in config.inner_steps:
-                    kwargs = dict(inner_steps=steps, inner_lr=lr, lam=cfg.lam, **variant.extra)
-                    if variant.algorithm == "imaml":
-                        kwargs["cg_steps"] = variant.cg_steps
-                    algorithm = make_algorithm(variant.algorithm, **kwargs)
+                    kwargs = dict(inner_steps=steps, inner_lr=lr, lam=cfg.lam, cg_steps=variant.cg_steps, **variant.extra)
+                    algorithm = make_algorithm(variant.algorithm, **{k: v for k, v in kwargs.items() if k in taken})
                     errors, rel_errors, records = [], [], []
                     for task, theta, exact in tasks:
                         result = algorithm.meta_gradient(model, theta, task.task)
@@ -130,9 +156,15 @@ def plot_exact_solve(frame: pd.DataFrame, title: str | None = None):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, group in frame.groupby("label", sort=False):
+    drawn: dict[str, int] = {}  # lines drawn so far per algorithm: its CG budgets after the first are dashed, dotted
+    for nth, (label, group) in enumerate(frame.groupby("label", sort=False)):
+        algorithm = group["algorithm"].iloc[0]
+        index = drawn[algorithm] = drawn.get(algorithm, -1) + 1
         stats = group.groupby("inner_steps")["rel_error"].agg(["mean", "min", "max"])
-        line, = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=label)
+        # each line thinner than the one before, its marker its own: equal curves (ANIL's and MAML's here) both show
+        line, = ax.plot(stats.index, stats["mean"], marker=MARKERS[nth % len(MARKERS)], markersize=3, label=label,
+                        color=algorithm_color(algorithm), linestyle=LINE_STYLES[index % len(LINE_STYLES)],
+                        linewidth=max(0.8, 2.6 - 0.3 * nth))
         ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
     ax.set_yscale("log")

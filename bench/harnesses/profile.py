@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,24 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, Task, algorithm_label, algorithm_names, cross_entropy_loss, make_algorithm, squared_error_loss
-from algorithms.registry import require
+from algorithms import (
+    ALGORITHMS,
+    FunctionalModel,
+    Task,
+    algorithm_label,
+    algorithm_names,
+    cross_entropy_loss,
+    make_algorithm,
+    squared_error_loss,
+)
+from algorithms.registry import algorithm_color, require
 from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.measure.machine import device_name
 from bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
 from bench.options import option
 
 DATASETS = ("omniglot", "synthetic", "random-images")
-ALGORITHMS = algorithm_names()
+REFERENCES = ("gradient", "hvp")  # the rows beside the algorithms': one gradient, one Hessian-vector product
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_bytes", "saved_bytes", "flops",
            "grad_evals", "hvp_evals", "cg_iterations", "negative_curvature", "sweep", "status", "time_iqr_s",
@@ -59,12 +68,15 @@ class ProfileConfig:
     shots: int = option(5, "support images per class")
     queries: int = option(15, "query images per class")
     filters: int = option(64, "ConvNet filters")
-    algorithms: tuple[str, ...] = option(ALGORITHMS, "comma-separated", choices=algorithm_names)
+    algorithms: tuple[str, ...] | None = option(None, "comma-separated registered algorithms",
+                                                shown="every registered algorithm", choices=algorithm_names)
     inner_steps: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "comma-separated inner step counts")
-    imaml_cg_steps: int = option(5, "iMAML's CG steps in the inner-step sweep", flag="--cg-steps")
-    cg_sweep: tuple[int, ...] = option((1, 2, 5, 10, 20), "iMAML's CG steps for the second sweep")
+    cg_steps: int = option(5, "CG steps in the inner-step sweep, of algorithms that solve a linear system "
+                           "(a cg_steps hyperparameter: iMAML)")
+    cg_sweep: tuple[int, ...] = option((1, 2, 5, 10, 20), "CG steps for the second sweep, of those algorithms")
     cg_sweep_inner_steps: int = option(16, "inner steps during the CG sweep")
-    lam: float = option(2.0, "iMAML's lambda (MAML, first-order MAML and Reptile run without a proximal term)")
+    lam: float = option(2.0, "lambda of the algorithms with a proximal term by default (iMAML); the others (MAML, "
+                        "first-order MAML, Reptile) run without one")
     inner_lr: float = option(0.1, "inner step size")
     repeats: int = option(3, "timed repeats per configuration, the median kept")
     rss: bool = option(True, "skip the peak-RSS measure in a fresh subprocess per configuration (CPU); the "
@@ -78,8 +90,11 @@ class ProfileConfig:
 
     def __post_init__(self) -> None:
         require(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        unknown = sorted(set(self.algorithms) - set(ALGORITHMS))
-        require(not unknown, f"unknown algorithm {', '.join(unknown)}; choose from {', '.join(ALGORITHMS)}")
+        unknown = sorted(set(self.algorithms or ()) - set(algorithm_names()))
+        require(not unknown, f"unknown algorithm {', '.join(unknown)}; choose from {', '.join(algorithm_names())}")
+        for name in self.algorithms or ():
+            require("inner_steps" in hyperparameters_of(name), f"{name} has no inner_steps hyperparameter, which "
+                    "profile sweeps")
         require(all(k >= 1 for k in self.inner_steps) and self.inner_steps, "inner steps must be >= 1")
         require(all(k >= 0 for k in self.cg_sweep), "CG steps must be >= 0")
         require(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
@@ -87,6 +102,21 @@ class ProfileConfig:
         require(self.lam > 0, f"lam must be > 0, got {self.lam}")
         require(self.inner_lr > 0, f"inner lr must be > 0, got {self.inner_lr}")
         require(self.batched_tasks >= 0, f"batched tasks must be >= 0, got {self.batched_tasks}")
+
+    @property
+    def profiled(self) -> tuple[str, ...]:
+        """The algorithms given, else every registered one with inner steps to sweep."""
+        return self.algorithms or tuple(name for name in algorithm_names() if "inner_steps" in hyperparameters_of(name))
+
+
+def hyperparameters_of(name: str) -> dict[str, Any]:
+    """The registered algorithm's hyperparameters and their defaults."""
+    return {f.name: f.default for f in fields(ALGORITHMS[name])}
+
+
+def solves_a_system(name: str) -> bool:
+    """Whether the algorithm's meta-gradient solves a linear system in CG steps (a ``cg_steps`` hyperparameter)."""
+    return "cg_steps" in hyperparameters_of(name)
 
 
 @dataclass(frozen=True)
@@ -178,11 +208,15 @@ def runner(config: ProfileConfig, problem: Problem, measure: Measure) -> Callabl
 
 
 def profiled_algorithm(config: ProfileConfig, measure: Measure):
-    """The algorithm a row measures: its inner steps and, for iMAML, lambda and its CG steps."""
-    kwargs: dict[str, Any] = dict(inner_steps=measure.inner_steps, inner_lr=config.inner_lr)
-    if measure.algorithm == "imaml":
-        kwargs.update(lam=config.lam, cg_steps=measure.cg_steps)
-    return make_algorithm(measure.algorithm, **kwargs)
+    """The algorithm a row measures: its inner steps and step size; lambda where its own default has a proximal
+    term; its CG steps where it solves a system."""
+    defaults = hyperparameters_of(measure.algorithm)
+    kwargs: dict[str, Any] = {"inner_steps": measure.inner_steps, "inner_lr": config.inner_lr}
+    if defaults.get("lam"):
+        kwargs["lam"] = config.lam
+    if "cg_steps" in defaults:
+        kwargs["cg_steps"] = measure.cg_steps
+    return make_algorithm(measure.algorithm, **{k: v for k, v in kwargs.items() if k in defaults})
 
 
 def median_time(run: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, list[float]]:
@@ -247,7 +281,7 @@ def measure_in_process(config: ProfileConfig, problem: Problem, measure: Measure
         "repeats": len(times),
         **count_work(run),
     }
-    if measure.algorithm in ALGORITHMS:
+    if measure.algorithm not in REFERENCES:
         row["tasks_per_s"] = 1.0 / seconds
         if config.batched_tasks:
             row.update(batched_tasks_per_s=batched_tasks_per_second(config, problem, measure, row["saved_bytes"]),
@@ -296,11 +330,11 @@ def plan(config: ProfileConfig) -> list[Measure]:
     measures = [Measure("gradient", loss_set="support", sweep="gradient"),
                 Measure("gradient", loss_set="query", sweep="gradient"),
                 Measure("hvp", loss_set="support", sweep="hvp")]
-    for name in config.algorithms:
+    for name in config.profiled:
         for steps in config.inner_steps:
-            measures.append(Measure(name, steps, config.imaml_cg_steps if name == "imaml" else 0))
-    if "imaml" in config.algorithms:
-        measures += [Measure("imaml", config.cg_sweep_inner_steps, cg, sweep="cg_steps") for cg in config.cg_sweep]
+            measures.append(Measure(name, steps, config.cg_steps if solves_a_system(name) else 0))
+    for name in filter(solves_a_system, config.profiled):
+        measures += [Measure(name, config.cg_sweep_inner_steps, cg, sweep="cg_steps") for cg in config.cg_sweep]
     return measures
 
 
@@ -321,7 +355,7 @@ def run_profile(config: ProfileConfig, progress: bool = True,
     rows = []
     measures = plan(config)
     for measure in tqdm(measures, desc=f"profile ({device.type})", unit="config", disable=not progress):
-        row: dict[str, Any] = {"algorithm": measure.algorithm if measure.algorithm not in ("gradient", "hvp")
+        row: dict[str, Any] = {"algorithm": measure.algorithm if measure.algorithm not in REFERENCES
                                else f"{measure.algorithm} ({measure.loss_set})",
                                "inner_steps": measure.inner_steps, "cg_steps": measure.cg_steps,
                                "sweep": measure.sweep, "status": "ok", **environment}
@@ -359,7 +393,8 @@ def profile_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-STYLES = {"maml": ("C0", "-", "o"), "fomaml": ("C1", "--", "^"), "reptile": ("C2", "-.", "v"), "imaml": ("C3", "-", "s")}
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "^", "v", "s", "D", "P", "X")
 
 
 def profile_title(frame: pd.DataFrame) -> str:
@@ -390,13 +425,14 @@ def plot_profile(frame: pd.DataFrame, title: str):
     if pd.to_numeric(frame["peak_bytes"], errors="coerce").isna().all():  # profiled with --no-rss: not measured
         panels.pop(1)
         title += "\n(peak memory not measured: --no-rss; bytes saved for backward only)"
-    fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 8.5))
+    rows = 2 if len(cg) else 1  # the CG sweep's row only where an algorithm solved a system
+    fig, axes = plt.subplots(rows, len(panels), figsize=(5 * len(panels), 4.25 * rows + 0.5 * (rows == 1)),
+                             squeeze=False)
     for ax, (column, label, scale) in zip(axes[0], panels):
-        for name, group in steps.groupby("algorithm", sort=False):
+        for nth, (name, group) in enumerate(steps.groupby("algorithm", sort=False)):
             values = pd.to_numeric(group[column], errors="coerce") / scale
-            color, style, marker = STYLES.get(name, (None, "-", "o"))
-            ax.plot(group["inner_steps"], values, color=color, linestyle=style, marker=marker, markersize=4,
-                    label=algorithm_label(name))
+            ax.plot(group["inner_steps"], values, color=algorithm_color(name), linestyle=LINE_STYLES[nth % len(LINE_STYLES)],
+                    marker=MARKERS[nth % len(MARKERS)], markersize=4, label=algorithm_label(name))
         if column != "time_s" and len(gradient):
             one = pd.to_numeric(gradient[column], errors="coerce").max() / scale
             if not math.isnan(one):
@@ -414,13 +450,15 @@ def plot_profile(frame: pd.DataFrame, title: str):
     for ax in axes[0][:2]:
         if ax.get_legend_handles_labels()[0]:  # an interrupted profile's figure may have no line yet
             ax.legend(fontsize=8)
-    for ax, (column, label, scale) in zip(axes[1], panels):
-        if len(cg):
-            values = pd.to_numeric(cg[column], errors="coerce") / scale
-            ax.plot(cg["cg_steps"], values, marker="s", markersize=4, color="C3",
-                    label=f"iMAML, {int(cg['inner_steps'].iloc[0])} inner steps")
-            if values.notna().any():
-                ax.set_ylim(0, 1.2 * values.max())
+    for ax, (column, label, scale) in zip(axes[1] if rows == 2 else (), panels):
+        top = 0.0
+        for name, group in cg.groupby("algorithm", sort=False):
+            values = pd.to_numeric(group[column], errors="coerce") / scale
+            ax.plot(group["cg_steps"], values, marker="s", markersize=4, color=algorithm_color(name),
+                    label=f"{algorithm_label(name)}, {int(group['inner_steps'].iloc[0])} inner steps")
+            top = max(top, values.max()) if values.notna().any() else top
+        if top > 0:
+            ax.set_ylim(0, 1.2 * top)
         ax.set_xlabel("CG steps allowed (CG stops early on negative curvature)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
@@ -432,7 +470,9 @@ def plot_profile(frame: pd.DataFrame, title: str):
 
 
 def ratios(frame: pd.DataFrame) -> dict[str, float]:
-    """The numbers the README reads off a profile."""
+    """The numbers the README reads off a profile, for each algorithm profiled: its memory at the most inner steps
+    over the fewest and over one gradient's, a Hessian-vector product over a gradient, and its time in gradients
+    (a gradient of the support loss taking 1)."""
     ok = frame[(frame["status"] == "ok") & (frame["sweep"] == "inner_steps")]
 
     def over(a: float, b: float) -> float:
@@ -444,20 +484,23 @@ def ratios(frame: pd.DataFrame) -> dict[str, float]:
 
     lo, hi = min(ok["inner_steps"]), max(ok["inner_steps"])
     every = frame[frame["status"] == "ok"].set_index("algorithm")
-    out = {
-        f"imaml_peak_{hi}_over_{lo}": over(value("imaml", hi, "peak_bytes"), value("imaml", lo, "peak_bytes")),
-        f"imaml_saved_{hi}_over_{lo}": over(value("imaml", hi, "saved_bytes"), value("imaml", lo, "saved_bytes")),
-        f"maml_saved_{hi}_over_{lo}": over(value("maml", hi, "saved_bytes"), value("maml", lo, "saved_bytes")),
-        f"imaml_saved_over_gradient_{hi}": value("imaml", hi, "saved_over_gradient"),
-        f"imaml_peak_over_gradient_{hi}": value("imaml", hi, "peak_over_gradient"),
-    }
+    names = list(dict.fromkeys(ok["algorithm"]))
+    out = {}
+    for name in names:
+        out[f"{name}_peak_{hi}_over_{lo}"] = over(value(name, hi, "peak_bytes"), value(name, lo, "peak_bytes"))
+        out[f"{name}_saved_{hi}_over_{lo}"] = over(value(name, hi, "saved_bytes"), value(name, lo, "saved_bytes"))
+    for name in names:
+        out[f"{name}_saved_over_gradient_{hi}"] = value(name, hi, "saved_over_gradient")
+        out[f"{name}_peak_over_gradient_{hi}"] = value(name, hi, "peak_over_gradient")
+    gradient_time = float("nan")
     if "hvp (support)" in every.index and "gradient (support)" in every.index:
         for column in ("time_s", "flops", "saved_bytes"):
             out[f"hvp_over_gradient_{column}"] = over(float(every.loc["hvp (support)", column]),
                                                       float(every.loc["gradient (support)", column]))
+        gradient_time = float(every.loc["gradient (support)", "time_s"])
     for steps in sorted({lo, 16, hi} & set(ok["inner_steps"])):
-        out[f"imaml_time_over_fomaml_{steps}"] = over(value("imaml", steps, "time_s"), value("fomaml", steps, "time_s"))
-        out[f"maml_time_over_fomaml_{steps}"] = over(value("maml", steps, "time_s"), value("fomaml", steps, "time_s"))
+        for name in names:
+            out[f"{name}_time_in_gradients_{steps}"] = over(value(name, steps, "time_s"), gradient_time)
     return out
 
 

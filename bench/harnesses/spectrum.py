@@ -31,7 +31,6 @@ from tqdm import tqdm
 from algorithms import FunctionalModel, HessianOperator, Task, lanczos_ritz_values, make_algorithm
 from algorithms.protocol import query_loss_and_gradient
 from algorithms.registry import require
-from bench.data.sources import task_source
 from bench.options import option
 from bench.training.evaluation import TrainedRun, load_trained
 
@@ -95,11 +94,11 @@ def spectrum_tasks(trained: TrainedRun, config: SpectrumConfig) -> tuple[Iterato
     """The tasks to look at, float64, and how many: a fixed pool, or the meta-batch the run draws next."""
     run = trained.config
     if not config.next_meta_batch:
-        source = task_source(run.dataset, config.split, run.spec, run.data_root, run.split_seed, run.omniglot_split)
+        source = run.task_source(config.split)
         return source.tasks.fixed_pool(config.tasks, config.seed, torch.float64), config.tasks
     require(run.sampler == "host", "--next-meta-batch needs a run whose tasks come from the host sampler (its "
                                    f"state is in the checkpoint); this one's sampler is {run.sampler!r}")
-    source = task_source(run.dataset, "train", run.train_spec, run.data_root, run.split_seed, run.omniglot_split)
+    source = run.task_source("train", run.train_spec)
     generator = torch.Generator().manual_seed(run.seed)  # train()'s, before its first draw
     if not config.at_init:
         generator.set_state(trained.state["sampler"])

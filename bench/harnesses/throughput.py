@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
-from algorithms.registry import require
+from algorithms.registry import has_batched_form, require
 from bench.data.device_tasks import DeviceTasks
 from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.data.sources import task_source
@@ -42,7 +42,7 @@ from bench.measure.operations import count_operations
 from bench.nets.convnet import network
 from bench.options import option
 from bench.training.engines import CHANNELS_LAST_HELP, COMPILE_HELP, CUDA_GRAPH_HELP, ENGINES, SAMPLER_HELP, SAMPLERS
-from bench.training.presets import preset
+from bench.training.presets import preset, setting_presets
 from bench.training.presets import presets as preset_names
 from bench.training.steps import GRAPH_WARMUP, Window, training_step
 
@@ -57,12 +57,14 @@ LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cu
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
               "cudaStreamWaitEvent_host")
 COPY_CALLS = ("cudaMemcpy", "cudaMemcpyAsync", "cudaMemcpy2DAsync")
-DEFAULT_PRESETS = tuple(f"omniglot-5w1s-{variant}" for variant in ("maml", "fomaml", "reptile", "imaml-gd", "imaml-hf"))
+DEFAULT_SETTING = "omniglot-5w1s"
 
 
 @dataclass(frozen=True)
 class ThroughputConfig:
-    presets: tuple[str, ...] = option(DEFAULT_PRESETS, "comma-separated presets", choices=lambda: sorted(preset_names()))
+    presets: tuple[str, ...] | None = option(None, "comma-separated presets", choices=lambda: sorted(preset_names()),
+                                             shown=f"{DEFAULT_SETTING}'s preset of each row of Table 2 and of each "
+                                             "plug-in algorithm")
     engines: tuple[str, ...] = option(ENGINES, "comma-separated engines", choices=ENGINES)
     meta_batch: int | None = option(None, "tasks per iteration", shown="each preset's")
     filters: int | None = option(None, "ConvNet filters", shown="each preset's network")
@@ -83,13 +85,25 @@ class ThroughputConfig:
                                      "engine's", shown="the whole meta-batch; 0 skips the comparison and leaves its "
                                      "columns empty")
 
+    @property
+    def measured_presets(self) -> tuple[str, ...]:
+        """The presets given, else the default setting's; captured (a CUDA graph, torch.compile) only those whose
+        algorithm has a batched engine of its own, the rest having no captured form."""
+        if self.presets:
+            return self.presets
+        return tuple(name for name in setting_presets(DEFAULT_SETTING)
+                     if not (self.cuda_graph or self.compile) or has_batched_form(preset(name)["algorithm"]))
+
     def __post_init__(self) -> None:
         require(not self.cuda_graph or self.device.startswith("cuda"), "CUDA graphs need a CUDA device")
         require(not (self.cuda_graph and self.compile), "--cuda-graph and --compile are two ways to capture the "
                 "iteration: choose one")
         require(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        for name in self.presets:
-            preset(name)  # an unknown preset is a ConfigError naming the known ones
+        for name in self.measured_presets:
+            algorithm = preset(name)["algorithm"]  # an unknown preset is a ConfigError naming the known ones
+            require(not (self.cuda_graph or self.compile) or has_batched_form(algorithm),
+                    f"{algorithm} (preset {name}) has no batched engine of its own, which --cuda-graph and --compile "
+                    "capture")
         unknown = sorted(set(self.engines) - set(ENGINES))
         require(not unknown and self.engines, f"engines must be among {', '.join(ENGINES)}, got {', '.join(self.engines)}")
         require(self.meta_batch is None or self.meta_batch >= 1, f"meta batch must be >= 1, got {self.meta_batch}")
@@ -225,9 +239,9 @@ def measured_rows(config: ThroughputConfig, progress: bool = True) -> Iterator[t
     """After each row: the rows so far, the row's trace file name and its profile table (None without
     ``trace``)."""
     rows = []
-    with tqdm(total=len(config.presets) * len(config.engines), desc="throughput", unit="row",
+    with tqdm(total=len(config.measured_presets) * len(config.engines), desc="throughput", unit="row",
               disable=not progress) as bar:
-        for name in config.presets:
+        for name in config.measured_presets:
             tasks = preset_tasks(config, name)
             for engine in config.engines:
                 row, trace = measure(config, name, engine, tasks)

@@ -130,8 +130,12 @@ def mini_imagenet_convnet(num_classes: int, filters: int = 32, channels_last: bo
 DEFAULT_FILTERS = {"omniglot": 64, "mini-imagenet": 32}
 
 
-def network(dataset: str, ways: int, filters: int | None = None, channels_last: bool = False) -> nn.Module:
-    """The dataset's ConvNet; ``channels_last``: its stacked pass (the batched engine's) in channels-last memory."""
-    filters = filters or DEFAULT_FILTERS[dataset]
-    build = omniglot_convnet if dataset == "omniglot" else mini_imagenet_convnet
-    return build(ways, filters, channels_last)
+def network(dataset: str, ways: int, filters: int | None = None, channels_last: bool = False,
+            channels: int = 3, image_size: int = 84) -> nn.Module:
+    """The dataset's ConvNet; ``channels_last``: its stacked pass (the batched engine's) in channels-last memory.
+    Omniglot's (strided convolutions, 64 filters), else Mini-ImageNet's (max-pooling, 32 filters) for images of
+    ``channels`` and ``image_size`` (a folder's or a plug-in's; Mini-ImageNet's are 3 and 84)."""
+    if dataset == "omniglot":
+        return omniglot_convnet(ways, filters or DEFAULT_FILTERS[dataset], channels_last)
+    return ConvNet(ways, in_channels=channels, filters=filters or DEFAULT_FILTERS["mini-imagenet"],
+                   image_size=image_size, pooling="max", channels_last=channels_last)

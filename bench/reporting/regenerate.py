@@ -62,7 +62,7 @@ def _flags(**options: Any) -> str:
 
 
 def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int | None = None, tasks: int | None = None,
-                distinct_eigenvalues: int = 0) -> Step:
+                distinct_eigenvalues: int = 0, algorithms: tuple[str, ...] | None = None) -> Step:
     """``metagrad exact-solve``; a setting left None keeps ExactSolveConfig's default (and its flag out)."""
     def run(folder: Path, options: Options):
         from bench.data.linear_regression import LinearRegressionConfig
@@ -72,10 +72,11 @@ def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int | None = 
         config = replace(defaults, task=LinearRegressionConfig(distinct_eigenvalues=distinct_eigenvalues),
                          inner_steps=inner_steps or defaults.inner_steps, seed=options.seed,
                          seeds=defaults.seeds if seeds is None else seeds,
-                         tasks_per_seed=defaults.tasks_per_seed if tasks is None else tasks)
+                         tasks_per_seed=defaults.tasks_per_seed if tasks is None else tasks, algorithms=algorithms)
         return write_exact_solve(config, folder, progress=options.progress)
 
-    flags = _flags(inner_steps=inner_steps, seeds=seeds, tasks=tasks, distinct_eigenvalues=distinct_eigenvalues or None)
+    flags = _flags(inner_steps=inner_steps, seeds=seeds, tasks=tasks, distinct_eigenvalues=distinct_eigenvalues or None,
+                   algorithms=algorithms)
     return Step(f"metagrad exact-solve --out {{dir}} {flags}".rstrip(), run)
 
 
@@ -227,6 +228,9 @@ CURVATURE = tuple(
     for setting, options in CURVATURE_SETTINGS.items() for lam in CURVATURE_LAMBDAS
     for solver, solver_settings in CURVATURE_SOLVERS.items())
 
+# the algorithms of the paper's results, as the committed ones ran (an algorithm installed since would join a default)
+PAPER_ALGORITHMS = ("maml", "fomaml", "reptile", "imaml")
+
 # the first time-boxed runs, made before the batched engine existed: pinned to the per-task engine, which the CPU
 # default no longer is for most of them (bench/training/engines.py)
 _TIME_BOXED = {"max_minutes": 30, "validate_every": 25, "threads": 1, "engine": "per-task"}
@@ -235,9 +239,12 @@ _TIME_BOXED = {"max_minutes": 30, "validate_every": 25, "threads": 1, "engine": 
 # (the training runs were run two at a time, one thread each: 30 minutes of training apiece, validation
 # not counted; the curvature study two at a time took 40 minutes).
 FULL = (
-    Experiment("exact-solve", (exact_solve(),), devices=("cpu",)),
-    Experiment("exact-solve-5-eigenvalues", (exact_solve(distinct_eigenvalues=5),), devices=("cpu",)),
-    Experiment("profile-cpu", (profile(),)),
+    # with the worked example of a plug-in, ANIL (examples/metagrad-anil, which must be installed)
+    Experiment("exact-solve", (exact_solve(algorithms=PAPER_ALGORITHMS + ("anil",)),), devices=("cpu",)),
+    Experiment("exact-solve-5-eigenvalues", (exact_solve(distinct_eigenvalues=5, algorithms=PAPER_ALGORITHMS),),
+               devices=("cpu",)),
+    Experiment("profile-cpu", (profile(algorithms=PAPER_ALGORITHMS),)),
+    Experiment("profile-cpu-anil", (profile(algorithms=("maml", "anil"), batched_tasks=0),)),
     _training("omniglot-5w1s-imaml-gd-lr0.1", "omniglot-5w1s-imaml-gd", {"inner_lr": 0.1}, **_TIME_BOXED),
     _training("omniglot-5w1s-imaml-hf", "omniglot-5w1s-imaml-hf", **_TIME_BOXED),
     _training("omniglot-5w1s-imaml-gd-lr0.03", "omniglot-5w1s-imaml-gd", max_minutes=25, validate_every=25, threads=2,
@@ -248,6 +255,9 @@ FULL = (
     _training("omniglot-5w1s-reptile", "omniglot-5w1s-reptile", evaluate={"threads": 1},
               **{**_TIME_BOXED, "validate_every": 250}),
     _training("mini-imagenet-5w1s-maml", "mini-imagenet-5w1s-maml", evaluate={"threads": 1}, **_TIME_BOXED),
+    # the plug-in example, ANIL, as long as the MAML run above (its 915 iterations in 30 minutes)
+    _training("omniglot-5w1s-anil", "omniglot-5w1s-anil", evaluate={"threads": 1}, iterations=915, validate_every=25,
+              threads=1),
     # iMAML-GD at full size with the batched engine (the CPU default for it), an hour on 2 threads each: the
     # paper's CG and MINRES for the meta-gradient, the same seed and so the same tasks
     *(_training(f"omniglot-5w1s-{variant}-60-minutes", f"omniglot-5w1s-{variant}", evaluate={"threads": 2},

@@ -22,16 +22,21 @@ from algorithms import make_algorithm
 from bench.atomic import save_figure, write_text
 from bench.reporting.paper import PAPER_ACCURACY, TABLES
 from bench.training.config import TrainConfig
-from bench.training.presets import ALGORITHM_LABELS, EXTRA_VARIANTS, SETTINGS, preset
+from bench.training.presets import (
+    ALGORITHM_LABELS,
+    META_SOLVER_VARIANTS,
+    SETTINGS,
+    preset,
+    variant_color,
+    variant_label,
+    variant_of,
+)
 
 FIGURES, TABLES_DIR = "figures", "tables"
 # Runs below a folder of this name are the study of iMAML's indefinite systems (bench/reporting/regenerate.py,
 # CURVATURE): reduced networks and changed lambdas, shown in their own table and figures, never as a
 # cell of Tables 2 and 3.
 CURVATURE_STUDY = "cpu-curvature"
-VARIANT_COLORS = {"maml": "C0", "fomaml": "C1", "reptile": "C2", "imaml-gd": "C3", "imaml-hf": "C4",
-                  "imaml-gd-minres": "C5", "reptile-shared": "C6"}
-VARIANT_LABELS = {**ALGORITHM_LABELS, **EXTRA_VARIANTS}
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 against 4 line styles: 28 runs before a pair repeats
 
@@ -64,9 +69,7 @@ class TrainingRun:
     def variant(self) -> str:
         if self.config.get("preset"):
             return self.config["preset"][len(self.setting) + 1:]
-        if self.config["algorithm"] == "imaml":
-            return "imaml-hf" if self.config["hyperparameters"].get("inner_solver") == "newton-cg" else "imaml-gd"
-        return self.config["algorithm"]
+        return variant_of(self.config["algorithm"], self.config["hyperparameters"])
 
     @property
     def differences(self) -> list[str]:
@@ -286,7 +289,7 @@ def runs_table(results: Results) -> str:
         else:
             test, loss_text = "not evaluated", "—"
         label = setting_label(run.setting) if run.setting in SETTINGS else run.setting
-        rows.append([f"`{run.name}`", label, VARIANT_LABELS.get(run.variant, run.variant),
+        rows.append([f"`{run.name}`", label, variant_label(run.variant),
                      "; ".join(run.differences) or "—", run.device, _training(run), best_text, last_text, test,
                      loss_text])
     intro = (f"# Training runs\n\n{len(results.runs)} runs found. Validation accuracy is on a fixed pool of "
@@ -301,9 +304,9 @@ def profile_ratios_table(results: Results) -> str:
     keys = list(dict.fromkeys(key for values in columns.values() for key in values))
     rows = [[key] + [(f"{columns[name][key]:.3g}" if key in columns[name] and not math.isnan(columns[name][key])
                       else "—") for name in columns] for key in keys]
-    intro = ("# Figure 2b in numbers\n\nRatios read off each profile (bench/harnesses/profile.py `ratios`): iMAML's memory "
-             "at the most inner steps over the fewest and over one gradient, MAML's growth, a Hessian-vector "
-             "product over a gradient, and time over first-order MAML's.\n\n")
+    intro = ("# Figure 2b in numbers\n\nRatios read off each profile (bench/harnesses/profile.py `ratios`), for each "
+             "algorithm profiled: its memory at the most inner steps over the fewest and over one gradient's, and its "
+             "time in gradients of the support loss; and a Hessian-vector product over a gradient.\n\n")
     if not columns:
         return intro + "No profiles were found.\n"
     return intro + _markdown_table(["Ratio"] + [f"`{name}`" for name in columns], rows)
@@ -445,7 +448,7 @@ def lake_table(results: Results) -> str:
     runs = [run for run in results.runs if run.config.get("omniglot_split", "random") == "lake"]
     if not runs:
         return intro + "No runs on Lake's split were found.\n"
-    rows = [[f"`{run.name}`", VARIANT_LABELS.get(run.variant, run.variant),
+    rows = [[f"`{run.name}`", variant_label(run.variant),
              f"{100 * run.lake['error_rate']:.1f} ± {100 * run.lake['ci95']:.1f}" if run.lake else "not scored",
              f"{100 * (1 - run.evaluation['accuracy']):.1f} ± {100 * run.evaluation['ci95']:.1f}" if run.evaluation
              else "not evaluated", run.device, _training(run)] for run in runs]
@@ -468,7 +471,7 @@ def _dips(validated: pd.DataFrame, column: str, spec: str) -> str:
 def full_size_imaml_runs(results: Results) -> list[TrainingRun]:
     """iMAML-GD runs of a preset as it stands, the paper's CG (``imaml-gd``) or MINRES (``imaml-gd-minres``),
     outside the curvature study: the two meta-gradient solvers at full size, seeds told apart."""
-    runs = [r for r in results.runs if not r.in_curvature_study and r.variant in ("imaml-gd", "imaml-gd-minres")
+    runs = [r for r in results.runs if not r.in_curvature_study and r.variant in META_SOLVER_VARIANTS
             and not r.differences]
     return sorted(runs, key=lambda r: (r.setting, _solver_name(r), int(r.config.get("seed", 0)), r.name))
 
@@ -678,10 +681,10 @@ def plot_validation(runs: list[TrainingRun], setting: str):
         metrics = run.metrics.dropna(subset=["val_accuracy"])
         if not len(metrics):
             continue
-        color = VARIANT_COLORS.get(run.variant)
+        color = variant_color(run.variant)
         nth = seen[run.variant] = seen.get(run.variant, -1) + 1  # runs of one algorithm: same color, own style
         style, marker = run_style(nth)
-        label = f"{VARIANT_LABELS.get(run.variant, run.variant)}: {run.name} ({run.device})"
+        label = f"{variant_label(run.variant)}: {run.name} ({run.device})"
         x_time = metrics["train_time_s"] / 60
         minutes += list(x_time)
         iterations += list(metrics["iteration"])
@@ -693,7 +696,7 @@ def plot_validation(runs: list[TrainingRun], setting: str):
         paper = PAPER_ACCURACY.get((setting, variant))
         if paper:
             for ax in axes:
-                ax.axhline(paper.value, color=VARIANT_COLORS.get(variant), linestyle=":", linewidth=1.2,
+                ax.axhline(paper.value, color=variant_color(variant), linestyle=":", linewidth=1.2,
                            label=f"paper, {ALGORITHM_LABELS[variant]} (test)" if ax is axes[0] else None)
     ways = SETTINGS[setting][1]
     for ax in axes:
@@ -737,7 +740,7 @@ def plot_test_accuracy(runs: list[TrainingRun]):
                 gpu = run.on_gpu
                 accuracy, y = 100 * run.evaluation["accuracy"], row - (0.35 if gpu else 0.12)
                 ax.errorbar(accuracy, y, xerr=100 * run.evaluation["ci95"], fmt="s" if gpu else "o", capsize=3,
-                            color=VARIANT_COLORS[variant], markersize=6, markerfacecolor="white" if gpu else None)
+                            color=variant_color(variant), markersize=6, markerfacecolor="white" if gpu else None)
                 ax.annotate(f"{accuracy:.1f}", (accuracy, y), xytext=(6, -2), textcoords="offset points", fontsize=7,
                             va="center")
             if not ours:

@@ -9,7 +9,7 @@ from algorithms import algorithm_names, has_batched_form, make_algorithm
 from algorithms.registry import require
 from bench.data.omniglot import SPLIT_PROTOCOLS
 from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
-from bench.data.sources import DATASETS
+from bench.data.sources import ImageShape, TaskSource, dataset_names, image_shape, task_source
 from bench.data.tasks import EpisodeSpec
 from bench.options import option
 from bench.training.engines import (
@@ -34,13 +34,16 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = option("omniglot", "the data set", choices=DATASETS)
+    dataset: str = option("omniglot", "the data set: omniglot, mini-imagenet (from --data-root), folder (--data-root "
+                          "DIR: one sub-folder of images per class) or a plug-in's", choices=dataset_names)
     ways: int = option(5, "classes per task")
     shots: int = option(1, "support images per class")
     queries: int = option(15, "query images per class")
     algorithm: str = option("imaml", "a registered algorithm", choices=algorithm_names)
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # the command line's --set KEY=VALUE
-    filters: int | None = option(None, "ConvNet filters", shown="64 on Omniglot, 32 on Mini-ImageNet")
+    filters: int | None = option(None, "ConvNet filters", shown="64 on Omniglot, 32 elsewhere")
+    image_size: int | None = option(None, "--dataset folder: images resized to this side", shown="84")
+    channels: int | None = option(None, "--dataset folder: 1 (grey) or 3 (RGB)", shown="3")
     meta_batch: int = option(32, "tasks per outer step")
     meta_lr: float = option(1e-3, "outer step size")
     outer_optimizer: str = option("adam", "adam (the shared outer loop) or sgd (theta <- theta - meta_lr x mean "
@@ -88,7 +91,13 @@ class TrainConfig:
         require(not self.cuda_graph or (self.engine == "batched" and self.device.startswith("cuda")),
                 "CUDA graphs need the batched engine on a CUDA device")
         require(self.filters is None or self.filters >= 1, f"filters must be >= 1, got {self.filters}")
-        require(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
+        require(self.dataset in dataset_names(),
+                f"unknown dataset {self.dataset!r}; choose from {', '.join(dataset_names())}")
+        require(self.dataset == "folder" or (self.image_size is None and self.channels is None),
+                "--image-size and --channels are a folder data set's (--dataset folder)")
+        require(self.channels in (None, 1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        require(self.image_size is None or self.image_size >= 16,
+                f"image size must be >= 16 (the ConvNet halves it four times), got {self.image_size}")
         EpisodeSpec(self.ways, self.shots, self.queries)
         require(self.meta_batch >= 1, f"meta batch must be >= 1, got {self.meta_batch}")
         require(self.meta_lr > 0, f"meta lr must be > 0, got {self.meta_lr}")
@@ -118,6 +127,15 @@ class TrainConfig:
     def train_spec(self) -> EpisodeSpec:
         """The episodes of meta-training."""
         return EpisodeSpec(self.ways, self.train_shots or self.shots, self.train_queries or self.queries)
+
+    @property
+    def image_shape(self) -> ImageShape:
+        return image_shape(self.dataset, self.image_size, self.channels)
+
+    def task_source(self, split: str, spec: EpisodeSpec | None = None) -> TaskSource:
+        """The run's tasks of ``split`` (``spec``: the validation and evaluation episodes unless given)."""
+        return task_source(self.dataset, split, spec or self.spec, self.data_root, self.split_seed, self.omniglot_split,
+                           self.image_size, self.channels)
 
     def meta_lr_at(self, iteration: int) -> float:
         """The meta step size of iteration ``iteration`` (0-based): constant, or annealed linearly from

@@ -37,20 +37,22 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
     device's general choice) on tasks of ``spec`` (None: any size; ``evaluation``: its adaptation at
     evaluation). The per-task engine for an algorithm with no batched engine of its own. On CUDA the batched
     engine. On the CPU the per-task one, except where the batched engine measured faster there: for the algorithms
-    of ``CPU_BATCHED_MAX_STEP_IMAGES``, on tasks whose inner steps take at most that many support images."""
+    with a ``cpu_batched_max_step_images`` (below), on tasks whose inner steps take at most that many support images."""
     if algorithm is not None and not has_batched_form(algorithm.name):  # its batched engine runs it task by task
         return "per-task"
     if str(device).startswith("cuda"):
         return "batched"
-    limit = 0 if algorithm is None else cpu_batched_max_step_images(algorithm)
+    limit = 0 if algorithm is None else getattr(algorithm, "cpu_batched_max_step_images", 0)
     if limit == 0 or (spec is not None and images_per_inner_step(algorithm, spec, evaluation) > limit):
         return "per-task"
     return "batched"
 
 
-# Per algorithm, the most support images one task's inner step may take for the batched engine to be the CPU's
-# default: the largest size at which it measured faster than the per-task engine; an algorithm not here (first-order
-# MAML, iMAML with Nesterov's method, whose steps run under ``vmap``) is per task at every size.
+# An algorithm's ``cpu_batched_max_step_images`` (its attribute; 0 where it has none) is the most support images one
+# task's inner step may take for the batched engine to be the CPU's default: the largest size at which it measured
+# faster than the per-task engine; an algorithm without one (first-order MAML, iMAML with Nesterov's method, whose
+# steps run under ``vmap``, any plug-in that has not measured its own) is per task at every size. MAML's is 5,
+# Reptile's 20, iMAML's 25 with gradient descent and 5 with Newton-CG, from these measurements:
 #
 # By task size, on this project's 2-core Intel Xeon, 2 threads (`metagrad throughput --presets ...`, each preset's
 # own meta-batch, 2026-11-29: 2 timed iterations, Omniglot 5-way 1-shot 3, reports/throughput-cpu-task-sizes/
@@ -69,13 +71,6 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
 # MAML 1.14, iMAML-GD 1.35, iMAML-HF 1.44, Reptile 1.48, first-order MAML 0.74; at 100, MAML 0.54, first-order
 # MAML 0.56, iMAML-GD 0.65.
 # How the batched engine came to these ratios, each step measured: reports/notes/engines.md.
-CPU_BATCHED_MAX_STEP_IMAGES = {"maml": 5, "reptile": 20, "imaml-gd": 25, "imaml-newton-cg": 5}
-
-
-def cpu_batched_max_step_images(algorithm: Any) -> int:
-    """``CPU_BATCHED_MAX_STEP_IMAGES`` of the algorithm (iMAML's by its inner solver); 0 where it has none."""
-    key = f"imaml-{algorithm.inner_solver}" if algorithm.name == "imaml" else algorithm.name
-    return CPU_BATCHED_MAX_STEP_IMAGES.get(key, 0)
 
 
 def images_per_inner_step(algorithm: Any, spec: EpisodeSpec, evaluation: bool = False) -> int:

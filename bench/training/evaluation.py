@@ -16,7 +16,6 @@ from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
 from algorithms.batched import query_scores
 from algorithms.registry import ConfigError
 from bench.atomic import write_text
-from bench.data.sources import task_source
 from bench.data.tasks import ImageClassTasks
 from bench.measure.machine import run_environment
 from bench.nets.convnet import network
@@ -77,8 +76,9 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Imag
 def build_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> FunctionalModel:
     """The run's network at its initialization: drawn from the run's seed, as ``train`` draws it."""
     torch.manual_seed(config.seed)
-    return FunctionalModel(network(config.dataset, config.ways, config.filters, config.channels_last)
-                           .to(device=device, dtype=dtype), cross_entropy_loss)
+    shape = config.image_shape
+    return FunctionalModel(network(config.dataset, config.ways, config.filters, config.channels_last, shape.channels,
+                                   shape.size).to(device=device, dtype=dtype), cross_entropy_loss)
 
 
 @dataclass(frozen=True)
@@ -122,8 +122,7 @@ def evaluate_run(out: Path, evaluation: EvalConfig | None = None, progress: bool
         trained = load_trained(out, str(group.device(device or config.device)))
         config, state, dev = trained.config, trained.state, trained.theta.device
         engine = evaluation.engine or default_engine(str(dev), trained.algorithm, config.spec, evaluation=True)
-        source = task_source(config.dataset, split, config.spec, config.data_root, config.split_seed,
-                             config.omniglot_split)
+        source = config.task_source(split)
         started = time.perf_counter()
         accuracy, ci95, n, support_loss = evaluate(trained.algorithm, trained.model, trained.theta, source.tasks, tasks,
                                                    seed, engine, config.meta_batch, trained.theta.dtype,

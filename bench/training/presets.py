@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from algorithms.registry import ConfigError, algorithm_label
+from algorithms.registry import ConfigError, algorithm_color, algorithm_label, entries
 
 SETTINGS = {  # name: (dataset, ways, shots, meta-batch)
     "omniglot-5w1s": ("omniglot", 5, 1, 32),
@@ -93,14 +93,54 @@ def _hyperparameters(dataset: str, ways: int, variant: str) -> tuple[str, dict[s
 # their runs are shown beside the paper's rows in the report's run list and figures.
 EXTRA_VARIANTS = {"imaml-gd-minres": f"{algorithm_label('imaml')}, GD, MINRES meta-gradient",
                   "reptile-shared": f"{algorithm_label('reptile')}, shared protocol (SGD inside, Adam outside)"}
+# the colours of the variants that are not an algorithm's own (its registry colour), in every figure
+_VARIANT_COLORS = {"imaml-hf": "C4", "imaml-gd-minres": "C5", "reptile-shared": "C6"}
+VARIANT_ALGORITHMS = {"imaml-gd": "imaml", "imaml-hf": "imaml", "imaml-gd-minres": "imaml", "reptile-shared": "reptile"}
+
+
+# iMAML-GD with each meta-gradient solver, the paper's CG and MINRES: the report's full-size comparison of the two
+META_SOLVER_VARIANTS = ("imaml-gd", "imaml-gd-minres")
+
+
+def variant_of(algorithm: str, hyperparameters: dict[str, Any]) -> str:
+    """The variant a run without a preset ran: its algorithm, iMAML's by its inner solver."""
+    if algorithm == "imaml":
+        return "imaml-hf" if hyperparameters.get("inner_solver") == "newton-cg" else "imaml-gd"
+    return algorithm
+
+
+def variant_color(variant: str) -> str:
+    """A preset variant's colour: its own, or its algorithm's (``algorithms.registry.algorithm_color``)."""
+    return _VARIANT_COLORS.get(variant) or algorithm_color(VARIANT_ALGORITHMS.get(variant, variant))
+
+
+def variant_label(variant: str) -> str:
+    return {**ALGORITHM_LABELS, **EXTRA_VARIANTS}.get(variant) or algorithm_label(variant)
+
+
+def plugin_presets() -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{setting}-{name}``: (name, hyperparameters) for every registered algorithm with ``preset_hyperparameters``
+    (a plug-in's settings for the paper's tasks; the built-in algorithms' are this module's)."""
+    table = {}
+    for name, entry in entries().items():
+        settings_of = getattr(entry.cls, "preset_hyperparameters", None)
+        for setting, (dataset, ways, shots, _) in SETTINGS.items():
+            hyperparameters = settings_of(dataset, ways, shots) if settings_of else None
+            if hyperparameters is not None:
+                table[f"{setting}-{name}"] = (name, hyperparameters)
+    return table
 
 
 def presets() -> dict[str, dict[str, Any]]:
     table = {}
+    plugins = plugin_presets()
     for setting, (dataset, ways, shots, meta_batch) in SETTINGS.items():
-        for variant in (*ALGORITHM_LABELS, *EXTRA_VARIANTS):
-            algorithm, hyperparameters = _hyperparameters(dataset, ways, variant)
-            table[f"{setting}-{variant}"] = {
+        variants = (*ALGORITHM_LABELS, *EXTRA_VARIANTS, *(key[len(setting) + 1:] for key in plugins
+                                                          if key.startswith(setting + "-")))
+        for variant in variants:
+            key = f"{setting}-{variant}"
+            algorithm, hyperparameters = plugins[key] if key in plugins else _hyperparameters(dataset, ways, variant)
+            table[key] = {
                 "dataset": dataset, "ways": ways, "shots": shots, "queries": 15, "meta_batch": meta_batch,
                 "algorithm": algorithm, "hyperparameters": hyperparameters, "meta_lr": 1e-3,
                 "iterations": 60_000, "validate_every": 500, "checkpoint_every": 500,
@@ -111,6 +151,12 @@ def presets() -> dict[str, dict[str, Any]]:
                     outer_optimizer="sgd", meta_lr=1.0, meta_lr_final=0.0, train_shots=nichol["train_shots"],
                     train_queries=5, meta_batch=nichol["meta_batch"], iterations=nichol["iterations"])
     return table
+
+
+def setting_presets(setting: str) -> tuple[str, ...]:
+    """The presets of one setting: each row of Tables 2 and 3, then each plug-in algorithm's."""
+    return (*(f"{setting}-{variant}" for variant in ALGORITHM_LABELS),
+            *(key for key in plugin_presets() if key.startswith(setting + "-")))
 
 
 def preset(name: str) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from tqdm import tqdm
 from algorithms import make_algorithm
 from algorithms.registry import ConfigError, require
 from bench.data.device_tasks import DeviceTasks
-from bench.data.sources import task_source
 from bench.measure.machine import run_environment
 from bench.training.config import TrainConfig
 from bench.training.distributed import ProcessGroup, StopRequests, process_group
@@ -144,10 +143,8 @@ class Trainer:
         self.device = device = group.device(config.device)
         self.dtype = getattr(torch, config.dtype)
         state = self.folder.load_checkpoint(device) if self.resume else None
-        self.train_source = task_source(config.dataset, "train", config.train_spec, config.data_root,
-                                        config.split_seed, config.omniglot_split)
-        self.val_source = task_source(config.dataset, "val", config.spec, config.data_root, config.split_seed,
-                                      config.omniglot_split)
+        self.train_source = config.task_source("train", config.train_spec)
+        self.val_source = config.task_source("val")
         self.algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
         self.model = build_model(config, device, self.dtype)
         self.theta = theta = self.model.flat_parameters().clone()

@@ -32,6 +32,10 @@ t metagrad train --preset omniglot-5w1s-maml --out runs/small/maml-1p --iteratio
 t metagrad scaling runs/small/maml-1p runs/small/maml-2p --out runs/small/scaling
 t metagrad train --preset omniglot-5w1s-imaml-gd --out runs/small/imaml --iterations 10 --validate-every 10 --validation-tasks 10
 t metagrad spectrum runs/small/imaml --tasks 4 --steps 20
+t metagrad exact-solve --out runs/small/anil-exact-solve --algorithms maml,anil --inner-steps 1,10,100 --seeds 1 --tasks 2
+t metagrad profile --out runs/small/anil-profile --algorithms maml,anil --dataset random-images --ways 5 --shots 1 --queries 5 --filters 16 --inner-steps 1,4,16 --repeats 1 --no-rss
+t metagrad train --preset omniglot-5w1s-anil --out runs/small/anil --max-minutes 1 --validate-every 20 --validation-tasks 20
+t metagrad train --dataset folder --data-root ../shared/data/mini-imagenet/train --image-size 32 --algorithm maml --set inner_steps=1 --set inner_lr=0.1 --meta-batch 8 --iterations 20 --validate-every 20 --validation-tasks 20 --out runs/small/folder
 t metagrad report --out runs/small/report --results runs/small
 t python -m pytest tests/benchmarks/test_meta_gradient.py --benchmark-only -k synthetic
 mv "$tmp" "$times"

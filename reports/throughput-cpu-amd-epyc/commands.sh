@@ -1,4 +1,4 @@
-# The CPU's default engine by task size (bench/training/engines.py, CPU_BATCHED_MAX_STEP_IMAGES), checked on an AMD EPYC
+# The CPU's default engine by task size (each algorithm's cpu_batched_max_step_images, bench/training/engines.py), checked on an AMD EPYC
 # (2 cores, 2 threads) on 2026-11-29 at its two ends, from the repository root, one after the other:
 metagrad throughput --out reports/throughput-cpu-amd-epyc/5w1s --threads 2 --iterations 3 --check-tasks 8 --no-progress
 metagrad throughput --out reports/throughput-cpu-amd-epyc/20w5s --presets omniglot-20w5s-maml,omniglot-20w5s-fomaml,omniglot-20w5s-imaml-gd --threads 2 --iterations 2 --check-tasks 0 --no-progress

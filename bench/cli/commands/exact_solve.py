@@ -1,7 +1,8 @@
 """meta-gradient error against the closed form on linear regression (paper Fig. 2a).
 
-Sweep inner gradient-descent steps for MAML, first-order MAML, Reptile and iMAML (2 and 5 CG steps, and CG to
-convergence) on linear-regression tasks whose exact meta-gradient is known, in float64. Writes OUT/exact_solve.csv
+Sweep inner gradient-descent steps for every registered algorithm (MAML, first-order MAML, Reptile, iMAML at 2 and 5
+CG steps and CG to convergence, and any plug-in; or --algorithms) on linear-regression tasks whose exact
+meta-gradient is known, in float64. Writes OUT/exact_solve.csv
 (algorithm, inner_steps, cg_steps, seed, error, rel_error, ...) and OUT/exact_solve.png.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""meta-train one algorithm on Omniglot or Mini-ImageNet (paper Tables 2 and 3).
+"""meta-train one algorithm on Omniglot, Mini-ImageNet or a folder of your images (paper Tables 2 and 3).
 
 Meta-train with a meta-batch of tasks, averaged meta-gradients and Adam (or SGD, --outer-optimizer); validate
 periodically on a fixed pool of validation tasks; write RUN/config.json, RUN/metrics.csv and RUN/checkpoint.pt
