@@ -16,8 +16,9 @@ from bench.measure.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 def main(argv: list[str]) -> int:
     config_fields = json.loads(argv[0])
-    for key in ("algorithms", "inner_steps", "cg_sweep"):
-        config_fields[key] = tuple(config_fields[key])
+    for key in ("algorithms", "inner_steps", "cg_sweep"):  # JSON's lists back to the config's tuples (None stays)
+        if config_fields[key] is not None:
+            config_fields[key] = tuple(config_fields[key])
     config = ProfileConfig(**config_fields)
     measure = Measure(**json.loads(argv[1]))
     problem = build_problem(config)
