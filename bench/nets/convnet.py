@@ -122,11 +122,6 @@ def omniglot_convnet(num_classes: int, filters: int = 64, channels_last: bool = 
                    channels_last=channels_last)
 
 
-def mini_imagenet_convnet(num_classes: int, filters: int = 32, channels_last: bool = False) -> ConvNet:
-    return ConvNet(num_classes, in_channels=3, filters=filters, image_size=84, pooling="max",
-                   channels_last=channels_last)
-
-
 DEFAULT_FILTERS = {"omniglot": 64, "mini-imagenet": 32}
 
 
@@ -138,4 +133,4 @@ def network(dataset: str, ways: int, filters: int | None = None, channels_last: 
     if dataset == "omniglot":
         return omniglot_convnet(ways, filters or DEFAULT_FILTERS[dataset], channels_last)
     return ConvNet(ways, in_channels=channels, filters=filters or DEFAULT_FILTERS["mini-imagenet"],
-                   image_size=image_size, pooling="max", channels_last=channels_last)
+                   image_size=image_size, pooling="max", channels_last=channels_last)  # Mini-ImageNet's, or alike

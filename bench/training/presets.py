@@ -95,9 +95,8 @@ EXTRA_VARIANTS = {"imaml-gd-minres": f"{algorithm_label('imaml')}, GD, MINRES me
                   "reptile-shared": f"{algorithm_label('reptile')}, shared protocol (SGD inside, Adam outside)"}
 # the colours of the variants that are not an algorithm's own (its registry colour), in every figure
 _VARIANT_COLORS = {"imaml-hf": "C4", "imaml-gd-minres": "C5", "reptile-shared": "C6"}
+# the algorithm each variant named otherwise runs
 VARIANT_ALGORITHMS = {"imaml-gd": "imaml", "imaml-hf": "imaml", "imaml-gd-minres": "imaml", "reptile-shared": "reptile"}
-
-
 # iMAML-GD with each meta-gradient solver, the paper's CG and MINRES: the report's full-size comparison of the two
 META_SOLVER_VARIANTS = ("imaml-gd", "imaml-gd-minres")
 
