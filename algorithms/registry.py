@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -77,26 +78,36 @@ def register(cls: type | None = None, *, origin: str = "metagrad") -> Any:
     return cls
 
 
+def load_entry_points(group: str, kind: str, accept: Callable[[importlib.metadata.EntryPoint, Any], None]) -> None:
+    """``accept(entry, loaded)`` for each entry of the entry-point ``group`` (none under ``DISABLE_PLUGINS``); an
+    entry that fails to load or to be accepted is one line on stderr naming it, and left out: a broken plug-in must
+    not stop every command."""
+    if os.environ.get(DISABLE_PLUGINS):
+        return
+    for entry in importlib.metadata.entry_points(group=group):
+        try:
+            accept(entry, entry.load())
+        except Exception as error:
+            print(f"metagrad: warning: the plug-in {kind} {entry.name} = {entry.value} was not loaded "
+                  f"({type(error).__name__}: {error})", file=sys.stderr)
+
+
 def load_plugins() -> None:
     """Register every algorithm of the entry-point group ``metagrad.algorithms``, once."""
     global _plugins_loaded
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    if os.environ.get(DISABLE_PLUGINS):
-        return
-    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+
+    def accept(entry: importlib.metadata.EntryPoint, cls: type) -> None:
         origin = f"{entry.dist.name if entry.dist else 'a plug-in'} ({entry.value})"
-        try:
-            cls = entry.load()
-            known = ENTRIES.get(getattr(cls, "name", None))
-            if known is not None and known.cls is cls:  # it registered itself on import, with @register
-                ENTRIES[cls.name] = replace(known, origin=origin)
-            else:
-                register(cls, origin=origin)
-        except Exception as error:  # a broken plug-in must not stop every command
-            print(f"metagrad: warning: the plug-in algorithm {entry.name} = {entry.value} was not loaded "
-                  f"({type(error).__name__}: {error})", file=sys.stderr)
+        known = ENTRIES.get(getattr(cls, "name", None))
+        if known is not None and known.cls is cls:  # it registered itself on import, with @register
+            ENTRIES[cls.name] = replace(known, origin=origin)
+        else:
+            register(cls, origin=origin)
+
+    load_entry_points(PLUGIN_GROUP, "algorithm", accept)
 
 
 def entries() -> dict[str, Entry]:
@@ -129,25 +140,28 @@ def has_batched_form(name: str) -> bool:
     return entries()[name].batched
 
 
-def make_algorithm(name: str, **hyperparameters: Any):
-    """The registered algorithm ``name`` with the given hyperparameters (others at their defaults)."""
+def hyperparameter_defaults(name: str) -> dict[str, Any]:
+    """The registered algorithm's hyperparameters and their defaults: what a harness may pass it."""
     load_plugins()
     require(name in ALGORITHMS, f"unknown algorithm {name!r}; choose from {', '.join(sorted(ALGORITHMS))}")
-    cls = ALGORITHMS[name]
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(hyperparameters) - known)
-    require(not unknown, f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(sorted(known))}")
-    for f in fields(cls):  # the type of each value, before the dataclass compares it with numbers
-        if f.name in hyperparameters:
-            value, default = hyperparameters[f.name], f.default
-            if isinstance(default, float):
-                ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-            elif isinstance(default, int):
-                ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
-            else:
-                ok, kind = isinstance(value, type(default)), type(default).__name__
-            require(ok, f"{name}: {f.name} must be {kind}, got {value!r}")
-    return cls(**hyperparameters)
+    return {f.name: f.default for f in fields(ALGORITHMS[name])}
+
+
+def make_algorithm(name: str, **hyperparameters: Any):
+    """The registered algorithm ``name`` with the given hyperparameters (others at their defaults)."""
+    defaults = hyperparameter_defaults(name)
+    unknown = sorted(set(hyperparameters) - set(defaults))
+    require(not unknown, f"{name} has no hyperparameter {', '.join(unknown)}; it takes {', '.join(sorted(defaults))}")
+    for key, value in hyperparameters.items():  # the type of each value, before the dataclass compares it with numbers
+        default = defaults[key]
+        if isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        else:
+            ok, kind = isinstance(value, type(default)), type(default).__name__
+        require(ok, f"{name}: {key} must be {kind}, got {value!r}")
+    return ALGORITHMS[name](**hyperparameters)
 
 
 def records_as_diagnostics(records: list, device: torch.device) -> dict[str, Tensor]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # algorithms <- nets, data, measure <- training <- harnesses, diagnostics <- reporting <- cli
-LAYERS = {"algorithms": 0, "bench": 0, "bench.atomic": 0, "bench.options": 0, "bench.nets": 1, "bench.data": 1,
+LAYERS = {"algorithms": 0, "bench": 0, "bench.atomic": 0, "bench.options": 0, "bench.plotting": 0, "bench.nets": 1, "bench.data": 1,
           "bench.measure": 1, "bench.training": 2, "bench.harnesses": 3, "bench.diagnostics": 3,
           "bench.reporting": 4, "bench.cli": 5}
 

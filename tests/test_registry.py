@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
@@ -68,7 +68,7 @@ def test_every_registered_algorithm_is_the_gradient_of_what_it_says_it_different
     assert hasattr(cls, "meta_objective") and hasattr(cls, "exact_when"), (
         f"{name} declares no meta_objective and exact_when (algorithms.protocol.MetaGradientAlgorithm): "
         "what its meta-gradient differentiates, which the suite checks by finite differences")
-    known = {f.name for f in fields(cls)}
+    known = registry.hyperparameter_defaults(name)
     algorithm = make_algorithm(name, **{**{k: v for k, v in TINY_INNER_LOOP.items() if k in known}, **cls.exact_when})
     model, theta, tasks = problem()
     result = algorithm.meta_gradient(model, theta, tasks[0])

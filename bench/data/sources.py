@@ -7,13 +7,10 @@ from ``--data-root``; the suite splits its classes with the split seed as it doe
 """
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from algorithms.registry import DISABLE_PLUGINS, ConfigError
+from algorithms.registry import ConfigError, load_entry_points
 from bench.data.omniglot import ClassSplit
 from bench.data.root import resolve_data_root
 from bench.data.tasks import EpisodeSpec, ImageClassTasks
@@ -28,15 +25,13 @@ def plugin_datasets() -> dict[str, Any]:
     global _plugins
     if _plugins is None:
         _plugins = {}
-        if not os.environ.get(DISABLE_PLUGINS):
-            for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
-                try:
-                    if entry.name in BUILT_IN:
-                        raise ConfigError(f"the data set name {entry.name!r} is metagrad's")
-                    _plugins[entry.name] = entry.load()
-                except Exception as error:  # a broken plug-in must not stop every command
-                    print(f"metagrad: warning: the plug-in data set {entry.name} = {entry.value} was not loaded "
-                          f"({type(error).__name__}: {error})", file=sys.stderr)
+
+        def accept(entry, dataset: Any) -> None:
+            if entry.name in BUILT_IN:
+                raise ConfigError(f"the data set name {entry.name!r} is metagrad's")
+            _plugins[entry.name] = dataset
+
+        load_entry_points(PLUGIN_GROUP, "data set", accept)
     return _plugins
 
 

@@ -7,7 +7,7 @@ closed form. Every algorithm runs gradient descent on the same G with the same s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import ALGORITHMS, FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
-from algorithms.registry import algorithm_color, require
+from algorithms import FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
+from algorithms.registry import algorithm_color, hyperparameter_defaults, require
 from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 from bench.options import option
+from bench.plotting import line_style
 
 CONVERGED_CG_STEPS = 200  # "CG run to convergence": a cap far above the ~35 iterations it needs at kappa = 50
 CONVERGED_CG_TOLERANCE = 1e-14
-LINE_STYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "v", "D", "P", "X")
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "seed", "error", "rel_error", "label", "tasks",
            "cg_iterations", "grad_evals", "hvp_evals", "dim", "lam", "kappa", "distinct_eigenvalues", "inner_lr",
@@ -43,7 +42,7 @@ def variants(algorithms: tuple[str, ...], cg_steps: tuple[int, ...]) -> tuple[Va
     iMAML's) once per CG budget, ``CONVERGED_CG_STEPS`` meaning CG run to convergence."""
     out = []
     for name in algorithms:
-        if "cg_steps" not in {f.name for f in fields(ALGORITHMS[name])}:
+        if "cg_steps" not in hyperparameter_defaults(name):
             out.append(Variant(algorithm_label(name), name))
             continue
         for steps in cg_steps:
@@ -87,7 +86,7 @@ class ExactSolveConfig:
 
 
 def sweeps_inner_steps(name: str) -> bool:
-    return "inner_steps" in {f.name for f in fields(ALGORITHMS[name])}
+    return "inner_steps" in hyperparameter_defaults(name)
 
 
 def run_exact_solve(config: ExactSolveConfig, progress: bool = True) -> pd.DataFrame:
@@ -110,7 +109,7 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True) -> pd.DataF
                 theta = torch.randn(cfg.dim, generator=generator, dtype=torch.float64) / math.sqrt(cfg.dim)
                 tasks.append((task, theta, task.exact_meta_gradient(theta, cfg.lam)))
             for variant in sweep:
-                taken = {f.name for f in fields(ALGORITHMS[variant.algorithm])}
+                taken = hyperparameter_defaults(variant.algorithm)
                 for steps in config.inner_steps:
                     kwargs = dict(inner_steps=steps, inner_lr=lr, lam=cfg.lam, cg_steps=variant.cg_steps, **variant.extra)
                     algorithm = make_algorithm(variant.algorithm, **{k: v for k, v in kwargs.items() if k in taken})
@@ -162,8 +161,8 @@ def plot_exact_solve(frame: pd.DataFrame, title: str | None = None):
         index = drawn[algorithm] = drawn.get(algorithm, -1) + 1
         stats = group.groupby("inner_steps")["rel_error"].agg(["mean", "min", "max"])
         # each line thinner than the one before, its marker its own: equal curves (ANIL's and MAML's here) both show
-        line, = ax.plot(stats.index, stats["mean"], marker=MARKERS[nth % len(MARKERS)], markersize=3, label=label,
-                        color=algorithm_color(algorithm), linestyle=LINE_STYLES[index % len(LINE_STYLES)],
+        line, = ax.plot(stats.index, stats["mean"], marker=line_style(nth)[1], markersize=3, label=label,
+                        color=algorithm_color(algorithm), linestyle=line_style(index)[0],
                         linewidth=max(0.8, 2.6 - 0.3 * nth))
         ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")

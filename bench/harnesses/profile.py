@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from algorithms import (
-    ALGORITHMS,
     FunctionalModel,
     Task,
     algorithm_label,
@@ -43,11 +42,12 @@ from algorithms import (
     make_algorithm,
     squared_error_loss,
 )
-from algorithms.registry import algorithm_color, require
+from algorithms.registry import algorithm_color, hyperparameter_defaults, require
 from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from bench.measure.machine import device_name
 from bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
 from bench.options import option
+from bench.plotting import line_style
 
 DATASETS = ("omniglot", "synthetic", "random-images")
 REFERENCES = ("gradient", "hvp")  # the rows beside the algorithms': one gradient, one Hessian-vector product
@@ -93,7 +93,7 @@ class ProfileConfig:
         unknown = sorted(set(self.algorithms or ()) - set(algorithm_names()))
         require(not unknown, f"unknown algorithm {', '.join(unknown)}; choose from {', '.join(algorithm_names())}")
         for name in self.algorithms or ():
-            require("inner_steps" in hyperparameters_of(name), f"{name} has no inner_steps hyperparameter, which "
+            require("inner_steps" in hyperparameter_defaults(name), f"{name} has no inner_steps hyperparameter, which "
                     "profile sweeps")
         require(all(k >= 1 for k in self.inner_steps) and self.inner_steps, "inner steps must be >= 1")
         require(all(k >= 0 for k in self.cg_sweep), "CG steps must be >= 0")
@@ -106,17 +106,12 @@ class ProfileConfig:
     @property
     def profiled(self) -> tuple[str, ...]:
         """The algorithms given, else every registered one with inner steps to sweep."""
-        return self.algorithms or tuple(name for name in algorithm_names() if "inner_steps" in hyperparameters_of(name))
-
-
-def hyperparameters_of(name: str) -> dict[str, Any]:
-    """The registered algorithm's hyperparameters and their defaults."""
-    return {f.name: f.default for f in fields(ALGORITHMS[name])}
+        return self.algorithms or tuple(name for name in algorithm_names() if "inner_steps" in hyperparameter_defaults(name))
 
 
 def solves_a_system(name: str) -> bool:
     """Whether the algorithm's meta-gradient solves a linear system in CG steps (a ``cg_steps`` hyperparameter)."""
-    return "cg_steps" in hyperparameters_of(name)
+    return "cg_steps" in hyperparameter_defaults(name)
 
 
 @dataclass(frozen=True)
@@ -210,7 +205,7 @@ def runner(config: ProfileConfig, problem: Problem, measure: Measure) -> Callabl
 def profiled_algorithm(config: ProfileConfig, measure: Measure):
     """The algorithm a row measures: its inner steps and step size; lambda where its own default has a proximal
     term; its CG steps where it solves a system."""
-    defaults = hyperparameters_of(measure.algorithm)
+    defaults = hyperparameter_defaults(measure.algorithm)
     kwargs: dict[str, Any] = {"inner_steps": measure.inner_steps, "inner_lr": config.inner_lr}
     if defaults.get("lam"):
         kwargs["lam"] = config.lam
@@ -393,8 +388,6 @@ def profile_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-LINE_STYLES = ("-", "--", "-.", ":")
-MARKERS = ("o", "^", "v", "s", "D", "P", "X")
 
 
 def profile_title(frame: pd.DataFrame) -> str:
@@ -431,8 +424,9 @@ def plot_profile(frame: pd.DataFrame, title: str):
     for ax, (column, label, scale) in zip(axes[0], panels):
         for nth, (name, group) in enumerate(steps.groupby("algorithm", sort=False)):
             values = pd.to_numeric(group[column], errors="coerce") / scale
-            ax.plot(group["inner_steps"], values, color=algorithm_color(name), linestyle=LINE_STYLES[nth % len(LINE_STYLES)],
-                    marker=MARKERS[nth % len(MARKERS)], markersize=4, label=algorithm_label(name))
+            linestyle, marker = line_style(nth)
+            ax.plot(group["inner_steps"], values, color=algorithm_color(name), linestyle=linestyle, marker=marker,
+                    markersize=4, label=algorithm_label(name))
         if column != "time_s" and len(gradient):
             one = pd.to_numeric(gradient[column], errors="coerce").max() / scale
             if not math.isnan(one):

@@ -20,6 +20,7 @@ import pandas as pd
 
 from algorithms import make_algorithm
 from bench.atomic import save_figure, write_text
+from bench.plotting import line_style
 from bench.reporting.paper import PAPER_ACCURACY, TABLES
 from bench.training.config import TrainConfig
 from bench.training.presets import (
@@ -37,13 +38,6 @@ FIGURES, TABLES_DIR = "figures", "tables"
 # CURVATURE): reduced networks and changed lambdas, shown in their own table and figures, never as a
 # cell of Tables 2 and 3.
 CURVATURE_STUDY = "cpu-curvature"
-LINE_STYLES = ("-", "--", ":", "-.")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 against 4 line styles: 28 runs before a pair repeats
-
-
-def run_style(nth: int) -> tuple[str, str]:
-    """The line style and marker of the ``nth`` run drawn in one color."""
-    return LINE_STYLES[nth % len(LINE_STYLES)], MARKERS[nth % len(MARKERS)]
 
 
 @dataclass(frozen=True)
@@ -564,7 +558,7 @@ def plot_curvature(runs: list[TrainingRun], setting: str):
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     lambdas = sorted({_curvature_key(r)[1] for r in runs})
     solvers = sorted({_solver_name(r) for r in runs})
-    styles = {solver: run_style(i) for i, solver in enumerate(solvers)}
+    styles = {solver: line_style(i) for i, solver in enumerate(solvers)}
     for run in sorted(runs, key=_curvature_key):
         metrics = run.metrics.dropna(subset=["val_accuracy"])
         color = f"C{lambdas.index(_curvature_key(run)[1])}"
@@ -598,7 +592,7 @@ def plot_full_size(runs: list[TrainingRun], setting: str):
         seed, solver = int(run.config.get("seed", 0)), _solver_name(run)
         color = f"C{solvers.index(solver)}"
         nth = seen[solver] = seen.get(solver, -1) + 1
-        style, marker = run_style(nth)
+        style, marker = line_style(nth)
         label = f"{_solver_name(run)}, seed {seed}: {run.name} ({run.device})"
         validated = run.metrics.dropna(subset=["val_accuracy"])
         axes[0].plot(validated["iteration"], 100 * validated["val_accuracy"], color=color, linestyle=style,
@@ -683,7 +677,7 @@ def plot_validation(runs: list[TrainingRun], setting: str):
             continue
         color = variant_color(run.variant)
         nth = seen[run.variant] = seen.get(run.variant, -1) + 1  # runs of one algorithm: same color, own style
-        style, marker = run_style(nth)
+        style, marker = line_style(nth)
         label = f"{variant_label(run.variant)}: {run.name} ({run.device})"
         x_time = metrics["train_time_s"] / 60
         minutes += list(x_time)
