@@ -19,21 +19,11 @@ from .lanczos import lanczos_ritz_values
 from .maml import MAML, maml_meta_gradient_torch_func
 from .minres import masked_minres, minres
 from .protocol import MetaGradient, MetaGradientAlgorithm, MetaGradientRecord, proximal_objective
-from .registry import (
-    ALGORITHMS,
-    ConfigError,
-    algorithm_label,
-    algorithm_names,
-    entries,
-    has_batched_form,
-    load_plugins,
-    make_algorithm,
-    register,
-)
+from .registry import ALGORITHMS, algorithm_label, algorithm_names, entries, has_batched_form, load_plugins, make_algorithm, register
 from .reptile import Reptile
 
 __all__ = [
-    "ALGORITHMS", "Batch", "BatchedMetaGradient", "CGResult", "ConfigError", "FirstOrderMAML", "FunctionalModel",
+    "ALGORITHMS", "Batch", "BatchedMetaGradient", "CGResult", "FirstOrderMAML", "FunctionalModel",
     "HessianOperator", "IMAML", "InnerSolution", "MAML", "MetaGradient", "MetaGradientAlgorithm",
     "MetaGradientRecord", "Reptile", "Task", "TaskBatch", "algorithm_label", "algorithm_names", "conjugate_gradient",
     "cross_entropy_loss", "gradient_descent", "hessian_vector_product", "lanczos_ritz_values", "make_algorithm",

@@ -26,6 +26,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from metagrad.errors import require
+
 from . import batched
 from .conjugate_gradient import CGResult, conjugate_gradient, masked_conjugate_gradient
 from .functional import Batch, FunctionalModel, Task, TaskBatch
@@ -53,7 +55,7 @@ from .protocol import (
     query_loss_and_gradient,
     validate_inner_loop,
 )
-from .registry import register, require
+from .registry import register
 
 INNER_SOLVERS = ("gd", "newton-cg", "nesterov")
 STACKED_INNER_SOLVERS = ("gd", "newton-cg")  # the inner solvers the batched engine runs on the stacked network

@@ -21,6 +21,8 @@ import higher
 import torch
 from torch import Tensor
 
+from metagrad.errors import require
+
 from . import batched
 from .functional import FunctionalModel, Task, TaskBatch
 from .inner_solvers import functional_gradient_descent, gradient_descent, gradient_steps
@@ -31,7 +33,7 @@ from .protocol import (
     MetaObjective,
     proximal_objective,
 )
-from .registry import register, require
+from .registry import register
 
 
 @register

@@ -14,10 +14,11 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import Tensor
 
+from metagrad.errors import require
+
 from .batched import BatchedMetaGradient, adapt_over_tasks, proximal, stacked_gradient_descent
 from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .inner_solvers import InnerSolution, MaskedInnerSolution, functional_gradient_descent, gradient_descent
-from .registry import require
 
 
 @dataclass

@@ -6,40 +6,29 @@ entry-point group ``metagrad.algorithms`` (``anil = "metagrad_anil:ANIL"``), loa
 is read. A plug-in that fails to load is one line on stderr naming it, and left out. An algorithm without a batched
 engine of its own gets one that runs its per-task engine over the tasks (the same numbers, the diagnostics in the
 batched form), so that every harness and both engines take it; ``engine auto`` then picks the per-task one.
-``METAGRAD_DISABLE_PLUGIN_AUTOLOAD=1`` loads no plug-in (pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``, for metagrad).
+``METAGRAD_DISABLE_PLUGIN_AUTOLOAD=1`` loads no plug-in (``metagrad.plugins``).
 """
 from __future__ import annotations
 
 import importlib.metadata
-import os
-import sys
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from metagrad.errors import require
+from metagrad.plugins import load_entry_points
+
 from .batched import BatchedMetaGradient
 from .functional import FunctionalModel, TaskBatch
 
 PLUGIN_GROUP = "metagrad.algorithms"
-# set (to anything but empty) to load no plug-in: what metagrad is without the packages installed beside it
-DISABLE_PLUGINS = "METAGRAD_DISABLE_PLUGIN_AUTOLOAD"
 PROTOCOL = ("name", "label", "meta_gradient", "adapt")
 # colours for algorithms that name none: matplotlib's C7 to C9 and tab20b's stronger tones, none of the built-ins' C0 to C6
 PALETTE = ("#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3", "#8ca252",
            "#bd9e39", "#ad494a", "#a55194")
-
-
-class ConfigError(ValueError):
-    """Bad hyperparameters or an unknown algorithm: the command line turns it into exit code 2."""
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -76,20 +65,6 @@ def register(cls: type | None = None, *, origin: str = "metagrad") -> Any:
     ALGORITHMS[cls.name] = cls
     ENTRIES[cls.name] = Entry(cls, origin, batched)
     return cls
-
-
-def load_entry_points(group: str, kind: str, accept: Callable[[importlib.metadata.EntryPoint, Any], None]) -> None:
-    """``accept(entry, loaded)`` for each entry of the entry-point ``group`` (none under ``DISABLE_PLUGINS``); an
-    entry that fails to load or to be accepted is one line on stderr naming it, and left out: a broken plug-in must
-    not stop every command."""
-    if os.environ.get(DISABLE_PLUGINS):
-        return
-    for entry in importlib.metadata.entry_points(group=group):
-        try:
-            accept(entry, entry.load())
-        except Exception as error:
-            print(f"metagrad: warning: the plug-in {kind} {entry.name} = {entry.value} was not loaded "
-                  f"({type(error).__name__}: {error})", file=sys.stderr)
 
 
 def load_plugins() -> None:

@@ -21,6 +21,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from metagrad.errors import require
+
 from . import batched
 from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .hessian_vector_product import value_and_gradient
@@ -32,7 +34,7 @@ from .protocol import (
     MetaObjective,
     proximal_objective,
 )
-from .registry import register, require
+from .registry import register
 
 INNER_OPTIMIZERS = ("sgd", "adam")
 

@@ -106,7 +106,7 @@ export METAGRAD_CACHE=/tmp/metagrad-cache PYTHONUNBUFFERED=1
 exec > >(tee "$OUT/gpu-log-$(IFS=-; echo "$*").txt") 2>&1
 # checkpoints included (about 1.4 MB each): a run carried back to a fresh machine resumes from them
 pack() { tar -czf "$OUT/gpu-results.tar.gz" -C "$R" .; }
-MG=(python3 -m bench.cli)  # metagrad, from this checkout
+MG=(python3 -m metagrad)  # metagrad, from this checkout
 COMMON=(--device "$DEVICE" --data-root "$DATA_ROOT" --no-progress)
 
 # Run a step under its timeout: at most CAP seconds, and no more than what is left of the call less RESERVE

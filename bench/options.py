@@ -29,6 +29,15 @@ def option(default: Any = MISSING, help: str = "", *, default_factory: Callable[
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def annotation(field: dataclasses.Field) -> str:
+    """The field's type as written in source ("int", "tuple[int, ...] | None"), whether or not its module wrote
+    ``from __future__ import annotations``."""
+    kind = field.type
+    if isinstance(kind, str):
+        return kind
+    return kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
+
+
 def is_option(field: dataclasses.Field) -> bool:
     return "help" in field.metadata
 
@@ -51,19 +60,23 @@ def options_of(config: type) -> list[dataclasses.Field]:
     return found
 
 
-def command_line(config: type, **values: Any) -> str:
-    """``--flag value`` for each given field of ``config`` (None and False left out), as the command line spells
-    it: the line a re-run shows for the configuration it builds."""
+def flag(config: type, name: str) -> str:
+    """The flag of ``config``'s option ``name``, nested configs' included."""
+    return flag_of(next(field for field in options_of(config) if field.name == name))
+
+
+def arguments(config: type, **values: Any) -> list[str]:
+    """The command-line words that give ``config``'s fields these values (None left out; a boolean given only where
+    it differs from its default, by its flag), as a user would type them: what a re-run passes to the command."""
     fields = {field.name: field for field in options_of(config)}
-    parts = []
+    words: list[str] = []
     for name, value in values.items():
         field = fields[name]
-        flag = flag_of(field)
-        if field.type == "bool" or isinstance(value, bool):
-            if value != field.default and value is not None:
-                parts.append(flag)
+        if annotation(field) == "bool" or isinstance(value, bool):
+            if value is not None and value != field.default:
+                words.append(flag_of(field))
         elif isinstance(value, tuple):
-            parts.append(f"{flag} {','.join(str(v) for v in value)}")
+            words += [flag_of(field), ",".join(str(v) for v in value)]
         elif value is not None:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
+            words += [flag_of(field), str(value)]
+    return words

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from algorithms import Batch, FunctionalModel, Task, cross_entropy_loss
-from bench.nets.convnet import ConvNet
+from metagrad.algorithms import Batch, FunctionalModel, Task, cross_entropy_loss
+from metagrad.bench.nets.convnet import ConvNet
 
 # higher 0.2.1 calls APIs that newer torch warns about; the warnings say nothing about our code.
 warnings.filterwarnings("ignore", module="higher")
@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """The machine fingerprint saved with every benchmark run (and shown when two runs differ)."""
-    from bench.measure.machine import fingerprint
+    from metagrad.bench.measure.machine import fingerprint
 
     machine_info["metagrad"] = fingerprint()
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.measure.operations import count_operations
-from bench.nets.batch_norm import BatchNormBackward, twice_differentiable_batch_norm
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.batch_norm import BatchNormBackward, twice_differentiable_batch_norm
 
 from .finite_differences import relative_error
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import Batch, FunctionalModel, TaskBatch, batched, conjugate_gradient, cross_entropy_loss, make_algorithm
-from algorithms.conjugate_gradient import masked_conjugate_gradient
-from bench.nets.convnet import ConvNet
+from metagrad.algorithms import Batch, FunctionalModel, TaskBatch, batched, conjugate_gradient, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.conjugate_gradient import masked_conjugate_gradient
+from metagrad.bench.nets.convnet import ConvNet
 
 from .conftest import classification_task, tiny_convnet, tiny_mlp
 from .finite_differences import relative_error
@@ -157,8 +157,8 @@ def test_the_masked_solvers_solve_a_stack_of_systems_row_by_row(solver):
     """Given [systems, n] right-hand sides and a product that multiplies row by row (the stacked network's
     Hessians), the masked solvers give every row what the reference gives its system alone: here one positive
     definite, one indefinite, one that meets the tolerance early and one zero right-hand side, side by side."""
-    from algorithms import minres
-    from algorithms.minres import masked_minres
+    from metagrad.algorithms import minres
+    from metagrad.algorithms.minres import masked_minres
 
     reference_solver, masked_solver = {"cg": (conjugate_gradient, masked_conjugate_gradient),
                                        "minres": (minres, masked_minres)}[solver]
@@ -192,13 +192,13 @@ def test_the_stacked_newton_line_searches_are_the_whole_ladder():
     task-candidates the reference evaluates (its count), the second in fewer operations. The tasks here take their
     steps after different numbers of halvings, so the ladder goes on past the first candidate for some tasks and not
     for others."""
-    from algorithms.inner_solvers import (
+    from metagrad.algorithms.inner_solvers import (
         armijo_ladder,
         armijo_ladder_at_once,
         armijo_ladder_searching_only,
         masked_newton_steps,
     )
-    from bench.measure.operations import count_operations
+    from metagrad.bench.measure.operations import count_operations
 
     model, theta, tasks = problem("convnet")
     support = TaskBatch.stack(tasks).support
@@ -237,9 +237,9 @@ def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> 
     """``iterations`` training steps of the batched engine with the device sampler, eager and through
     torch.compile, from one start, with outer SGD or Adam: their meta-parameters (every one: the ConvNet has no
     parameter that no loss depends on) and window sums."""
-    from bench.data.device_tasks import DeviceTasks
-    from bench.data.tasks import EpisodeSpec, ImageClassTasks
-    from bench.training.steps import BatchedStep, Window
+    from metagrad.bench.data.device_tasks import DeviceTasks
+    from metagrad.bench.data.tasks import EpisodeSpec, ImageClassTasks
+    from metagrad.bench.training.steps import BatchedStep, Window
 
     name, hyperparameters = (CONFIGS | TRACED)[config]
     images = torch.randint(0, 256, (6, 8, 6, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -268,9 +268,9 @@ def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, c
     values) would be an error; with outer SGD the compiled iterations are the eager ones. Two of them: in the
     third, iMAML-GD's CG on this tiny network meets a curvature near zero and divides by it, which turns the two
     traces' 1e-16 rounding differences into 1e-12 (measured on an AMD EPYC: 0, 8.6e-16, 1.1e-12 after 1, 2, 3)."""
-    import bench.training.steps
+    import metagrad.bench.training.steps
 
-    monkeypatch.setattr(bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    monkeypatch.setattr(metagrad.bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
     torch._dynamo.reset()
     eager, compiled, eager_sums, compiled_sums = compiled_against_eager(config, "sgd", iterations=2)
     assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12
@@ -279,9 +279,9 @@ def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, c
 def test_torch_compile_of_the_adam_step_rounds_its_bias_correction_in_float32(monkeypatch):
     """torch's compiled Adam keeps its step count as a float32 tensor, so its bias corrections carry float32
     rounding: the compiled runs agree to 1e-6, not 1e-12."""
-    import bench.training.steps
+    import metagrad.bench.training.steps
 
-    monkeypatch.setattr(bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    monkeypatch.setattr(metagrad.bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
     torch._dynamo.reset()
     eager, compiled, eager_sums, compiled_sums = compiled_against_eager("fomaml", "adam")
     assert relative_error(compiled, eager) < 1e-6 and relative_error(compiled_sums, eager_sums) < 1e-6
@@ -299,7 +299,7 @@ def test_the_loss_forms_of_the_batched_engine_are_the_loss():
     """The cross-entropy the per-task functions take under vmap (gathered) and the one the stacked network takes
     (per task from a stack) equal ``cross_entropy_loss``, task by task, in value, gradient and Hessian-vector
     product (float64)."""
-    from algorithms.functional import MAPPED_LOSSES, gathered_cross_entropy_loss, stacked_cross_entropy_loss, stacked_loss
+    from metagrad.algorithms.functional import MAPPED_LOSSES, gathered_cross_entropy_loss, stacked_cross_entropy_loss, stacked_loss
 
     assert MAPPED_LOSSES[cross_entropy_loss] is gathered_cross_entropy_loss
     assert stacked_loss(cross_entropy_loss) is stacked_cross_entropy_loss

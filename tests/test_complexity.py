@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import pytest
 
-from bench.cli import main
-from bench.harnesses.complexity import ComplexityConfig, fitted_exponents, make_problem, run_complexity, write_complexity
-from bench.harnesses.least_work import least_reaching, least_work_pair
+from metagrad.bench.cli import main
+from metagrad.bench.harnesses.complexity import ComplexityConfig, fitted_exponents, make_problem, run_complexity, write_complexity
+from metagrad.bench.harnesses.least_work import least_reaching, least_work_pair
 
 
 def test_least_reaching_finds_the_least_n_with_log_many_evaluations():
@@ -74,7 +74,7 @@ def test_every_cell_reaches_eps_with_the_least_work_found(reduced):
     assert (reduced["rel_error"] <= reduced["epsilon"]).all()
     assert (reduced["work"] == reduced["grad_evals"] + reduced["hvp_evals"]).all()
     # MAML's one knob: the step before the one found does not reach eps
-    from bench.harnesses.complexity import METHODS
+    from metagrad.bench.harnesses.complexity import METHODS
 
     maml = next(m for m in METHODS if m.key == "maml")
     for row in reduced[reduced["method"] == "maml"].itertuples():

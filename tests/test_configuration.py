@@ -1,11 +1,12 @@
 import pytest
 
-from algorithms import ALGORITHMS, ConfigError, make_algorithm
+from metagrad.algorithms import ALGORITHMS, make_algorithm
+from metagrad.errors import ConfigError
 from tests.limits import HANG_S
 
 
 def test_the_four_built_in_algorithms_are_registered_from_metagrad():
-    from algorithms import entries
+    from metagrad.algorithms import entries
 
     assert {name for name, entry in entries().items() if entry.origin == "metagrad"} == {"maml", "fomaml", "reptile",
                                                                                           "imaml"}
@@ -37,7 +38,7 @@ def test_bad_hyperparameters_raise_a_clear_error(name, kwargs, fragment):
 def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cpu_engine):
     """bench/training/engines.py: batched on CUDA; on the CPU, batched only where it measured faster (README, "Two
     engines"), and a given engine is kept."""
-    from bench.training.config import train_config
+    from metagrad.bench.training.config import train_config
 
     assert train_config(f"omniglot-5w1s-{variant}", device="cpu").engine == cpu_engine
     assert train_config(f"omniglot-5w1s-{variant}", device="cuda").engine == "batched"
@@ -55,9 +56,9 @@ def test_the_cpu_default_engine_follows_the_size_of_an_inner_step(preset_name, i
     """On the CPU the batched engine is the default only up to the inner step's size at which it measured faster
     (each algorithm's cpu_batched_max_step_images, bench/training/engines.py); on CUDA always; an option only the batched engine has
     (channels last) asks for it."""
-    from algorithms import make_algorithm
-    from bench.training.config import train_config
-    from bench.training.engines import images_per_inner_step
+    from metagrad.algorithms import make_algorithm
+    from metagrad.bench.training.config import train_config
+    from metagrad.bench.training.engines import images_per_inner_step
 
     config = train_config(preset_name, device="cpu")
     assert images_per_inner_step(make_algorithm(config.algorithm, **config.hyperparameters), config.train_spec) == images
@@ -69,10 +70,10 @@ def test_the_cpu_default_engine_follows_the_size_of_an_inner_step(preset_name, i
 def test_the_evaluation_default_engine_follows_the_evaluation_step():
     """Nichol et al.'s Reptile adapts on minibatches of eval_inner_batch at evaluation, of the evaluation
     tasks' support set: 20-way 5-shot trains on minibatches of 20 and evaluates on minibatches of 10."""
-    from algorithms import make_algorithm
-    from bench.data.tasks import EpisodeSpec
-    from bench.training.config import train_config
-    from bench.training.engines import default_engine, images_per_inner_step
+    from metagrad.algorithms import make_algorithm
+    from metagrad.bench.data.tasks import EpisodeSpec
+    from metagrad.bench.training.config import train_config
+    from metagrad.bench.training.engines import default_engine, images_per_inner_step
 
     config = train_config("omniglot-20w5s-reptile", device="cpu")
     reptile = make_algorithm(config.algorithm, **config.hyperparameters)
@@ -88,14 +89,14 @@ def test_the_evaluation_default_engine_follows_the_evaluation_step():
 def test_each_subcommand_left_at_its_defaults_runs_its_config_dataclass_defaults():
     """The CLI is built from the harnesses' frozen dataclasses: a command given only what it requires builds
     exactly the dataclass's default, and a flag reaches its field."""
-    from bench.cli.arguments import build_config
-    from bench.cli.command import build_parser
-    from bench.harnesses.complexity import ComplexityConfig
-    from bench.harnesses.exact_solve import ExactSolveConfig
-    from bench.harnesses.profile import ProfileConfig
-    from bench.harnesses.spectrum import SpectrumConfig
-    from bench.harnesses.throughput import ThroughputConfig
-    from bench.training.config import EvalConfig
+    from metagrad.bench.cli.arguments import build_config
+    from metagrad.bench.cli.command import build_parser
+    from metagrad.bench.harnesses.complexity import ComplexityConfig
+    from metagrad.bench.harnesses.exact_solve import ExactSolveConfig
+    from metagrad.bench.harnesses.profile import ProfileConfig
+    from metagrad.bench.harnesses.spectrum import SpectrumConfig
+    from metagrad.bench.harnesses.throughput import ThroughputConfig
+    from metagrad.bench.training.config import EvalConfig
 
     def parsed(argv):
         return build_parser(argv[0]).parse_args(argv)
@@ -121,9 +122,9 @@ def test_every_config_option_is_defined_once_on_its_dataclass():
     metadata), and --help shows each field's default."""
     from dataclasses import MISSING
 
-    from bench.cli.command import build_parser
-    from bench.harnesses.profile import ProfileConfig
-    from bench.options import flag_of, options_of
+    from metagrad.bench.cli.command import build_parser
+    from metagrad.bench.harnesses.profile import ProfileConfig
+    from metagrad.bench.options import flag_of, options_of
 
     help_text = " ".join(build_parser("profile")._subparsers._group_actions[0].choices["profile"].format_help().split())
     for field in options_of(ProfileConfig):

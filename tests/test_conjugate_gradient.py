@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from algorithms import conjugate_gradient
+from metagrad.algorithms import conjugate_gradient
 
 
 def random_spd(n: int, condition: float, generator: torch.Generator) -> torch.Tensor:

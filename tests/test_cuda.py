@@ -8,13 +8,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from bench.data.device_tasks import DeviceTasks
-from bench.data.sources import task_source
-from bench.data.tasks import EpisodeSpec
-from bench.nets.convnet import network
-from bench.training.presets import preset
-from bench.training.steps import BatchedStep, Window
+from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.bench.data.device_tasks import DeviceTasks
+from metagrad.bench.data.sources import task_source
+from metagrad.bench.data.tasks import EpisodeSpec
+from metagrad.bench.nets.convnet import network
+from metagrad.bench.training.presets import preset
+from metagrad.bench.training.steps import BatchedStep, Window
 
 from .data_paths import DATA_ROOT, require_data
 
@@ -82,8 +82,8 @@ def test_the_gpu_draws_the_tasks_the_cpu_draws():
 def interrupted_and_straight(root, folder, device: str) -> tuple[dict, dict]:
     """The checkpoints of a tiny float64 host-sampler run on ``device`` trained for 4 iterations straight, and
     trained for 2 then resumed to 4."""
-    from bench.training.config import TrainConfig
-    from bench.training.trainer import train
+    from metagrad.bench.training.config import TrainConfig
+    from metagrad.bench.training.trainer import train
 
     config = TrainConfig(dataset="omniglot", ways=5, shots=1, queries=2, algorithm="fomaml",
                          hyperparameters={"inner_steps": 1, "inner_lr": 0.4}, filters=4, meta_batch=2, iterations=4,

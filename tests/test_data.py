@@ -6,11 +6,11 @@ import shutil
 import pytest
 import torch
 
-from algorithms.registry import ConfigError
-from bench.data.mini_imagenet import load_mini_imagenet
-from bench.data.omniglot import load_omniglot, omniglot_splits, pack_omniglot
-from bench.data.root import resolve_data_root
-from bench.data.tasks import EpisodeSpec, ImageClassTasks
+from metagrad.bench.data.mini_imagenet import load_mini_imagenet
+from metagrad.bench.data.omniglot import load_omniglot, omniglot_splits, pack_omniglot
+from metagrad.bench.data.root import resolve_data_root
+from metagrad.bench.data.tasks import EpisodeSpec, ImageClassTasks
+from metagrad.errors import ConfigError
 
 from .data_paths import require_data
 

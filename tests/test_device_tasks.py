@@ -5,8 +5,8 @@ import random
 
 import torch
 
-from bench.data.device_tasks import DeviceTasks, class_images, mix32, multiply32
-from bench.data.tasks import EpisodeSpec, ImageClassTasks
+from metagrad.bench.data.device_tasks import DeviceTasks, class_images, mix32, multiply32
+from metagrad.bench.data.tasks import EpisodeSpec, ImageClassTasks
 
 MASK = 0xFFFFFFFF
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench.diagnostics import channels_last_float32, newton_line_search, shorter_products, staged_products
+from metagrad.bench.diagnostics import channels_last_float32, newton_line_search, shorter_products, staged_products
 from tests.data_paths import require_data
 from tests.limits import HANG_S
 
@@ -50,7 +50,7 @@ def test_newton_line_search_reaches_the_same_iterate_with_each_search(capsys):
 @pytest.mark.slow
 def test_line_search_memory_measures_both_forms_in_processes_of_their_own():
     root = require_data("omniglot-py")
-    done = subprocess.run([sys.executable, "-m", "bench.diagnostics.line_search_memory", "--settings", "omniglot-5w1s",
+    done = subprocess.run([sys.executable, "-m", "metagrad.bench.diagnostics.line_search_memory", "--settings", "omniglot-5w1s",
                            "--tasks", "1", "--data-root", str(root)], capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     row = done.stdout.strip().splitlines()[-1].split()
@@ -60,7 +60,7 @@ def test_line_search_memory_measures_both_forms_in_processes_of_their_own():
 
 
 def test_cli_startup_times_the_top_level_help_and_a_commands(capsys):
-    from bench.cli import startup as cli_startup
+    from metagrad.bench.cli import startup as cli_startup
 
     cli_startup.main(["--repeats", "1", "--commands", "scaling"])
     rows = capsys.readouterr().out.strip().splitlines()[1:]

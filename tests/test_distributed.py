@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.cli import main
-from bench.harnesses.scaling import scaling_table
-from bench.training.config import EvalConfig, TrainConfig
-from bench.training.distributed import ProcessGroup
-from bench.training.evaluation import evaluate_run
-from bench.training.trainer import train
+from metagrad.bench.cli import main
+from metagrad.bench.harnesses.scaling import scaling_table
+from metagrad.bench.training.config import EvalConfig, TrainConfig
+from metagrad.bench.training.distributed import ProcessGroup
+from metagrad.bench.training.evaluation import evaluate_run
+from metagrad.bench.training.trainer import train
 
 from .data_paths import require_data
 from .limits import HANG_S
@@ -77,7 +77,7 @@ def finish(process: subprocess.Popen) -> tuple[int, str]:
 
 
 def standalone(argv: list[str], nproc: int = 2, script: Path | None = None) -> str:
-    program = [str(script)] if script else ["-m", "bench.cli"]
+    program = [str(script)] if script else ["-m", "metagrad"]
     code, output = finish(torchrun(["--standalone"], program + argv, nproc))
     assert code == 0, output[-3000:]
     return output
@@ -105,7 +105,7 @@ def replace(source, target, *args, **kwargs):
         f.write(os.path.basename(str(target)) + "\\n")
     return real_replace(source, target, *args, **kwargs)
 os.replace = replace
-from bench.cli import main
+from metagrad.bench.cli import main
 code = main(sys.argv[1:])
 threads = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
 with open(os.path.join(logs, f"threads-left-in-rank-{os.environ['RANK']}.txt"), "w") as f:
@@ -165,7 +165,7 @@ def test_an_interrupted_two_process_run_resumes_with_one_process(tmp_path):
     root = require_data("omniglot-py")
     # 100 iterations: the interruption comes a few iterations in, and the replays below cost what the run does
     run = config(root, iterations=100, validate_every=50, checkpoint_every=1)
-    launch = torchrun(["--standalone"], ["-m", "bench.cli", *command_line(run, tmp_path / "two")])
+    launch = torchrun(["--standalone"], ["-m", "metagrad", *command_line(run, tmp_path / "two")])
     checkpoint = tmp_path / "two" / "checkpoint.pt"
     started = time.monotonic()
     while time.monotonic() - started < HANG_S:  # interrupt once it is a few iterations in
@@ -187,7 +187,7 @@ def test_an_interrupted_two_process_run_resumes_with_one_process(tmp_path):
 
 SIGTERM_IN_STEP = """
 import os, signal, sys
-from bench.training import steps
+from metagrad.bench.training import steps
 original, calls = steps.PerTaskStep.__call__, [0]
 def signalled(self, batch):  # a scheduler's SIGTERM arrives during the 7th iteration, between checkpoints
     calls[0] += 1
@@ -195,7 +195,7 @@ def signalled(self, batch):  # a scheduler's SIGTERM arrives during the 7th iter
         os.kill(os.getpid(), signal.SIGTERM)
     return original(self, batch)
 steps.PerTaskStep.__call__ = signalled
-from bench.cli import main
+from metagrad.bench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -222,7 +222,7 @@ def test_sigterm_to_one_process_writes_the_checkpoint_and_resumes_exactly(tmp_pa
 
 FAILING = """
 import os, sys
-from bench.training import steps
+from metagrad.bench.training import steps
 if os.environ["RANK"] == "1":  # rank 1 fails in its third iteration
     original, calls = steps.PerTaskStep.__call__, [0]
     def failing(self, batch):
@@ -231,7 +231,7 @@ if os.environ["RANK"] == "1":  # rank 1 fails in its third iteration
             raise RuntimeError("injected failure on rank 1")
         return original(self, batch)
     steps.PerTaskStep.__call__ = failing
-from bench.cli import main
+from metagrad.bench.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -259,7 +259,7 @@ def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path):
     train(run, tmp_path / "one", progress=False)
     rendezvous = ["--nnodes", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"localhost:{free_port()}",
                   "--rdzv-id", "metagrad-test"]
-    program = ["-m", "bench.cli", *command_line(run, tmp_path / "two")]
+    program = ["-m", "metagrad", *command_line(run, tmp_path / "two")]
     nodes = [torchrun(rendezvous, program, nproc=1) for _ in range(2)]
     for node in nodes:
         code, output = finish(node)
@@ -270,7 +270,7 @@ def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path):
 def test_a_meta_batch_smaller_than_the_world_is_one_clear_error(tmp_path):
     root = require_data("omniglot-py")
     run = config(root, meta_batch=1)
-    code, output = finish(torchrun(["--standalone"], ["-m", "bench.cli", *command_line(run, tmp_path / "run")]))
+    code, output = finish(torchrun(["--standalone"], ["-m", "metagrad", *command_line(run, tmp_path / "run")]))
     assert code != 0
     assert output.count("the meta-batch (1 tasks) is smaller than the number of processes (2)") == 1
     assert not (tmp_path / "run").exists()

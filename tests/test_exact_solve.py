@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from algorithms import algorithm_names
-from bench.cli import main
-from bench.data.linear_regression import LinearRegressionConfig
-from bench.harnesses.exact_solve import COLUMNS, ExactSolveConfig, run_exact_solve
+from metagrad.algorithms import algorithm_names
+from metagrad.bench.cli import main
+from metagrad.bench.data.linear_regression import LinearRegressionConfig
+from metagrad.bench.harnesses.exact_solve import COLUMNS, ExactSolveConfig, run_exact_solve
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cli import main
-from bench.data.folder import class_listing, load_folder
-from bench.data.sources import task_source
-from bench.data.tasks import EpisodeSpec
+from metagrad.bench.cli import main
+from metagrad.bench.data.folder import class_listing, load_folder
+from metagrad.bench.data.sources import task_source
+from metagrad.bench.data.tasks import EpisodeSpec
 from tests.installed_package import install_package
 from tests.limits import HANG_S
 
@@ -156,7 +156,7 @@ def test_a_package_adds_a_data_set_by_entry_point(tmp_path):
                                   {"stripes": "stripes_module:Stripes", "broken": "no_such_module:Nothing"})
     environment["METAGRAD_CACHE"] = str(tmp_path / "cache")
     done = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "train", "--dataset", "stripes", "--data-root", str(tmp_path),
+        [sys.executable, "-m", "metagrad", "train", "--dataset", "stripes", "--data-root", str(tmp_path),
          "--algorithm", "fomaml", "--out", str(tmp_path / "run"), "--ways", "2", "--shots", "1", "--queries", "2",
          "--filters", "4", "--meta-batch", "2", "--iterations", "2", "--validate-every", "2", "--validation-tasks", "2",
          "--no-progress", "--threads", "1"], capture_output=True, text=True, timeout=HANG_S, env=environment)

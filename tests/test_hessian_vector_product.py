@@ -1,6 +1,6 @@
 import torch
 
-from algorithms import HessianOperator, hessian_vector_product, value_and_gradient
+from metagrad.algorithms import HessianOperator, hessian_vector_product, value_and_gradient
 
 
 def objective(x: torch.Tensor) -> torch.Tensor:

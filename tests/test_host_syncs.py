@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
-from bench.data.device_tasks import DeviceTasks
-from bench.training.steps import Window
+from metagrad.algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
+from metagrad.bench.data.device_tasks import DeviceTasks
+from metagrad.bench.training.steps import Window
 
 from .conftest import classification_task, tiny_convnet
 from .host_sync import HostWork

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from bench.cli import main
-from bench.data.omniglot import BACKGROUND, EVALUATION, decode_image, load_omniglot, omniglot_splits
-from bench.harnesses.lake_runs import load_lake_runs, score_runs
-from bench.training.trainer import train
+from metagrad.bench.cli import main
+from metagrad.bench.data.omniglot import BACKGROUND, EVALUATION, decode_image, load_omniglot, omniglot_splits
+from metagrad.bench.harnesses.lake_runs import load_lake_runs, score_runs
+from metagrad.bench.training.trainer import train
 
 from .data_paths import require_data
 from .test_training import float64_config

@@ -1,16 +1,19 @@
-"""The layout is the architecture: lower layers never import higher ones, nothing outside bench/cli/ imports the
-command line, and no module imports itself back through a cycle (imports read from the source, function-level
-ones included)."""
+"""The layout is the architecture: lower layers never import higher ones, nothing outside bench/cli/ (and ``python
+-m metagrad``) imports the command line, and no module imports itself back through a cycle (imports read from the
+source, function-level ones included)."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# algorithms <- nets, data, measure <- training <- harnesses, diagnostics <- reporting <- cli
-LAYERS = {"algorithms": 0, "bench": 0, "bench.atomic": 0, "bench.options": 0, "bench.plotting": 0, "bench.nets": 1, "bench.data": 1,
-          "bench.measure": 1, "bench.training": 2, "bench.harnesses": 3, "bench.diagnostics": 3,
-          "bench.reporting": 4, "bench.cli": 5}
+# errors <- algorithms <- nets, data, measure <- training <- harnesses, diagnostics <- reporting <- cli <- the public API
+LAYERS = {"metagrad.errors": 0, "metagrad.plugins": 0, "metagrad.algorithms": 0, "metagrad.bench": 0, "metagrad.bench.atomic": 0,
+          "metagrad.bench.options": 0, "metagrad.bench.plotting": 0, "metagrad.bench.nets": 1, "metagrad.bench.data": 1,
+          "metagrad.bench.measure": 1, "metagrad.bench.training": 2, "metagrad.bench.harnesses": 3,
+          "metagrad.bench.diagnostics": 3, "metagrad.bench.reporting": 4, "metagrad.bench.cli": 5, "metagrad": 6}
+# where each installed package's source lies in the checkout (pyproject.toml's package-dir)
+SOURCES = {"metagrad": "metagrad", "metagrad.algorithms": "algorithms", "metagrad.bench": "bench"}
 
 
 def layer(module: str) -> int | None:
@@ -21,8 +24,12 @@ def layer(module: str) -> int | None:
 
 
 def project_modules() -> dict[str, Path]:
-    paths = [*ROOT.glob("algorithms/**/*.py"), *ROOT.glob("bench/**/*.py")]
-    return {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path for path in paths}
+    modules = {}
+    for package, folder in SOURCES.items():
+        for path in (ROOT / folder).glob("**/*.py"):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            modules[".".join((package, *parts)).removesuffix(".__init__")] = path
+    return modules
 
 
 def imports(module: str, path: Path) -> set[str]:
@@ -39,12 +46,12 @@ def imports(module: str, path: Path) -> set[str]:
             if node.module:  # `from . import name` imports the submodule, not its package
                 found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.split(".")[0] in ("algorithms", "bench")}
+    return {name for name in found if name.split(".")[0] == "metagrad"}
 
 
 def test_no_module_imports_a_higher_layer_or_the_command_line():
     modules = project_modules()
-    assert "bench.training.trainer" in modules and "bench.cli.command" in modules
+    assert "metagrad.bench.training.trainer" in modules and "metagrad.bench.cli.command" in modules
     wrong = []
     for module, path in modules.items():
         own = layer(module)
@@ -53,7 +60,7 @@ def test_no_module_imports_a_higher_layer_or_the_command_line():
             other = layer(name)
             if other is not None and other > own:
                 wrong.append(f"{module} imports {name}")
-            if name.startswith("bench.cli") and not module.startswith("bench.cli"):
+            if name.startswith("metagrad.bench.cli") and not module.startswith(("metagrad.bench.cli", "metagrad.__main__")):
                 wrong.append(f"{module} imports the command line ({name})")
     assert not wrong, wrong
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.harnesses.profile import Measure, ProfileConfig, build_problem, measure_rss_in_subprocess, runner
-from bench.measure.memory import SavedTensorPeak
+from metagrad.bench.harnesses.profile import Measure, ProfileConfig, build_problem, measure_rss_in_subprocess, runner
+from metagrad.bench.measure.memory import SavedTensorPeak
 from tests.limits import HANG_S
 
 CONFIG = ProfileConfig(dataset="random-images", ways=20, shots=5, queries=15, filters=32, repeats=1)

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from bench.measure.memory import SavedTensorPeak, subprocess_environment
+from metagrad.bench.measure.memory import SavedTensorPeak, subprocess_environment
 
 MIB = 2**20
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import (
+from metagrad.algorithms import (
     FunctionalModel,
     cross_entropy_loss,
     gradient_descent,
@@ -14,7 +14,7 @@ from algorithms import (
     proximal_objective,
     squared_error_loss,
 )
-from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
+from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 
 from .conftest import classification_task, tiny_convnet
 from .finite_differences import central_difference_gradient, directional_derivatives, relative_error
@@ -243,7 +243,7 @@ def test_backprop_steps_is_checked():
 def test_nesterov_converges_at_its_theoretical_rate_on_a_quadratic():
     """||x_k - x*||^2 <= (L + mu)/mu (1 - 1/sqrt(kappa))^k ||x_0 - x*||^2, from G(x_k) - G* <= (1 - 1/sqrt(kappa))^k
     (G(x_0) - G* + mu/2 ||x_0 - x*||^2) and G's curvature between mu and L; and its steps grow like sqrt(kappa)."""
-    from algorithms.inner_solvers import nesterov_accelerated_gradient
+    from metagrad.algorithms.inner_solvers import nesterov_accelerated_gradient
 
     def steps_to(kappa: float, tolerance: float) -> int:
         n, mu = 40, 1.0
@@ -295,7 +295,7 @@ def test_imaml_with_nesterov_matches_the_closed_form(regression):
 def test_the_inner_adam_is_pytorchs_adam_with_beta1_zero():
     """Where epsilon is negligible (large gradients) TensorFlow's form of Adam, which Nichol et al. ran, and
     PyTorch's coincide; checked against torch.optim.Adam(betas=(0, 0.999)) on a quadratic."""
-    from algorithms.inner_solvers import minibatch_descent
+    from metagrad.algorithms.inner_solvers import minibatch_descent
 
     generator = torch.Generator().manual_seed(0)
     scale = torch.logspace(7, 9, 7, dtype=torch.float64)  # gradients of 1e7 to 1e9: epsilon / sqrt(v) < 1e-13
@@ -311,7 +311,7 @@ def test_the_inner_adam_is_pytorchs_adam_with_beta1_zero():
 
 
 def test_minibatches_go_through_the_support_set_in_one_fixed_order():
-    from algorithms.inner_solvers import minibatch_indices
+    from metagrad.algorithms.inner_solvers import minibatch_indices
 
     batches = minibatch_indices(50, 10, 7)
     assert sorted(torch.cat(batches[:5]).tolist()) == list(range(50))  # one epoch: every example once
@@ -323,7 +323,7 @@ def test_reptile_on_minibatches_is_theta_minus_its_adapted_parameters(tiny_probl
     """Nichol et al.'s Reptile through the protocol equals theta - phi with phi from torch.optim.Adam on the
     same minibatches; adapt() takes the evaluation's steps and batches. TensorFlow's epsilon, added to
     sqrt(v), is PyTorch's epsilon / sqrt(1 - beta2^k), added to sqrt(v / (1 - beta2^k))."""
-    from algorithms.inner_solvers import minibatch_indices
+    from metagrad.algorithms.inner_solvers import minibatch_indices
 
     model, theta, task = tiny_problem
     reptile = make_algorithm("reptile", inner_optimizer="adam", inner_steps=4, inner_lr=0.01, inner_batch=5,

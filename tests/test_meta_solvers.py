@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import conjugate_gradient, make_algorithm, masked_minres, minres, proximal_objective
-from algorithms.inner_solvers import gradient_descent
+from metagrad.algorithms import conjugate_gradient, make_algorithm, masked_minres, minres, proximal_objective
+from metagrad.algorithms.inner_solvers import gradient_descent
 
 from .test_batched_engine import problem, random_symmetric
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import TaskBatch, batched, make_algorithm
-from bench.measure.operations import count_operations
+from metagrad.algorithms import TaskBatch, batched, make_algorithm
+from metagrad.bench.measure.operations import count_operations
 
 from .test_batched_engine import CONFIGS, problem
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-import bench.harnesses.profile as profile
-from algorithms import algorithm_names
-from bench.cli import main
+import metagrad.bench.harnesses.profile as profile
+from metagrad.algorithms import algorithm_names
+from metagrad.bench.cli import main
 
 
 def test_profile_command_writes_the_csv_contract(tmp_path):

@@ -13,9 +13,11 @@ from typing import ClassVar
 import pytest
 import torch
 
-import algorithms.registry as registry
-from algorithms import FunctionalModel, TaskBatch, algorithm_names, cross_entropy_loss, make_algorithm
-from algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+import metagrad.algorithms.registry as registry
+from metagrad.algorithms import FunctionalModel, TaskBatch, algorithm_names, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+from metagrad.errors import ConfigError
+from metagrad.plugins import DISABLE_PLUGINS
 from tests.installed_package import install_package
 from tests.limits import HANG_S
 
@@ -105,9 +107,9 @@ def per_task_only(monkeypatch):
 
 
 def test_an_algorithm_with_the_per_task_protocol_alone_gets_a_batched_engine_and_runs_per_task(per_task_only):
-    from bench.data.tasks import EpisodeSpec
-    from bench.training.config import TrainConfig
-    from bench.training.engines import default_engine
+    from metagrad.bench.data.tasks import EpisodeSpec
+    from metagrad.bench.training.config import TrainConfig
+    from metagrad.bench.training.engines import default_engine
 
     name = per_task_only.name
     assert name in algorithm_names() and not registry.has_batched_form(name)
@@ -117,15 +119,15 @@ def test_an_algorithm_with_the_per_task_protocol_alone_gets_a_batched_engine_and
     assert_batched_is_per_task(algorithm, model, theta, tasks)
     for device in ("cpu", "cuda"):  # its batched engine is a loop: the reference engine is no slower
         assert default_engine(device, algorithm, EpisodeSpec(5, 1, 15)) == "per-task"
-    with pytest.raises(registry.ConfigError, match="no batched engine of its own"):
+    with pytest.raises(ConfigError, match="no batched engine of its own"):
         TrainConfig(algorithm=name, engine="batched", compile=True)
 
 
 def test_a_class_without_the_protocol_or_with_a_taken_name_is_refused():
-    with pytest.raises(registry.ConfigError, match="lacks label, meta_gradient, adapt"):
+    with pytest.raises(ConfigError, match="lacks label, meta_gradient, adapt"):
         registry.register(type("Nameless", (), {"name": "x"}))
     taken = type("Impostor", (StepFromAdaptation,), {"name": "maml"})
-    with pytest.raises(registry.ConfigError, match="'maml' is taken by metagrad"):
+    with pytest.raises(ConfigError, match="'maml' is taken by metagrad"):
         registry.register(taken)
 
 
@@ -133,7 +135,7 @@ PLUGIN = '''
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+from metagrad.algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_
     one line on stderr naming it, and every command still runs."""
     environment = install_package(tmp_path, "plugged-package", "plugged_module", PLUGIN, "metagrad.algorithms",
                                   {"plugged": "plugged_module:Plugged", "broken": "no_such_module:Broken"})
-    done = subprocess.run([sys.executable, "-m", "bench.cli", "algorithms"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "metagrad", "algorithms"], capture_output=True, text=True,
                           timeout=HANG_S, env=environment)
     assert done.returncode == 0, done.stderr
     plugged = next(line for line in done.stdout.splitlines() if line.startswith("plugged "))
@@ -162,13 +164,13 @@ def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_
     assert plugged.endswith("per-task, batched (task by task)")
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(
         "metagrad: warning: the plug-in algorithm broken = no_such_module:Broken was not loaded (ModuleNotFoundError")
-    shown = subprocess.run([sys.executable, "-m", "bench.cli", "train", "--help"], capture_output=True, text=True,
+    shown = subprocess.run([sys.executable, "-m", "metagrad", "train", "--help"], capture_output=True, text=True,
                            timeout=HANG_S, env=environment)
     assert shown.returncode == 0 and "plugged" in shown.stdout.split("--algorithm", 1)[1].split("\n")[0]
     root = require_data("omniglot-py")  # and it trains, with either engine, as a user would run it
     for engine in ("per-task", "batched"):
         trained = subprocess.run(
-            [sys.executable, "-m", "bench.cli", "train", "--out", str(tmp_path / engine), "--dataset", "omniglot",
+            [sys.executable, "-m", "metagrad", "train", "--out", str(tmp_path / engine), "--dataset", "omniglot",
              "--algorithm", "plugged", "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4",
              "--meta-batch", "2", "--iterations", "2", "--validate-every", "2", "--validation-tasks", "2",
              "--engine", engine, "--data-root", str(root), "--threads", "1", "--no-progress"],
@@ -185,7 +187,7 @@ NAMES_MAY_APPEAR = {
     "bench/training/presets.py": "the presets: the paper's settings of each algorithm",
     "bench/training/config.py": "metagrad train's default algorithm",
     "bench/reporting/paper.py": "the paper's published numbers, by row",
-    "bench/reporting/regenerate.py": "the commands that made the committed results",
+    "bench/cli/rerun.py": "the commands that made the committed results",
     "bench/harnesses/complexity.py": "Table 1: the paper's methods and their complexity bounds",
     "bench/diagnostics/": "studies of the built-in algorithms' engines",
 }
@@ -195,7 +197,7 @@ def test_no_list_of_algorithm_names_outside_the_registry_and_the_presets():
     import ast
     from pathlib import Path
 
-    from bench.training.presets import ALGORITHM_LABELS, EXTRA_VARIANTS
+    from metagrad.bench.training.presets import ALGORITHM_LABELS, EXTRA_VARIANTS
 
     names = set(algorithm_names()) | set(ALGORITHM_LABELS) | set(EXTRA_VARIANTS)
     root = Path(__file__).resolve().parents[1]
@@ -212,13 +214,13 @@ def test_no_list_of_algorithm_names_outside_the_registry_and_the_presets():
 def test_without_plug_ins_nothing_mentions_them():
     """METAGRAD_DISABLE_PLUGIN_AUTOLOAD (as pytest's PYTEST_DISABLE_PLUGIN_AUTOLOAD) is metagrad without the packages
     installed beside it: the built-in algorithms alone, in the list and in every command's choices."""
-    environment = {**os.environ, registry.DISABLE_PLUGINS: "1"}
+    environment = {**os.environ, DISABLE_PLUGINS: "1"}
     plugins = [name for name, entry in registry.entries().items() if entry.origin != "metagrad"]
-    listed = subprocess.run([sys.executable, "-m", "bench.cli", "algorithms"], capture_output=True, text=True,
+    listed = subprocess.run([sys.executable, "-m", "metagrad", "algorithms"], capture_output=True, text=True,
                             timeout=HANG_S, env=environment)
     names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
     assert listed.returncode == 0 and names == ["maml", "fomaml", "reptile", "imaml"]
     for command in ("train", "profile", "exact-solve"):
-        shown = subprocess.run([sys.executable, "-m", "bench.cli", command, "--help"], capture_output=True, text=True,
+        shown = subprocess.run([sys.executable, "-m", "metagrad", command, "--help"], capture_output=True, text=True,
                                timeout=HANG_S, env=environment)
         assert shown.returncode == 0 and not [name for name in plugins if name in shown.stdout], command

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.measure.operations import count_operations
-from bench.nets.relu import ReLUBackward, twice_differentiable_relu
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.relu import ReLUBackward, twice_differentiable_relu
 
 WEIGHTS = torch.randn(5, 4, 3, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 

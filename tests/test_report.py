@@ -12,13 +12,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from algorithms import algorithm_names
-from bench.cli import main
-from bench.reporting import regenerate as regenerate_module
-from bench.reporting.paper import PAPER_ACCURACY
-from bench.reporting.regenerate import Experiment, exact_solve, regenerate
-from bench.reporting.report import discover, render_report, representative_run
-from bench.training.presets import preset
+from metagrad.algorithms import algorithm_names
+from metagrad.bench.cli import main
+from metagrad.bench.cli import rerun as regenerate_module
+from metagrad.bench.cli.rerun import Experiment, exact_solve, regenerate
+from metagrad.bench.harnesses.registry import harness
+from metagrad.bench.reporting.paper import PAPER_ACCURACY
+from metagrad.bench.reporting.renderers.runs import read_runs, representative_run
+from metagrad.bench.reporting.report import discover, render_report
+from metagrad.bench.training.presets import preset
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = ROOT.parent / "shared" / "paper" / "NOTES.md"
@@ -129,7 +131,7 @@ def test_a_cell_shows_the_run_matching_the_preset_then_the_longest(tmp_path):
     _fake_run(tmp_path / "long-but-off-preset", "omniglot-5w1s-imaml-gd", 0.9, iterations=500, inner_lr=0.1)
     _fake_run(tmp_path / "short", "omniglot-5w1s-imaml-gd", 0.6, iterations=40)
     _fake_run(tmp_path / "longer", "omniglot-5w1s-imaml-gd", 0.7, iterations=80)
-    runs = discover([tmp_path]).runs
+    runs = read_runs(discover([tmp_path], [harness("train")])["train"])
     assert representative_run(runs, "omniglot-5w1s", "imaml-gd").name == "longer"
     off = next(r for r in runs if r.name == "long-but-off-preset")
     assert off.differences == ["inner_lr 0.1 (preset 0.03)"]
@@ -148,7 +150,7 @@ def test_stale_report_files_are_removed_and_results_are_not(tmp_path):
 
 
 def test_report_cli_rejects_bad_input_in_one_line(tmp_path):
-    command = [sys.executable, "-m", "bench.cli", "report", "--out", str(tmp_path / "out"),
+    command = [sys.executable, "-m", "metagrad", "report", "--out", str(tmp_path / "out"),
                "--results", str(tmp_path / "nowhere")]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
@@ -181,6 +183,7 @@ def test_rerun_replaces_a_result_only_when_its_commands_finished(tmp_path, monke
     (target / "earlier.txt").write_text("earlier result")
     failing = Experiment("exact-solve", (exact_solve(inner_steps=(1,), seeds=1, tasks=1), exact_solve(tasks=0)))
     monkeypatch.setattr(regenerate_module, "QUICK", (failing,))
+    monkeypatch.setattr(regenerate_module, "plugin_experiments", lambda quick: ())
     with pytest.raises(Exception, match="earlier results"):
         regenerate(tmp_path, quick=True, overwrite=True, progress=False)
     assert (target / "earlier.txt").read_text() == "earlier result"
@@ -220,8 +223,8 @@ def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2
 
 def test_full_size_runs_of_both_solvers_are_compared_by_seed_and_residual(tmp_path):
     """The curvature table's second part lists the iMAML-GD preset runs as they stand, CG and MINRES, with
-    their seeds and how many logged windows' residual was above 1; a study run and a reduced run are not
-    in it."""
+    their seeds and how many logged windows' residual was above 1; a study run (its spectra recorded) and a reduced
+    run are not in it."""
     for name, preset_name, seed in (("cg", "omniglot-5w1s-imaml-gd", 0), ("minres", "omniglot-5w1s-imaml-gd-minres", 3),
                                     ("reduced", "omniglot-5w1s-imaml-gd", 0), ("study", "omniglot-5w1s-imaml-gd", 0)):
         folder = tmp_path / ("cpu-curvature" if name == "study" else "cpu-training") / name
@@ -233,6 +236,9 @@ def test_full_size_runs_of_both_solvers_are_compared_by_seed_and_residual(tmp_pa
                       "val_ci95": 0.02, "cg_negative_curvature_fraction": [0.1, 0.0, 0.2],
                       "cg_residual_mean": [2.0, 0.5, 1.5] if name == "cg" else [0.3, 0.1, 0.05]}
                      ).to_csv(folder / "metrics.csv", index=False)
+        if name == "study":  # the study's runs recorded their system's spectrum at the start and the end
+            for spectrum in ("spectrum-init.csv", "spectrum.csv"):
+                pd.DataFrame({"indefinite": [True]}).to_csv(folder / spectrum, index=False)
     render_report([tmp_path], tmp_path / "out")
     curvature = (tmp_path / "out" / "tables" / "curvature.md").read_text()
     full_size = curvature[curvature.index("## The presets at full size"):]
@@ -252,47 +258,56 @@ def test_full_size_runs_of_both_solvers_are_compared_by_seed_and_residual(tmp_pa
 @pytest.mark.parametrize("quick", [True, False])
 def test_every_rerun_experiment_builds_valid_configurations(tmp_path, monkeypatch, quick):
     """`--rerun` and `--quick` hand each harness a configuration it accepts, and each step's command
-    line names the same settings (the harnesses themselves are replaced by recorders here)."""
-    import bench.harnesses.complexity
-    import bench.harnesses.exact_solve
-    import bench.harnesses.lake_runs
-    import bench.harnesses.profile
-    import bench.harnesses.spectrum
-    import bench.harnesses.throughput
-    import bench.training.evaluation
-    import bench.training.run_folder
-    import bench.training.trainer
+    line names the same settings (the harnesses themselves are replaced by recorders here, each stopping its
+    command once it has seen the configuration)."""
+    import metagrad.bench.harnesses.complexity
+    import metagrad.bench.harnesses.exact_solve
+    import metagrad.bench.harnesses.lake_runs
+    import metagrad.bench.harnesses.profile
+    import metagrad.bench.harnesses.spectrum
+    import metagrad.bench.harnesses.throughput
+    import metagrad.bench.training.evaluation
+    import metagrad.bench.training.run_folder
+    import metagrad.bench.training.trainer
 
     seen: list[tuple[str, object]] = []
 
+    class Recorded(Exception):
+        """Raised by a recorder once it has seen its configuration: the command stops there."""
+
     def recorder(kind: str):
         def record(config, folder, *args, **kwargs):
-            folder.mkdir(parents=True, exist_ok=True)  # what the harness would have written into
+            if kind == "train":  # what a resume reads
+                folder.mkdir(parents=True, exist_ok=True)
+                metagrad.bench.training.run_folder.Run(folder).write_config(config, {"threads": 1})
             seen.append((kind, config))
+            raise Recorded
         return record
 
-    monkeypatch.setattr(bench.harnesses.exact_solve, "write_exact_solve", recorder("exact-solve"))
-    monkeypatch.setattr(bench.harnesses.profile, "write_profile", recorder("profile"))
-    monkeypatch.setattr(bench.harnesses.complexity, "write_complexity", recorder("complexity"))
-    monkeypatch.setattr(bench.harnesses.throughput, "write_throughput", recorder("throughput"))
-    monkeypatch.setattr(bench.training.trainer, "train", recorder("train"))
-    # a resumed run's configuration is its folder's, which the recorder did not write: the limits stand for it
-    monkeypatch.setattr(bench.training.run_folder, "resume_config", lambda folder, **limits: {"resume": limits})
-    monkeypatch.setattr(bench.training.evaluation, "evaluate_run",
-                        lambda folder, evaluation, **kwargs: seen.append(("eval", evaluation)))
-    monkeypatch.setattr(bench.harnesses.lake_runs, "lake_runs", lambda folder, **kwargs: seen.append(("lake-runs", kwargs)))
-    monkeypatch.setattr(bench.harnesses.spectrum, "write_spectrum",
-                        lambda folder, config, *args, **kwargs: seen.append(("spectrum", config)))
+    monkeypatch.setattr(metagrad.bench.harnesses.exact_solve, "write_exact_solve", recorder("exact-solve"))
+    monkeypatch.setattr(metagrad.bench.harnesses.profile, "write_profile", recorder("profile"))
+    monkeypatch.setattr(metagrad.bench.harnesses.complexity, "write_complexity", recorder("complexity"))
+    monkeypatch.setattr(metagrad.bench.harnesses.throughput, "write_throughput", recorder("throughput"))
+    monkeypatch.setattr(metagrad.bench.training.trainer, "train", recorder("train"))
+    monkeypatch.setattr(metagrad.bench.training.evaluation, "evaluate_run",
+                        lambda folder, evaluation, **kwargs: recorder("eval")(evaluation, folder))
+    monkeypatch.setattr(metagrad.bench.harnesses.lake_runs, "lake_runs",
+                        lambda folder, **kwargs: recorder("lake-runs")(kwargs, folder))
+    monkeypatch.setattr(metagrad.bench.harnesses.spectrum, "write_spectrum",
+                        lambda folder, config, *args, **kwargs: recorder("spectrum")(config, folder))
     experiments = regenerate_module.QUICK if quick else regenerate_module.FULL
-    regenerate(tmp_path, quick=quick, overwrite=True, progress=False)
-    # a step is one harness call, or a few joined by && (one command line each)
-    commands = [command for experiment in experiments for step in experiment.steps
-                for command in step.command.split(" && ")]
+    options = regenerate_module.Options(progress=False)
+    for experiment in experiments:  # each step's words, through the command line as a re-run runs them
+        folder, scratch = tmp_path / experiment.folder, tmp_path / "scratch" / experiment.folder
+        for step in experiment.steps:
+            with pytest.raises(Recorded):
+                main(step.resolved(folder, scratch, options))
+    commands = [step.command for experiment in experiments for step in experiment.steps]
     assert [kind for kind, _ in seen] == [command.split()[1] for command in commands]
     for (kind, config), command in zip(seen, commands):
-        if kind == "train" and "--resume" in command:
-            assert config["resume"] == {key.replace("-", "_"): float(value)
-                                        for key, value in re.findall(r"--(iterations|max-minutes) (\S+)", command)}
+        if kind == "train" and "--resume" in command:  # the run's own config, these limits raised
+            for key, value in re.findall(r"--(iterations|max-minutes) (\S+)", command):
+                assert float(getattr(config, key.replace("-", "_"))) == float(value), command
             continue
         if kind == "train":
             assert f"--preset {config.preset}" in command
@@ -339,8 +354,8 @@ def test_a_batched_only_throughput_result_takes_its_ratio_from_the_same_devices_
     """gpu_checks.sh measures the engines in separate runs: the ratio comes from the other result's per-task
     row of the same device and preset (marked *), never from another device's, and a comparison the run
     skipped (--check-tasks 0), or operations a result predates, show as a dash, not nan."""
-    from bench.harnesses.throughput import COLUMNS
-    from bench.reporting.report import Results, throughput_table
+    from metagrad.bench.harnesses.throughput import COLUMNS
+    from metagrad.bench.reporting.renderers.throughput import throughput_table
 
     def frame(engine: str, device_name: str, tasks_per_s: float, check: float, operations: float = float("nan")):
         row = dict.fromkeys(COLUMNS, float("nan"))
@@ -350,9 +365,9 @@ def test_a_batched_only_throughput_result_takes_its_ratio_from_the_same_devices_
                    max_rel_diff_float32=check, operations_per_meta_batch=operations)
         return pd.DataFrame([row], columns=COLUMNS)
 
-    results = Results(throughputs=[("per-task", frame("per-task", "GPU A", 50.0, float("nan"))),
-                                   ("graph", frame("batched", "GPU A", 3000.0, float("nan"))),
-                                   ("other", frame("batched", "GPU B", 4000.0, 1e-15, 1234.0))])
+    results = [("per-task", frame("per-task", "GPU A", 50.0, float("nan"))),
+               ("graph", frame("batched", "GPU A", 3000.0, float("nan"))),
+               ("other", frame("batched", "GPU B", 4000.0, 1e-15, 1234.0))]
     rows = {line.split(" | ")[0].strip("|` "): line.split(" | ") for line in throughput_table(results).splitlines()
             if line.startswith("| `")}
     assert rows["graph"][6] == "60.0*" and rows["graph"][7:9] == ["—", "—"] and rows["graph"][11:] == ["—", "— |"]

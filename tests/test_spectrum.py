@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from algorithms import FunctionalModel, cross_entropy_loss, lanczos_ritz_values, make_algorithm
-from algorithms.protocol import query_loss_and_gradient
-from bench.cli import main
-from bench.data.sources import task_source
-from bench.harnesses.spectrum import COLUMNS
-from bench.nets.convnet import network
-from bench.training.trainer import train
+from metagrad.algorithms import FunctionalModel, cross_entropy_loss, lanczos_ritz_values, make_algorithm
+from metagrad.algorithms.protocol import query_loss_and_gradient
+from metagrad.bench.cli import main
+from metagrad.bench.data.sources import task_source
+from metagrad.bench.harnesses.spectrum import COLUMNS
+from metagrad.bench.nets.convnet import network
+from metagrad.bench.training.trainer import train
 
 from .data_paths import require_data
 from .test_batched_engine import random_symmetric

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import Batch, FunctionalModel, cross_entropy_loss, hessian_vector_product
-from algorithms.hessian_vector_product import forward_over_reverse_hvp
-from algorithms.staging import Staged
-from bench.measure.operations import count_operations
-from bench.nets.convnet import ConvNet
+from metagrad.algorithms import Batch, FunctionalModel, cross_entropy_loss, hessian_vector_product
+from metagrad.algorithms.hessian_vector_product import forward_over_reverse_hvp
+from metagrad.algorithms.staging import Staged
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.convnet import ConvNet
 
 from .finite_differences import relative_error
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.cli import main
-from bench.harnesses.throughput import COLUMNS
+from metagrad.bench.cli import main
+from metagrad.bench.harnesses.throughput import COLUMNS
 
 from .data_paths import require_data
 
@@ -83,10 +83,10 @@ def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path):
 def test_a_stopped_throughput_run_keeps_its_finished_rows_and_the_check_can_be_skipped(tmp_path, monkeypatch):
     """The CSV is rewritten after every row (bench/gpu_checks.sh stops a run at its timeout); --check-tasks 0
     leaves the comparison's columns empty, a positive count compares that many tasks."""
-    import bench.harnesses.throughput
+    import metagrad.bench.harnesses.throughput
 
     root = require_data("omniglot-py")
-    measure, calls = bench.harnesses.throughput.measure, []
+    measure, calls = metagrad.bench.harnesses.throughput.measure, []
 
     def measure_then_stop(*args, **kwargs):
         if len(calls) == 2:
@@ -94,7 +94,7 @@ def test_a_stopped_throughput_run_keeps_its_finished_rows_and_the_check_can_be_s
         calls.append(args[2])
         return measure(*args, **kwargs)
 
-    monkeypatch.setattr(bench.harnesses.throughput, "measure", measure_then_stop)
+    monkeypatch.setattr(metagrad.bench.harnesses.throughput, "measure", measure_then_stop)
     out = tmp_path / "tp"
     argv = ["throughput", "--out", str(out), "--presets", "omniglot-5w1s-fomaml,omniglot-5w1s-maml", "--filters", "4",
             "--meta-batch", "3", "--iterations", "1", "--warmup", "0", "--data-root", str(root), "--no-progress"]

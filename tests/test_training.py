@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-import algorithms.imaml
-from algorithms.registry import ConfigError
-from bench.cli import main
-from bench.training.config import EvalConfig, TrainConfig
-from bench.training.evaluation import evaluate_run
-from bench.training.presets import presets
-from bench.training.trainer import train
+import metagrad.algorithms.imaml
+from metagrad.bench.cli import main
+from metagrad.bench.training.config import EvalConfig, TrainConfig
+from metagrad.bench.training.evaluation import evaluate_run
+from metagrad.bench.training.presets import presets
+from metagrad.bench.training.trainer import train
+from metagrad.errors import ConfigError
 
 from .data_paths import require_data
 
@@ -93,7 +93,7 @@ def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch,
     method = "meta_gradient" if engine == "per-task" else "batched_meta_gradient"
     third = 2 * config.meta_batch + 1 if engine == "per-task" else 3  # calls before the interruption
     calls = {"n": 0}
-    original = getattr(algorithms.imaml.IMAML, method)
+    original = getattr(metagrad.algorithms.imaml.IMAML, method)
 
     def interrupt_in_third_iteration(self, *args):
         calls["n"] += 1
@@ -101,11 +101,11 @@ def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch,
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(algorithms.imaml.IMAML, method, interrupt_in_third_iteration)
+    monkeypatch.setattr(metagrad.algorithms.imaml.IMAML, method, interrupt_in_third_iteration)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "cut", progress=False)
     assert torch.load(tmp_path / "cut" / "checkpoint.pt")["iteration"] == 2
-    monkeypatch.setattr(algorithms.imaml.IMAML, method, original)
+    monkeypatch.setattr(metagrad.algorithms.imaml.IMAML, method, original)
     train(config, tmp_path / "cut", resume=True, progress=False)
     assert torch.equal(torch.load(tmp_path / "straight" / "checkpoint.pt")["theta"],
                        torch.load(tmp_path / "cut" / "checkpoint.pt")["theta"])
@@ -200,7 +200,7 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_p
             "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4", "--meta-batch", "2",
             "--iterations", "6", "--validate-every", "2", "--checkpoint-every", "1", "--validation-tasks", "2",
             "--set", "inner_steps=3", "--set", "inner_lr=1e30", "--data-root", str(root)]
-    assert main(argv) == 2
+    assert main(argv) == 3  # metagrad.errors.DivergenceError
     err = capsys.readouterr().err.strip()
     assert "diverged" in err and err.count("\n") == 0, err
     state = torch.load(out / "checkpoint.pt")
@@ -215,7 +215,7 @@ def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, caps
             "--ways", "5", "--shots", "1", "--queries", "5", "--filters", "16", "--meta-batch", "4",
             "--iterations", "30", "--validate-every", "10", "--checkpoint-every", "10", "--validation-tasks", "20",
             "--set", "inner_steps=5", "--set", "inner_lr=1e4", "--data-root", str(root)]
-    assert main(argv) == 2
+    assert main(argv) == 3  # stuck: a DivergenceError too
     err = capsys.readouterr().err.strip()
     assert "over 100 times a uniform guess's ln(5)" in err and "at iteration 10" in err and err.count("\n") == 0, err
     state = torch.load(out / "checkpoint.pt")
@@ -233,7 +233,7 @@ def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, caps
     (1.6, 0.2, 0.0, 9, None),  # nor nine: a network that looks at its images does that 2e-5 of the time
 ])
 def test_stuck_names_what_is_wrong(loss, accuracy, ci, tasks, expected):
-    from bench.training.trainer import stuck
+    from metagrad.bench.training.trainer import stuck
 
     reason = stuck(loss, accuracy, ci, tasks, 5)
     assert reason is None if expected is None else expected in reason
@@ -301,8 +301,8 @@ def test_resume_restores_the_threads_the_run_was_started_with(tmp_path):
 def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_annealed_step(tmp_path):
     """Outer SGD on theta - phi with the step annealed linearly from 1 to 0 (Nichol et al.), meta-training
     tasks with train_shots: replayed by hand from the same task stream, the run's parameters agree."""
-    from bench.data.sources import task_source
-    from bench.training.evaluation import load_trained
+    from metagrad.bench.data.sources import task_source
+    from metagrad.bench.training.evaluation import load_trained
 
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "reptile", iterations=4), algorithm="reptile", outer_optimizer="sgd",
@@ -331,9 +331,9 @@ def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_anne
 def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine):
     """A run with the device sampler meta-trains on ``DeviceTasks.draw(i)`` at iteration i (the seed's
     stream, on the run's device): replayed by hand with outer SGD, the parameters agree."""
-    from bench.data.device_tasks import DeviceTasks
-    from bench.data.sources import task_source
-    from bench.training.evaluation import load_trained
+    from metagrad.bench.data.device_tasks import DeviceTasks
+    from metagrad.bench.data.sources import task_source
+    from metagrad.bench.training.evaluation import load_trained
 
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
@@ -428,9 +428,9 @@ def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
 def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
     """--compile (dynamo's tracing here; inductor's numerics: tests/test_batched_engine.py) trains the same
     run as the eager batched engine (outer SGD: the compiled Adam rounds its bias correction in float32)."""
-    import bench.training.steps
+    import metagrad.bench.training.steps
 
-    monkeypatch.setattr(bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
+    monkeypatch.setattr(metagrad.bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
     torch._dynamo.reset()
     root = require_data("omniglot-py")
     config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
@@ -447,7 +447,7 @@ def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
 def test_the_progress_bar_counts_to_what_ends_the_run():
     """Under --max-minutes the bar counts seconds of training up to the limit, and ends early when the iterations
     run out first; otherwise it counts iterations: its total, and so its ETA, are what ends the run."""
-    from bench.training.trainer import Progress
+    from metagrad.bench.training.trainer import Progress
 
     timed = Progress(TrainConfig(iterations=60_000, max_minutes=2), 0, 0.0, enabled=True)
     assert (timed.bar.total, timed.bar.unit) == (120, "s")
@@ -480,13 +480,13 @@ def test_a_divergent_run_in_its_own_process_says_so_on_the_first_line_of_stderr(
     from tests.limits import HANG_S
 
     root = require_data("omniglot-py")
-    argv = [sys.executable, "-m", "bench.cli", "train", "--out", str(tmp_path / "run"), "--no-progress", "--dataset",
+    argv = [sys.executable, "-m", "metagrad", "train", "--out", str(tmp_path / "run"), "--no-progress", "--dataset",
             "omniglot", "--algorithm", algorithm, "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4",
             "--meta-batch", "2", "--iterations", "4", "--validate-every", "2", "--validation-tasks", "2",
             "--set", "inner_lr=1e30", "--engine", "batched", "--data-root", str(root), "--threads", "1"]
     if algorithm == "reptile":  # Nichol et al.'s inner Adam, through torch.compile (dynamo's eager backend is
         argv += ["--set", "inner_optimizer=adam", "--set", "inner_batch=5", "--compile"]  # the default's front end)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=HANG_S)
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == 3, done.stderr
     assert done.stderr.startswith("metagrad train: error: training diverged") and done.stderr.count("\n") == 1, \
         done.stderr

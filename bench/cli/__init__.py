@@ -1,5 +1,5 @@
 """The ``metagrad`` command (``bench/cli/command.py``); each subcommand in ``bench/cli/commands/``. Nothing outside
 this package imports it."""
-from bench.cli.command import main
+from metagrad.bench.cli.command import main
 
 __all__ = ["main"]

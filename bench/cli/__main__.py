@@ -1,6 +1,6 @@
-"""``python -m bench.cli``: the ``metagrad`` command (what torchrun launches with ``-m``)."""
+"""``python -m metagrad``: the ``metagrad`` command (what torchrun launches with ``-m``)."""
 import sys
 
-from bench.cli import main
+from metagrad.bench.cli import main
 
 sys.exit(main())

@@ -8,13 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.options import MISSING, flag_of, options_of
+from metagrad.bench.options import MISSING, annotation, flag_of, options_of
+from metagrad.errors import ConfigError
 
 SCALARS = {"int": int, "float": float, "str": str}
-
-
-class UsageError(Exception):
-    """Bad input that the user can fix: printed as one line, exit code 2."""
 
 
 def shown(value: object) -> str:
@@ -61,7 +58,7 @@ def add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, overrid
     """One option for one field. ``overrides``: the option's absence keeps what a preset (or the field's default)
     says, so its default is None and --help says so."""
     meta = field.metadata
-    kind = str(field.type).replace(" | None", "")
+    kind = annotation(field).replace(" | None", "")
     default = _default(field)
     choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
     said = meta["shown"] or shown(default)
@@ -102,7 +99,7 @@ def given(args: argparse.Namespace, config: type) -> dict[str, Any]:
     values = {}
     for field in options_of(config):
         value = getattr(args, field.name, None)
-        if value is not None and value != "auto" and (str(field.type) != "bool" or value != _default(field)):
+        if value is not None and value != "auto" and (annotation(field) != "bool" or value != _default(field)):
             values[field.name] = value
     return values
 
@@ -125,7 +122,7 @@ def build_config(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
 def check_out(out: Path | None) -> None:
     """--out names a folder for the results (created if missing), never a file."""
     if out is not None and out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder for the results")
+        raise ConfigError(f"--out {out} is a file; give a folder for the results")
 
 
 def add_out(parser: argparse.ArgumentParser, what: str = "output folder (created if missing)") -> None:
@@ -157,7 +154,7 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
 
 
@@ -165,6 +162,6 @@ def check_device(device: str) -> None:
     import torch
 
     if not (device == "cpu" or device.startswith("cuda")):
-        raise UsageError(f"--device must be cpu or cuda[:N], got {device!r}")
+        raise ConfigError(f"--device must be cpu or cuda[:N], got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")

@@ -1,7 +1,11 @@
-"""The ``metagrad`` command: one subcommand per harness.
+"""The ``metagrad`` command: one subcommand per registered harness, and the command line's own two (``report``,
+``algorithms``).
 
-``metagrad --help`` lists the commands without importing torch; a command's parser (its options, built from its
-config dataclass) is built only when that command is asked for, and its heavy modules are imported only then."""
+The subcommands are read from the harness registry (``metagrad.bench.harnesses.registry``): a harness with a command
+module of its own runs it; a harness with a config dataclass and a write function gets its command built here
+(``--out``, the config's options, ``--no-progress``). ``metagrad --help`` lists the commands without importing torch;
+a command's parser (its options) is built only when that command is asked for, and its heavy modules are imported
+only then."""
 from __future__ import annotations
 
 import argparse
@@ -10,35 +14,57 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from bench.cli.arguments import UsageError, check_out
+from metagrad.bench.cli.arguments import add_config, add_no_progress, add_out, build_config, check_out
+from metagrad.bench.harnesses.registry import Harness, harnesses
+from metagrad.errors import MetagradError
 
-# command -> module in bench/cli/commands/, in the order --help lists them
-COMMANDS = {
-    "exact-solve": "exact_solve",
-    "profile": "profile",
-    "complexity": "complexity",
-    "train": "train",
-    "eval": "evaluate",
-    "throughput": "throughput",
-    "spectrum": "spectrum",
-    "scaling": "scaling",
-    "lake-runs": "lake_runs",
-    "report": "report",
-    "algorithms": "algorithms",
-}
-# commands whose --out names a folder (spectrum's names a CSV file)
-FOLDER_OUTPUTS = ("exact-solve", "profile", "train", "throughput", "complexity", "scaling", "report")
+# the command line's own commands: they read results and registries, they measure nothing
+OWN_COMMANDS = {"report": "metagrad.bench.cli.commands.report", "algorithms": "metagrad.bench.cli.commands.algorithms"}
 
 
-def command_module(name: str) -> ModuleType:
-    return importlib.import_module(f"bench.cli.commands.{COMMANDS[name]}")
+class HarnessCommand:
+    """The command of a harness given as a config dataclass and a write function."""
+
+    def __init__(self, harness: Harness):
+        self.harness = harness
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_out(parser)
+        add_config(parser, self.harness.load("config"))
+        add_no_progress(parser)
+
+    def run(self, args: argparse.Namespace) -> None:
+        config = build_config(self.harness.load("config"), args)
+        self.harness.load("write")(config, args.out, progress=not args.no_progress)
+        print(f"wrote {self.harness.name}'s results under {args.out}")
 
 
-def _asked_for(argv: Sequence[str]) -> str | None:
+def commands() -> dict[str, Harness | str]:
+    """Every command, in the order --help lists them: the harnesses that run, then the command line's own."""
+    found: dict[str, Harness | str] = {name: harness for name, harness in harnesses().items() if harness.runs}
+    return {**found, **{name: module for name, module in OWN_COMMANDS.items() if name not in found}}
+
+
+def command_module(name: str) -> ModuleType | HarnessCommand:
+    """What runs ``name``: a module (or an object) with ``add_arguments(parser)`` and ``run(args)``."""
+    entry = commands()[name]
+    if isinstance(entry, str):
+        return importlib.import_module(entry)
+    return entry.load("command") if entry.command else HarnessCommand(entry)
+
+
+def _help(name: str, entry: Harness | str) -> tuple[str, str]:
+    if isinstance(entry, Harness):
+        return entry.help()
+    summary, _, description = importlib.import_module(entry).__doc__.partition("\n\n")
+    return summary.strip().rstrip("."), " ".join(description.split())
+
+
+def _asked_for(argv: Sequence[str], known: dict) -> str | None:
     """The command in ``argv``: its first word that is not an option."""
     for word in argv:
         if not word.startswith("-"):
-            return word if word in COMMANDS else None
+            return word if word in known else None
     return None
 
 
@@ -51,36 +77,33 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     "inner steps, few-shot accuracy, throughput. `metagrad COMMAND --help` gives a command's options.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        module = command_module(name)
-        summary, description = module.__doc__.split("\n\n", 1)  # the module's docstring says what the command does
-        subparser = sub.add_parser(name, help=summary.rstrip("."), description=" ".join(description.split()))
+    for name, entry in commands().items():
+        summary, description = _help(name, entry)
+        subparser = sub.add_parser(name, help=summary, description=description or summary)
         if name == command:
-            module.add_arguments(subparser)
+            command_module(name).add_arguments(subparser)
     return parser
 
 
-def _one_line_errors() -> tuple[type[BaseException], ...]:
-    """The errors a user can fix, printed as one line: ours, and the algorithms' ConfigError where they are loaded
-    (they are not imported here, so that ``metagrad --help`` does not import torch)."""
-    registry = sys.modules.get("algorithms.registry")
-    return (UsageError, *((registry.ConfigError,) if registry else ()))
+def _writes_a_folder(name: str) -> bool:
+    entry = commands()[name]
+    return entry.out == "folder" if isinstance(entry, Harness) else name == "report"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = _asked_for(argv)
+    command = _asked_for(argv, commands())
     args = build_parser(command).parse_args(argv)
-    from bench.training.distributed import DistributedError, environment_rank
+    from metagrad.bench.training.distributed import DistributedError, environment_rank
 
     try:
-        if args.command in FOLDER_OUTPUTS:
+        if _writes_a_folder(args.command):
             check_out(getattr(args, "out", None))
         command_module(args.command).run(args)
-    except _one_line_errors() as error:
-        if environment_rank() == 0:  # every process of a torchrun launch meets the same bad input
+    except MetagradError as error:  # metagrad.errors: one line, the error's own exit code
+        if environment_rank() == 0:  # every process of a torchrun launch meets the same error
             print(f"metagrad {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except DistributedError as error:
         print(f"metagrad {args.command}: error (rank {environment_rank()}): {error}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from bench.cli.command import COMMANDS
+from metagrad.bench.cli.command import commands
 
 
 def seconds(command: list[str], repeats: int) -> float:
@@ -25,12 +25,12 @@ def seconds(command: list[str], repeats: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.cli.startup", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m metagrad.bench.cli.startup", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command, the median kept (default 5)")
-    parser.add_argument("--commands", default=",".join(COMMANDS),
+    parser.add_argument("--commands", default=",".join(commands()),
                         help="comma-separated commands whose --help to time (default all)")
     args = parser.parse_args(argv)
-    metagrad = [sys.executable, "-m", "bench.cli"]
+    metagrad = [sys.executable, "-m", "metagrad"]
     print(f"median of {args.repeats} runs, seconds of wall-clock time in a fresh process")
     rows = [('python -c "import torch"', [sys.executable, "-c", "import torch"]),
             ("metagrad --help", [*metagrad, "--help"])]

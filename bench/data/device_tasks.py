@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from algorithms import Batch, TaskBatch
-from bench.data.tasks import ImageClassTasks, to_float
+from metagrad.algorithms import Batch, TaskBatch
+from metagrad.bench.data.tasks import ImageClassTasks, to_float
 
 MASK32 = 0xFFFFFFFF
 GOLDEN32 = 0x9E3779B9  # Weyl increment between consecutive positions (2^32 / golden ratio)

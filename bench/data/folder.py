@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from algorithms.registry import ConfigError
-from bench.atomic import atomic_path
-from bench.data.root import cache_dir
+from metagrad.bench.atomic import atomic_path
+from metagrad.bench.data.root import cache_dir
+from metagrad.errors import ConfigError
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

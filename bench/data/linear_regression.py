@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from algorithms import Batch, Task
-from algorithms.registry import require
-from bench.options import option
+from metagrad.algorithms import Batch, Task
+from metagrad.bench.options import option
+from metagrad.errors import require
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from algorithms.registry import ConfigError
-from bench.atomic import atomic_path
-from bench.data.root import cache_dir
+from metagrad.bench.atomic import atomic_path
+from metagrad.bench.data.root import cache_dir
+from metagrad.errors import ConfigError
 
 IMAGE_SIZE = 28
 BACKGROUND, EVALUATION = "images_background", "images_evaluation"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from algorithms.registry import ConfigError
+from metagrad.errors import ConfigError
 
 DATA_ROOT_HELP = "the data folder (Omniglot, Mini-ImageNet in their standard layouts)"
 DATA_ROOT_DEFAULT = "$METAGRAD_DATA, else ../shared/data beside the checkout"

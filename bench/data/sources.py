@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from algorithms.registry import ConfigError, load_entry_points
-from bench.data.omniglot import ClassSplit
-from bench.data.root import resolve_data_root
-from bench.data.tasks import EpisodeSpec, ImageClassTasks
+from metagrad.bench.data.omniglot import ClassSplit
+from metagrad.bench.data.root import resolve_data_root
+from metagrad.bench.data.tasks import EpisodeSpec, ImageClassTasks
+from metagrad.errors import ConfigError
+from metagrad.plugins import load_entry_points
 
 BUILT_IN = ("omniglot", "mini-imagenet", "folder")
 PLUGIN_GROUP = "metagrad.datasets"
@@ -47,7 +48,7 @@ class ImageShape:
 
 def image_shape(dataset: str, image_size: int | None = None, channels: int | None = None) -> ImageShape:
     """The shape of the data set's images as the network takes them (``image_size`` and ``channels``: a folder's)."""
-    from bench.data.folder import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
+    from metagrad.bench.data.folder import DEFAULT_CHANNELS, DEFAULT_IMAGE_SIZE
 
     if dataset == "omniglot":
         return ImageShape(1, 28)
@@ -76,7 +77,7 @@ def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | No
         raise ConfigError("--dataset folder reads --data-root DIR, a folder of class folders (DIR/<class>/<image>)")
     root = resolve_data_root(data_root)
     if dataset == "omniglot":
-        from bench.data.omniglot import load_omniglot, omniglot_splits
+        from metagrad.bench.data.omniglot import load_omniglot, omniglot_splits
 
         images, names = load_omniglot(root)
         classes = omniglot_splits(names, seed=split_seed, protocol=omniglot_split)[split]
@@ -84,12 +85,12 @@ def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | No
     if omniglot_split != "random":
         raise ConfigError(f"the {omniglot_split!r} split is Omniglot's; {dataset} has its own fixed split")
     if dataset == "mini-imagenet":
-        from bench.data.mini_imagenet import load_mini_imagenet
+        from metagrad.bench.data.mini_imagenet import load_mini_imagenet
 
         images, classes = load_mini_imagenet(root, split)
         return TaskSource(ImageClassTasks(images, classes.classes, spec), classes)
     if dataset == "folder":
-        from bench.data.folder import load_folder
+        from metagrad.bench.data.folder import load_folder
 
         shape = image_shape(dataset, image_size, channels)
         images, names = load_folder(root, shape.size, shape.channels)
@@ -102,7 +103,7 @@ def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | No
 
 def seeded_split_source(images, names: tuple[str, ...], split: str, spec: EpisodeSpec, split_seed: int) -> TaskSource:
     """The tasks of one split of a data set whose classes are split with the seed (``bench.data.folder``)."""
-    from bench.data.folder import folder_splits
+    from metagrad.bench.data.folder import folder_splits
 
     chosen = folder_splits(names, split_seed)[split]
     classes = ClassSplit(split, tuple((i, 0) for i in chosen), tuple(names[i] for i in chosen))

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from algorithms import Batch, Task, TaskBatch
-from algorithms.registry import require
+from metagrad.algorithms import Batch, Task, TaskBatch
+from metagrad.errors import require
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 
 import torch
 
-from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from bench.diagnostics.random_tasks import meta_batch
-from bench.nets.convnet import network
-from bench.training.presets import preset
+from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.bench.diagnostics.random_tasks import meta_batch
+from metagrad.bench.nets.convnet import network
+from metagrad.bench.training.presets import preset
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.diagnostics.channels_last_float32", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m metagrad.bench.diagnostics.channels_last_float32", description=__doc__)
     parser.add_argument("--tasks", type=int, default=4, help="tasks in the meta-batch (default 4)")
     parser.add_argument("--filters", type=int, default=None, help="ConvNet filters (default the presets', 64)")
     args = parser.parse_args(argv)

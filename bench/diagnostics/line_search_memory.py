@@ -22,13 +22,13 @@ def measure(setting: str, form: str, tasks: int | None, data_root: str | None) -
     """Peak RSS above the start (GiB) and the meta-batch, in this process."""
     import torch
 
-    import algorithms.batched as batched
-    from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-    from bench.data.sources import task_source
-    from bench.data.tasks import EpisodeSpec
-    from bench.measure.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
-    from bench.nets.convnet import network
-    from bench.training.presets import preset
+    import metagrad.algorithms.batched as batched
+    from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+    from metagrad.bench.data.sources import task_source
+    from metagrad.bench.data.tasks import EpisodeSpec
+    from metagrad.bench.measure.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+    from metagrad.bench.nets.convnet import network
+    from metagrad.bench.training.presets import preset
 
     settings = preset(f"{setting}-imaml-hf")
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
@@ -48,7 +48,7 @@ def measure(setting: str, form: str, tasks: int | None, data_root: str | None) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.diagnostics.line_search_memory", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m metagrad.bench.diagnostics.line_search_memory", description=__doc__)
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"comma-separated Omniglot settings (default {','.join(SETTINGS)})")
     parser.add_argument("--tasks", type=int, default=None, help="tasks in the meta-batch (default each preset's)")
@@ -59,14 +59,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         peak, tasks = measure(*args.measure, args.tasks, args.data_root)
         print(json.dumps([peak, tasks]))
         return
-    from bench.measure.memory import subprocess_environment
+    from metagrad.bench.measure.memory import subprocess_environment
 
     print("iMAML-HF's inner solve of one meta-batch, float32: peak resident memory above the start (GiB)")
     print(f"{'preset':<26} {'tasks':>5} {'networks in one pass':>20} {'one pass':>9} {'searching only':>15}")
     for setting in args.settings.split(","):
         results = {}
         for form in FORMS:
-            command = [sys.executable, "-m", "bench.diagnostics.line_search_memory", "--measure", setting, form]
+            command = [sys.executable, "-m", "metagrad.bench.diagnostics.line_search_memory", "--measure", setting, form]
             command += [*(["--tasks", str(args.tasks)] if args.tasks else []),
                         *(["--data-root", args.data_root] if args.data_root else [])]
             out = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), check=True)

@@ -14,19 +14,19 @@ from collections.abc import Sequence
 
 import torch
 
-from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from algorithms.batched import stacked_newton_problem
-from algorithms.inner_solvers import (
+from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.batched import stacked_newton_problem
+from metagrad.algorithms.inner_solvers import (
     armijo_ladder,
     armijo_ladder_at_once,
     armijo_ladder_searching_only,
     masked_newton_steps,
 )
-from bench.data.sources import task_source
-from bench.data.tasks import EpisodeSpec
-from bench.measure.operations import count_operations
-from bench.nets.convnet import network
-from bench.training.presets import preset
+from metagrad.bench.data.sources import task_source
+from metagrad.bench.data.tasks import EpisodeSpec
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.convnet import network
+from metagrad.bench.training.presets import preset
 
 
 def counted(run):
@@ -37,7 +37,7 @@ def counted(run):
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.diagnostics.newton_line_search", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m metagrad.bench.diagnostics.newton_line_search", description=__doc__)
     parser.add_argument("--tasks", type=int, default=None, help="tasks in the meta-batch (default the preset's, 32)")
     parser.add_argument("--filters", type=int, default=None, help="ConvNet filters (default the preset's, 64)")
     parser.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from algorithms import Batch, TaskBatch
+from metagrad.algorithms import Batch, TaskBatch
 
 
 def meta_batch(tasks: int) -> TaskBatch:

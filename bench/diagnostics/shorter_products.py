@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from algorithms.conjugate_gradient import masked_conjugate_gradient
-from bench.measure.operations import count_operations
-from bench.nets.batch_norm import BatchNormBackward, twice_differentiable_batch_norm
-from bench.nets.relu import twice_differentiable_relu
+from metagrad.algorithms.conjugate_gradient import masked_conjugate_gradient
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.batch_norm import BatchNormBackward, twice_differentiable_batch_norm
+from metagrad.bench.nets.relu import twice_differentiable_relu
 
 
 def tangent_operations(f: Callable, primals: tuple, tangents: tuple) -> int:
@@ -43,7 +43,7 @@ def product_operations(layer: Callable, primals: tuple, weights: torch.Tensor) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argparse.ArgumentParser(prog="python -m bench.diagnostics.shorter_products", description=__doc__).parse_args(argv)
+    argparse.ArgumentParser(prog="python -m metagrad.bench.diagnostics.shorter_products", description=__doc__).parse_args(argv)
     generator = torch.Generator().manual_seed(0)
 
     def random(*shape: int) -> torch.Tensor:

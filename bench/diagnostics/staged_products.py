@@ -11,15 +11,15 @@ from collections.abc import Sequence
 
 import torch
 
-from algorithms import FunctionalModel, cross_entropy_loss
-from algorithms.hessian_vector_product import forward_over_reverse_hvp
-from bench.diagnostics.random_tasks import meta_batch
-from bench.measure.operations import count_operations
-from bench.nets.convnet import network
+from metagrad.algorithms import FunctionalModel, cross_entropy_loss
+from metagrad.algorithms.hessian_vector_product import forward_over_reverse_hvp
+from metagrad.bench.diagnostics.random_tasks import meta_batch
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.convnet import network
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.diagnostics.staged_products", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m metagrad.bench.diagnostics.staged_products", description=__doc__)
     parser.add_argument("--tasks", type=int, default=8, help="tasks in the meta-batch (default 8)")
     parser.add_argument("--filters", type=int, default=64, help="ConvNet filters (default 64)")
     args = parser.parse_args(argv)

@@ -30,13 +30,18 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, make_algorithm, squared_error_loss, value_and_gradient
-from algorithms.protocol import MetaGradientAlgorithm, MetaGradientRecord
-from algorithms.registry import require
-from bench.data.linear_regression import LinearRegressionConfig, LinearRegressionTask, LinearRegressor, sample_linear_regression_task
-from bench.harnesses.least_work import least_reaching, least_work_pair
-from bench.measure.memory import SavedTensorPeak
-from bench.options import option
+from metagrad.algorithms import FunctionalModel, make_algorithm, squared_error_loss, value_and_gradient
+from metagrad.algorithms.protocol import MetaGradientAlgorithm, MetaGradientRecord
+from metagrad.bench.data.linear_regression import (
+    LinearRegressionConfig,
+    LinearRegressionTask,
+    LinearRegressor,
+    sample_linear_regression_task,
+)
+from metagrad.bench.harnesses.least_work import least_reaching, least_work_pair
+from metagrad.bench.measure.memory import SavedTensorPeak
+from metagrad.bench.options import option
+from metagrad.errors import require
 
 
 @dataclass(frozen=True)
@@ -272,7 +277,7 @@ def plot_complexity(frame: pd.DataFrame):
 
 def write_complexity(config: ComplexityConfig, out: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the sweep; write ``complexity.csv``, ``exponents.csv`` and ``complexity.png`` in ``out`` (atomically)."""
-    from bench.atomic import save_figure, write_csv
+    from metagrad.bench.atomic import save_figure, write_csv
 
     frame = run_complexity(config, progress=progress)
     exponents = fitted_exponents(frame)

@@ -15,11 +15,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
-from algorithms.registry import algorithm_color, hyperparameter_defaults, require
-from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
-from bench.options import option
-from bench.plotting import line_style
+from metagrad.algorithms import FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
+from metagrad.algorithms.registry import algorithm_color, hyperparameter_defaults
+from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
+from metagrad.bench.options import option
+from metagrad.bench.plotting import line_style
+from metagrad.errors import require
 
 CONVERGED_CG_STEPS = 200  # "CG run to convergence": a cap far above the ~35 iterations it needs at kappa = 50
 CONVERGED_CG_TOLERANCE = 1e-14
@@ -177,7 +178,7 @@ def plot_exact_solve(frame: pd.DataFrame, title: str | None = None):
 
 def write_exact_solve(config: ExactSolveConfig, out: Path, progress: bool = True) -> pd.DataFrame:
     """Run the sweep and write ``out/exact_solve.csv`` and ``out/exact_solve.png`` (each atomically)."""
-    from bench.atomic import save_figure, write_csv
+    from metagrad.bench.atomic import save_figure, write_csv
 
     frame = run_exact_solve(config, progress=progress)
     write_csv(frame, out / "exact_solve.csv")

@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from algorithms import Batch
-from algorithms.registry import ConfigError
-from bench.atomic import write_text
-from bench.data.omniglot import decode_image
-from bench.data.root import resolve_data_root
+from metagrad.algorithms import Batch
+from metagrad.bench.atomic import write_text
+from metagrad.bench.data.omniglot import decode_image
+from metagrad.bench.data.root import resolve_data_root
+from metagrad.errors import ConfigError
 
 RUNS_ZIP = Path("omniglot-py") / "extras" / "one-shot-classification-all_runs.zip"
 # Lake, Salakhutdinov and Tenenbaum (2015), Science, 20-way one-shot classification error.
@@ -84,7 +84,7 @@ def score_runs(runs: list[LakeRun], predict: Predict, dtype: torch.dtype = torch
 
 def lake_runs(run_dir: Path, device: str | None = None) -> dict[str, Any]:
     """Score a training run's checkpoint on Lake's 20 runs; writes ``RUN/lake_runs.json``."""
-    from bench.training.evaluation import load_trained, mean_and_ci95
+    from metagrad.bench.training.evaluation import load_trained, mean_and_ci95
 
     trained = load_trained(run_dir, device)
     config, algorithm, model, theta = trained.config, trained.algorithm, trained.model, trained.theta

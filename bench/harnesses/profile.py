@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from algorithms import (
+from metagrad.algorithms import (
     FunctionalModel,
     Task,
     algorithm_label,
@@ -42,12 +42,13 @@ from algorithms import (
     make_algorithm,
     squared_error_loss,
 )
-from algorithms.registry import algorithm_color, hyperparameter_defaults, require
-from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
-from bench.measure.machine import device_name
-from bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
-from bench.options import option
-from bench.plotting import line_style
+from metagrad.algorithms.registry import algorithm_color, hyperparameter_defaults
+from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
+from metagrad.bench.measure.machine import device_name
+from metagrad.bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
+from metagrad.bench.options import option
+from metagrad.bench.plotting import line_style
+from metagrad.errors import require
 
 DATASETS = ("omniglot", "synthetic", "random-images")
 REFERENCES = ("gradient", "hvp")  # the rows beside the algorithms': one gradient, one Hessian-vector product
@@ -139,22 +140,22 @@ def build_problem(config: ProfileConfig) -> Problem:
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     if config.dataset == "synthetic":
-        from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
+        from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 
         task = sample_linear_regression_task(LinearRegressionConfig(dim=config.synthetic_dim), generator).task
         module = LinearRegressor(config.synthetic_dim)
         loss = squared_error_loss
     else:
-        from bench.data.tasks import EpisodeSpec
-        from bench.nets.convnet import omniglot_convnet
+        from metagrad.bench.data.tasks import EpisodeSpec
+        from metagrad.bench.nets.convnet import omniglot_convnet
 
         spec = EpisodeSpec(config.ways, config.shots, config.queries)
         if config.dataset == "omniglot":
-            from bench.data.sources import task_source
+            from metagrad.bench.data.sources import task_source
 
             task = task_source("omniglot", "train", spec, config.data_root).tasks.sample(generator)
         else:
-            from algorithms import Batch
+            from metagrad.algorithms import Batch
 
             def batch(n: int) -> Batch:
                 y = torch.arange(spec.ways).repeat_interleave(n)
@@ -172,7 +173,7 @@ def runner(config: ProfileConfig, problem: Problem, measure: Measure) -> Callabl
     """A no-argument function doing the measured work once and returning its work counts."""
     model, theta, task = problem.model, problem.theta, problem.task
     if measure.algorithm == "hvp":
-        from algorithms import HessianOperator
+        from metagrad.algorithms import HessianOperator
 
         batch = task.support
         vector = torch.randn(theta.shape, generator=torch.Generator().manual_seed(0)).to(theta)
@@ -233,7 +234,7 @@ def batched_tasks_per_second(config: ProfileConfig, problem: Problem, measure: M
     where the meta-batch would not fit: ``batched_tasks`` times the reference's ``saved_bytes`` over half the
     memory available (a CPU run past the machine's memory would swap or be killed, not raise), or out of
     memory."""
-    from algorithms import TaskBatch
+    from metagrad.algorithms import TaskBatch
 
     if config.batched_tasks * saved_bytes > available_bytes(problem.device) // 2:
         return float("nan")
@@ -308,7 +309,7 @@ def _cuda_peak(run: Callable[[], Any], device: torch.device) -> CudaMemory:
 
 def measure_rss_in_subprocess(config: ProfileConfig, measure: Measure, timeout_s: float = 3600) -> dict[str, Any]:
     """Peak RSS over the measured run minus RSS just before it, in a fresh ``python`` process."""
-    command = [sys.executable, "-m", "bench.harnesses.profile_worker", json.dumps(asdict(config)), json.dumps(asdict(measure))]
+    command = [sys.executable, "-m", "metagrad.bench.harnesses.profile_worker", json.dumps(asdict(config)), json.dumps(asdict(measure))]
     done = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), timeout=timeout_s)
     if done.returncode != 0:
         lines = (done.stderr or "").strip().splitlines()
@@ -500,7 +501,7 @@ def ratios(frame: pd.DataFrame) -> dict[str, float]:
 
 def write_profile(config: ProfileConfig, out: Path, progress: bool = True) -> pd.DataFrame:
     """Run the profile and write ``out/profile.csv`` and ``out/profile.png`` (each atomically)."""
-    from bench.atomic import save_figure, write_csv
+    from metagrad.bench.atomic import save_figure, write_csv
 
     finished: list[pd.DataFrame] = []
 

@@ -1,4 +1,4 @@
-"""One RSS measurement in a fresh process: ``python -m bench.harnesses.profile_worker CONFIG_JSON MEASURE_JSON``.
+"""One RSS measurement in a fresh process: ``python -m metagrad.bench.harnesses.profile_worker CONFIG_JSON MEASURE_JSON``.
 
 Builds the problem, runs the configuration once as a warm-up (one-time set-up: kernels, thread
 pools, allocator arenas), then resets the kernel's peak-RSS mark, runs it again and prints
@@ -10,8 +10,8 @@ import gc
 import json
 import sys
 
-from bench.harnesses.profile import Measure, ProfileConfig, build_problem, runner
-from bench.measure.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from metagrad.bench.harnesses.profile import Measure, ProfileConfig, build_problem, runner
+from metagrad.bench.measure.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 
 def main(argv: list[str]) -> int:

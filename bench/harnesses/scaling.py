@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from algorithms.registry import require
+from metagrad.errors import require
 
 COLUMNS = ["run", "preset", "algorithm", "engine", "world_size", "backend", "threads", "device_name", "meta_batch",
            "iterations", "tasks", "train_time_s", "tasks_per_s", "speedup"]
@@ -71,7 +71,7 @@ def plot_scaling(frame: pd.DataFrame):
 
 def write_scaling(runs: list[Path], out: Path) -> pd.DataFrame:
     """``out/scaling.csv`` and ``out/scaling.png`` from the runs (each file atomically)."""
-    from bench.atomic import save_figure, write_csv
+    from metagrad.bench.atomic import save_figure, write_csv
 
     frame = scaling_table(runs)
     write_csv(frame, out / "scaling.csv")

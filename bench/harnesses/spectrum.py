@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, HessianOperator, Task, lanczos_ritz_values, make_algorithm
-from algorithms.protocol import query_loss_and_gradient
-from algorithms.registry import require
-from bench.options import option
-from bench.training.evaluation import TrainedRun, load_trained
+from metagrad.algorithms import FunctionalModel, HessianOperator, Task, lanczos_ritz_values, make_algorithm
+from metagrad.algorithms.protocol import query_loss_and_gradient
+from metagrad.bench.options import option
+from metagrad.bench.training.evaluation import TrainedRun, load_trained
+from metagrad.errors import require
 
 COLUMNS = ["task", "split", "iteration", "lam", "lambda_min", "lambda_max", "system_min_eigenvalue", "indefinite",
            "ritz_below_minus_lam", "lanczos_steps", "support_loss", "meta_solver", "solver_residual",
@@ -142,7 +142,7 @@ def spectrum_path(run_dir: Path, config: SpectrumConfig) -> Path:
 
 
 def write_spectrum(run_dir: Path, config: SpectrumConfig, out: Path | None = None, progress: bool = True) -> pd.DataFrame:
-    from bench.atomic import write_csv
+    from metagrad.bench.atomic import write_csv
 
     frame = run_spectrum(run_dir, config, progress=progress)
     write_csv(frame, out or spectrum_path(run_dir, config))

@@ -31,20 +31,21 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
-from algorithms.registry import has_batched_form, require
-from bench.data.device_tasks import DeviceTasks
-from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
-from bench.data.sources import task_source
-from bench.data.tasks import EpisodeSpec, ImageClassTasks
-from bench.measure.machine import device_name
-from bench.measure.operations import count_operations
-from bench.nets.convnet import network
-from bench.options import option
-from bench.training.engines import CHANNELS_LAST_HELP, COMPILE_HELP, CUDA_GRAPH_HELP, ENGINES, SAMPLER_HELP, SAMPLERS
-from bench.training.presets import preset, setting_presets
-from bench.training.presets import presets as preset_names
-from bench.training.steps import GRAPH_WARMUP, Window, training_step
+from metagrad.algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.registry import has_batched_form
+from metagrad.bench.data.device_tasks import DeviceTasks
+from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
+from metagrad.bench.data.sources import task_source
+from metagrad.bench.data.tasks import EpisodeSpec, ImageClassTasks
+from metagrad.bench.measure.machine import device_name
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.convnet import network
+from metagrad.bench.options import option
+from metagrad.bench.training.engines import CHANNELS_LAST_HELP, COMPILE_HELP, CUDA_GRAPH_HELP, ENGINES, SAMPLER_HELP, SAMPLERS
+from metagrad.bench.training.presets import preset, setting_presets
+from metagrad.bench.training.presets import presets as preset_names
+from metagrad.bench.training.steps import GRAPH_WARMUP, Window, training_step
+from metagrad.errors import require
 
 COLUMNS = ["preset", "algorithm", "engine", "device", "device_name", "meta_batch", "tasks_per_s", "iteration_s",
            "grad_evals", "hvp_evals", "max_rel_diff_vs_per_task", "max_rel_diff_float32", "cuda_graph", "compiled",
@@ -294,7 +295,7 @@ def plot_throughput(frame: pd.DataFrame):
 def write_throughput(config: ThroughputConfig, out: Path, progress: bool = True) -> pd.DataFrame:
     """Measure and write ``out/throughput.csv`` and ``out/throughput.png`` (and with ``trace`` each row's
     ``trace-*.txt``), each atomically."""
-    from bench.atomic import save_figure, write_csv, write_text
+    from metagrad.bench.atomic import save_figure, write_csv, write_text
 
     frame = pd.DataFrame(columns=COLUMNS)
     for frame, file_name, trace in measured_rows(config, progress):  # a stopped run keeps its finished rows

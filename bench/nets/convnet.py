@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.nets.batch_norm import twice_differentiable_batch_norm
-from bench.nets.relu import twice_differentiable_relu
+from metagrad.bench.nets.batch_norm import twice_differentiable_batch_norm
+from metagrad.bench.nets.relu import twice_differentiable_relu
 
 POOLINGS = ("stride", "max")
 # ReLU is the standard; tanh gives a smooth network for tests that need an exact inner minimizer.

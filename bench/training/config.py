@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from algorithms import algorithm_names, has_batched_form, make_algorithm
-from algorithms.registry import require
-from bench.data.omniglot import SPLIT_PROTOCOLS
-from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
-from bench.data.sources import ImageShape, TaskSource, dataset_names, image_shape, task_source
-from bench.data.tasks import EpisodeSpec
-from bench.options import option
-from bench.training.engines import (
+from metagrad.algorithms import algorithm_names, has_batched_form, make_algorithm
+from metagrad.bench.data.omniglot import SPLIT_PROTOCOLS
+from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
+from metagrad.bench.data.sources import ImageShape, TaskSource, dataset_names, image_shape, task_source
+from metagrad.bench.data.tasks import EpisodeSpec
+from metagrad.bench.options import option
+from metagrad.bench.training.engines import (
     CHANNELS_LAST_HELP,
     COMPILE_HELP,
     CUDA_GRAPH_HELP,
@@ -26,6 +25,7 @@ from bench.training.engines import (
     default_engine,
     default_sampler,
 )
+from metagrad.errors import require
 
 DTYPES = ("float32", "float64")
 OUTER_OPTIMIZERS = ("adam", "sgd")
@@ -155,7 +155,7 @@ def train_config(preset_name: str | None = None, hyperparameters: dict[str, Any]
     """What ``metagrad train`` runs: a preset (or none) with the given fields (None: keep the preset's)
     and algorithm hyperparameters laid over it; the engine and the sampler, unless given, the ones faster on
     the device."""
-    from bench.training.presets import preset
+    from metagrad.bench.training.presets import preset
 
     base = preset(preset_name) if preset_name else {}
     merged = {**base, **{name: value for name, value in fields.items() if value is not None}}

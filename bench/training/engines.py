@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from algorithms.registry import has_batched_form
-from bench.data.tasks import EpisodeSpec
+from metagrad.algorithms.registry import has_batched_form
+from metagrad.bench.data.tasks import EpisodeSpec
 
 ENGINES = ("per-task", "batched")
 # host: ImageClassTasks with a torch.Generator (the reference stream); device: bench/data/device_tasks.py

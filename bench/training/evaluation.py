@@ -12,17 +12,17 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from algorithms.batched import query_scores
-from algorithms.registry import ConfigError
-from bench.atomic import write_text
-from bench.data.tasks import ImageClassTasks
-from bench.measure.machine import run_environment
-from bench.nets.convnet import network
-from bench.training.config import EvalConfig, TrainConfig
-from bench.training.distributed import ProcessGroup, process_group
-from bench.training.engines import default_engine
-from bench.training.run_folder import Run
+from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.batched import query_scores
+from metagrad.bench.atomic import write_text
+from metagrad.bench.data.tasks import ImageClassTasks
+from metagrad.bench.measure.machine import run_environment
+from metagrad.bench.nets.convnet import network
+from metagrad.bench.training.config import EvalConfig, TrainConfig
+from metagrad.bench.training.distributed import ProcessGroup, process_group
+from metagrad.bench.training.engines import default_engine
+from metagrad.bench.training.run_folder import Run
+from metagrad.errors import DivergenceError
 
 
 def mean_and_ci95(values: list[float]) -> tuple[float, float]:
@@ -108,7 +108,7 @@ def load_trained(out: Path, device: str | None = None, dtype: torch.dtype | None
     state = run.load_checkpoint(dev)
     theta = state["theta"].to(device=dev, dtype=dtype)
     if not bool(torch.isfinite(theta).all()):
-        raise ConfigError(f"{run.checkpoint} holds non-finite parameters: the run diverged")
+        raise DivergenceError(f"{run.checkpoint} holds non-finite parameters: the run diverged")
     return TrainedRun(config, algorithm, model, theta, int(state["iteration"]), state)
 
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bench.training.distributed import StopRequests
+from metagrad.bench.training.distributed import StopRequests
 
 STOP_SIGNALS = StopRequests.SIGNALS  # Ctrl-C and SIGTERM, in one process or several
 

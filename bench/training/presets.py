@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from algorithms.registry import ConfigError, algorithm_color, algorithm_label, entries
+from metagrad.algorithms.registry import algorithm_color, algorithm_label, entries
+from metagrad.errors import ConfigError
 
 SETTINGS = {  # name: (dataset, ways, shots, meta-batch)
     "omniglot-5w1s": ("omniglot", 5, 1, 32),

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 import torch
 
-from algorithms.registry import ConfigError
-from bench.atomic import atomic_path, write_csv, write_text
-from bench.training.config import TrainConfig, resumed_config
+from metagrad.bench.atomic import atomic_path, write_csv, write_text
+from metagrad.bench.training.config import TrainConfig, resumed_config
+from metagrad.errors import ConfigError, CorruptFileError
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = ("theta", "optimizer", "sampler", "iteration", "train_time_s", "tasks", "window", "rows")
@@ -42,7 +42,7 @@ class Run:
             saved = json.loads(path.read_text())
             return TrainConfig(**saved["config"]), saved
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path} is corrupt or not a metagrad config ({type(error).__name__})") from None
+            raise CorruptFileError(f"{path} is corrupt or not a metagrad config ({type(error).__name__})") from None
 
     def write_config(self, config: TrainConfig, extra: dict[str, Any]) -> None:
         write_text(self.out / "config.json", json.dumps({"config": asdict(config), **extra}, indent=2) + "\n")
@@ -54,10 +54,10 @@ class Run:
         try:
             state = torch.load(self.checkpoint, map_location=device)
         except Exception as error:  # torch.load raises many kinds on a truncated or foreign file
-            raise ConfigError(f"{self.checkpoint} is truncated or not a metagrad checkpoint "
+            raise CorruptFileError(f"{self.checkpoint} is truncated or not a metagrad checkpoint "
                               f"({type(error).__name__})") from None
         if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
-            raise ConfigError(f"{self.checkpoint} is not a checkpoint of this metagrad version (missing keys)")
+            raise CorruptFileError(f"{self.checkpoint} is not a checkpoint of this metagrad version (missing keys)")
         return state
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:

@@ -17,11 +17,11 @@ import logging
 import torch
 from torch import Tensor
 
-from algorithms import FunctionalModel, TaskBatch
-from algorithms.inner_solvers import prepare_for_compile
-from algorithms.registry import records_as_diagnostics
-from bench.data.device_tasks import DeviceTasks
-from bench.training.distributed import ProcessGroup
+from metagrad.algorithms import FunctionalModel, TaskBatch
+from metagrad.algorithms.inner_solvers import prepare_for_compile
+from metagrad.algorithms.registry import records_as_diagnostics
+from metagrad.bench.data.device_tasks import DeviceTasks
+from metagrad.bench.training.distributed import ProcessGroup
 
 # Sums over the tasks since the last logged step, one slot each, kept on the device (see ``Window``).
 WINDOW = ("tasks", "query_loss", "query_accuracy", "cg_negative_curvature", "cg_iterations", "cg_residual",

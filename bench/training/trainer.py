@@ -29,16 +29,16 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from algorithms import make_algorithm
-from algorithms.registry import ConfigError, require
-from bench.data.device_tasks import DeviceTasks
-from bench.measure.machine import run_environment
-from bench.training.config import TrainConfig
-from bench.training.distributed import ProcessGroup, StopRequests, process_group
-from bench.training.evaluation import build_model, evaluate
-from bench.training.interrupts import deferred_interrupt, terminate_as_interrupt
-from bench.training.run_folder import Run
-from bench.training.steps import Window, training_step
+from metagrad.algorithms import make_algorithm
+from metagrad.bench.data.device_tasks import DeviceTasks
+from metagrad.bench.measure.machine import run_environment
+from metagrad.bench.training.config import TrainConfig
+from metagrad.bench.training.distributed import ProcessGroup, StopRequests, process_group
+from metagrad.bench.training.evaluation import build_model, evaluate
+from metagrad.bench.training.interrupts import deferred_interrupt, terminate_as_interrupt
+from metagrad.bench.training.run_folder import Run
+from metagrad.bench.training.steps import Window, training_step
+from metagrad.errors import ConfigError, DivergenceError, require
 
 # The query loss after adaptation beyond which the inner loop has blown up: a hundred times a uniform guess's
 # ln(N). Healthy runs stay within a few times ln(N); an inner step size far past stability reaches 1e5 and
@@ -244,8 +244,8 @@ class Trainer:
         self.window.clear()
         return row
 
-    def _diverged(self, what: str) -> ConfigError:
-        return ConfigError(f"training diverged: {what}; {self.folder.checkpoint} keeps the last finite state "
+    def _diverged(self, what: str) -> DivergenceError:
+        return DivergenceError(f"training diverged: {what}; {self.folder.checkpoint} keeps the last finite state "
                            f"(iteration {self.last_saved}). Try a smaller inner_lr or meta_lr")
 
     # checkpoint

@@ -27,7 +27,7 @@ t metagrad eval runs/small/maml --tasks 100
 t metagrad train --preset omniglot-20w1s-maml --omniglot-split lake --out runs/small/lake --max-minutes 1 --validate-every 25 --validation-tasks 10
 t metagrad lake-runs runs/small/lake
 t metagrad throughput --out runs/small/throughput --presets omniglot-5w1s-maml,omniglot-5w1s-imaml-gd --iterations 2 --check-tasks 2
-t torchrun --standalone --nproc-per-node 2 -m bench.cli train --preset omniglot-5w1s-maml --out runs/small/maml-2p --iterations 20 --validate-every 20 --validation-tasks 10 --threads 1
+t torchrun --standalone --nproc-per-node 2 -m metagrad train --preset omniglot-5w1s-maml --out runs/small/maml-2p --iterations 20 --validate-every 20 --validation-tasks 10 --threads 1
 t metagrad train --preset omniglot-5w1s-maml --out runs/small/maml-1p --iterations 20 --validate-every 20 --validation-tasks 10 --threads 1
 t metagrad scaling runs/small/maml-1p runs/small/maml-2p --out runs/small/scaling
 t metagrad train --preset omniglot-5w1s-imaml-gd --out runs/small/imaml --iterations 10 --validate-every 10 --validation-tasks 10

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from algorithms import algorithm_names
-from bench.harnesses.profile import Measure, ProfileConfig, build_problem, count_work, runner
+from metagrad.algorithms import algorithm_names
+from metagrad.bench.harnesses.profile import Measure, ProfileConfig, build_problem, count_work, runner
 
 from ..data_paths import require_data
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data.device_tasks import DeviceTasks
-from bench.data.sources import task_source
-from bench.data.tasks import EpisodeSpec
+from metagrad.bench.data.device_tasks import DeviceTasks
+from metagrad.bench.data.sources import task_source
+from metagrad.bench.data.tasks import EpisodeSpec
 
 from ..data_paths import require_data
 from .conftest import on_device

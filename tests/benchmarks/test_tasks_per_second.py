@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from bench.data.sources import task_source
-from bench.data.tasks import EpisodeSpec
-from bench.harnesses.profile import count_work
-from bench.measure.operations import count_operations
-from bench.nets.convnet import network
-from bench.training.engines import ENGINES
-from bench.training.presets import preset
-from bench.training.steps import Window, training_step
+from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.bench.data.sources import task_source
+from metagrad.bench.data.tasks import EpisodeSpec
+from metagrad.bench.harnesses.profile import count_work
+from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.nets.convnet import network
+from metagrad.bench.training.engines import ENGINES
+from metagrad.bench.training.presets import preset
+from metagrad.bench.training.steps import Window, training_step
 
 from ..data_paths import require_data
 from .conftest import on_device

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from algorithms.registry import entries
+    from metagrad.algorithms.registry import entries
 
     rows = [("name", "label", "origin", "engines")]
     rows += [(name, entry.cls.label, entry.origin, "per-task, batched" if entry.batched else

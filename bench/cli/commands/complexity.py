@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli.arguments import (
-    UsageError,
+from metagrad.bench.cli.arguments import (
     add_config,
     add_device,
     add_no_progress,
@@ -23,10 +22,11 @@ from bench.cli.arguments import (
     build_config,
     set_threads,
 )
+from metagrad.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.harnesses.complexity import ComplexityConfig
+    from metagrad.bench.harnesses.complexity import ComplexityConfig
 
     add_out(parser)
     add_config(parser, ComplexityConfig)
@@ -36,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.harnesses.complexity import ComplexityConfig, write_complexity
+    from metagrad.bench.harnesses.complexity import ComplexityConfig, write_complexity
 
     if args.device != "cpu":
-        raise UsageError("complexity runs in float64 on the CPU; --device must be cpu")
+        raise ConfigError("complexity runs in float64 on the CPU; --device must be cpu")
     set_threads(args.threads)
     config = build_config(ComplexityConfig, args)
     frame, exponents = write_complexity(config, args.out, progress=not args.no_progress)

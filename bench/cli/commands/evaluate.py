@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.arguments import add_config, add_no_progress, add_threads, build_config, check_device, set_threads
+from metagrad.bench.cli.arguments import add_config, add_no_progress, add_threads, build_config, check_device, set_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.training.config import EvalConfig
+    from metagrad.bench.training.config import EvalConfig
 
     parser.add_argument("run_dir", type=Path, metavar="RUN", help="run folder written by metagrad train")
     add_config(parser, EvalConfig)
@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.training.config import EvalConfig
-    from bench.training.distributed import environment_rank
-    from bench.training.evaluation import evaluate_run
+    from metagrad.bench.training.config import EvalConfig
+    from metagrad.bench.training.distributed import environment_rank
+    from metagrad.bench.training.evaluation import evaluate_run
 
     set_threads(args.threads)
     if args.device is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.cli.arguments import UsageError, add_config, add_device, add_no_progress, add_out, build_config
+from metagrad.bench.cli.arguments import add_config, add_device, add_no_progress, add_out, build_config
+from metagrad.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.harnesses.exact_solve import ExactSolveConfig
+    from metagrad.bench.harnesses.exact_solve import ExactSolveConfig
 
     add_out(parser)
     add_config(parser, ExactSolveConfig)
@@ -23,10 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.harnesses.exact_solve import ExactSolveConfig, write_exact_solve
+    from metagrad.bench.harnesses.exact_solve import ExactSolveConfig, write_exact_solve
 
     if args.device != "cpu":
-        raise UsageError("exact-solve runs in float64 on the CPU; --device must be cpu")
+        raise ConfigError("exact-solve runs in float64 on the CPU; --device must be cpu")
     config = build_config(ExactSolveConfig, args)
     task = config.task
     frame = write_exact_solve(config, args.out, progress=not args.no_progress)

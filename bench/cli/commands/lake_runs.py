@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.arguments import add_device, add_threads, check_device, set_threads
+from metagrad.bench.cli.arguments import add_device, add_threads, check_device, set_threads
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.harnesses.lake_runs import lake_runs
+    from metagrad.bench.harnesses.lake_runs import lake_runs
 
     set_threads(args.threads)
     if args.device is not None:

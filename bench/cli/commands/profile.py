@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli.arguments import add_config, add_no_progress, add_out, build_config, check_device
+from metagrad.bench.cli.arguments import add_config, add_no_progress, add_out, build_config, check_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.harnesses.profile import ProfileConfig
+    from metagrad.bench.harnesses.profile import ProfileConfig
 
     add_out(parser)
     add_config(parser, ProfileConfig)
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.harnesses.profile import ProfileConfig, ratios, write_profile
+    from metagrad.bench.harnesses.profile import ProfileConfig, ratios, write_profile
 
     check_device(args.device)
     config = build_config(ProfileConfig, args)

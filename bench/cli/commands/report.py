@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.arguments import UsageError, add_device, add_no_progress, add_out, add_seed, check_device
+from metagrad.bench.cli.arguments import add_device, add_no_progress, add_out, add_seed, check_device
+from metagrad.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
+    from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 
     add_out(parser, "the report's folder (created if missing); the result folders default to it")
     parser.add_argument("--results", type=Path, action="append", metavar="DIR",
@@ -34,18 +35,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.reporting.report import render_report
+    from metagrad.bench.reporting.report import render_report
 
     for root in args.results or []:
         if not root.is_dir():
-            raise UsageError(f"--results {root}: no such folder")
+            raise ConfigError(f"--results {root}: no such folder")
     rerun = args.quick or args.rerun
     if not (args.results or rerun or args.out.is_dir()):
-        raise UsageError(f"--out {args.out}: no such folder to render from; give --results DIR (the result folders), "
+        raise ConfigError(f"--out {args.out}: no such folder to render from; give --results DIR (the result folders), "
                          "or --rerun/--quick to make them there first")
     roots = args.results or [args.out]
     if rerun:
-        from bench.reporting.regenerate import regenerate
+        from metagrad.bench.cli.rerun import regenerate
 
         check_device(args.device)
         regenerate(args.out, quick=args.quick, overwrite=args.overwrite, seed=args.seed, device=args.device,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.arguments import UsageError, add_out
+from metagrad.bench.cli.arguments import add_out
+from metagrad.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,11 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.harnesses.scaling import write_scaling
+    from metagrad.bench.harnesses.scaling import write_scaling
 
     for run_dir in args.runs:
         if not run_dir.is_dir():
-            raise UsageError(f"{run_dir}: no such run folder")
+            raise ConfigError(f"{run_dir}: no such run folder")
     frame = write_scaling(args.runs, args.out)
     shown = ["run", "preset", "engine", "world_size", "threads", "tasks_per_s", "speedup"]
     print(frame[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.cli.arguments import UsageError, add_config, add_no_progress, add_set, add_threads, build_config, set_threads
+from metagrad.bench.cli.arguments import add_config, add_no_progress, add_set, add_threads, build_config, set_threads
+from metagrad.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.harnesses.spectrum import SpectrumConfig
+    from metagrad.bench.harnesses.spectrum import SpectrumConfig
 
     parser.add_argument("run_dir", type=Path, metavar="RUN", help="run folder written by metagrad train")
     parser.add_argument("--out", type=Path, default=None,
@@ -31,13 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.harnesses.spectrum import SpectrumConfig, spectrum_path, write_spectrum
+    from metagrad.bench.harnesses.spectrum import SpectrumConfig, spectrum_path, write_spectrum
 
     set_threads(args.threads)
     config = build_config(SpectrumConfig, args, hyperparameters=dict(args.set or []))
     out = args.out or spectrum_path(args.run_dir, config)
     if out.is_dir():
-        raise UsageError(f"--out {out} is a folder; give the CSV file to write")
+        raise ConfigError(f"--out {out} is a folder; give the CSV file to write")
     frame = write_spectrum(args.run_dir, config, out, progress=not args.no_progress)
     lam = frame["lam"].iloc[0]
     print(f"iteration {frame['iteration'].iloc[0]}: I + H/lambda (lambda {lam:g}) indefinite for "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli.arguments import (
+from metagrad.bench.cli.arguments import (
     add_config,
     add_no_progress,
     add_out,
@@ -22,7 +22,7 @@ from bench.cli.arguments import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from bench.harnesses.throughput import ThroughputConfig
+    from metagrad.bench.harnesses.throughput import ThroughputConfig
 
     add_out(parser)
     add_config(parser, ThroughputConfig)
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from bench.harnesses.throughput import ThroughputConfig, speedups, write_throughput
+    from metagrad.bench.harnesses.throughput import ThroughputConfig, speedups, write_throughput
 
     check_device(args.device)
     set_threads(args.threads)

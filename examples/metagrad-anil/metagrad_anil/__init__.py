@@ -21,9 +21,15 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from algorithms import FunctionalModel, MetaGradient, MetaGradientRecord, Task
-from algorithms.protocol import InnerGradientDescentConfig, MetaObjective
-from algorithms.registry import require
+from metagrad import (
+    FunctionalModel,
+    InnerGradientDescentConfig,
+    MetaGradient,
+    MetaGradientRecord,
+    MetaObjective,
+    Task,
+    require,
+)
 
 # Raghu et al. kept MAML's hyperparameters; these are metagrad's MAML presets (inner steps, inner step size)
 MAML_INNER_LOOP = {("omniglot", 5): (1, 0.4), ("omniglot", 20): (5, 0.1), ("mini-imagenet", 5): (5, 0.01)}

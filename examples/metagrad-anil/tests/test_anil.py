@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metagrad_anil import Head
 
-from algorithms import Batch, FunctionalModel, Task, cross_entropy_loss, make_algorithm, squared_error_loss
-from bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
-from bench.measure.memory import SavedTensorPeak
-from bench.nets.convnet import ConvNet
+from metagrad import (
+    Batch,
+    ConvNet,
+    FunctionalModel,
+    LinearRegressionConfig,
+    LinearRegressor,
+    SavedTensorPeak,
+    Task,
+    cross_entropy_loss,
+    make_algorithm,
+    sample_linear_regression_task,
+    squared_error_loss,
+)
+from metagrad_anil import Head
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -97,7 +106,7 @@ def test_metagrad_lists_anil_from_its_entry_point():
     import subprocess
     import sys
 
-    listed = subprocess.run([sys.executable, "-m", "bench.cli", "algorithms"], capture_output=True, text=True,
+    listed = subprocess.run([sys.executable, "-m", "metagrad", "algorithms"], capture_output=True, text=True,
                             timeout=600)
     line = next(line for line in listed.stdout.splitlines() if line.startswith("anil "))
     assert "metagrad-anil (metagrad_anil:ANIL)" in line and line.endswith("per-task, batched (task by task)")

@@ -1,23 +1,26 @@
 """Re-run every experiment behind reports/ on this machine: the commands of the README and reports/notes/, or small versions.
 
-An experiment is a list of harness calls sharing one result folder, each built from the harness's own
-configuration (``ExactSolveConfig``, ``ProfileConfig``, ``TrainConfig``, ...) and shown as the
-``metagrad`` command line it equals. It runs in a temporary folder beside its target and replaces the
-target only when all its steps have finished, so an interrupted or failed re-run leaves the earlier
-results in place.
+An experiment is a list of ``metagrad`` command lines sharing one result folder, each run through the command line's
+own ``main``: the line printed is the line that ran. It runs in a temporary folder beside its target and replaces the
+target only when all its steps have finished, so an interrupted or failed re-run leaves the earlier results in place.
+Every registered harness with a re-run of its own (``Harness.rerun``, plug-ins' included) joins the list.
 """
 from __future__ import annotations
 
+import shlex
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from algorithms.registry import ConfigError
-from bench.options import command_line
+from metagrad.bench.harnesses.registry import harnesses
+from metagrad.bench.options import arguments
+from metagrad.errors import ConfigError, RerunError
+
+SHARED = {"seed": "--seed", "device": "--device", "data_root": "--data-root"}  # what every experiment of a re-run shares
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,42 @@ class Options:
 
 @dataclass(frozen=True)
 class Step:
-    """One harness call. ``run`` imports its harness when it runs: nothing heavy at import, and the
-    harness functions are looked up by name (which tests rely on to replace them)."""
+    """One ``metagrad`` command line: its words after ``metagrad``; "{dir}" is the experiment's result folder and
+    "{scratch}" a folder removed once the experiment has finished. ``shared``: the re-run's options it takes (keys of
+    ``SHARED``), given only where they differ from the command's defaults."""
 
-    command: str  # the `metagrad` command line it equals (or lines, joined by " && "); "{dir}" is the result folder
-    run: Callable[[Path, Options], Any]
-    threads: int | None = None  # torch threads while it runs (the command's --threads)
+    argv: tuple[str, ...]
+    shared: tuple[str, ...] = ()
+
+    @property
+    def command(self) -> str:
+        """The command line, as a user would type it."""
+        return "metagrad " + shlex.join(self.argv)
+
+    def resolved(self, folder: Path, scratch: Path, options: Options) -> list[str]:
+        """The words that run, with the folders filled in and the shared options added (each where it is not the
+        re-run's default, and the command has it)."""
+        words = [word.replace("{dir}", str(folder)).replace("{scratch}", str(scratch)) for word in self.argv]
+        accepted = _flags_of(self.argv[0])
+        defaults = Options()
+        for key in self.shared:
+            value = getattr(options, key)
+            if value != getattr(defaults, key) and SHARED[key] not in words and SHARED[key] in accepted:
+                words += [SHARED[key], str(value)]
+        if not options.progress and "--no-progress" in accepted:
+            words.append("--no-progress")
+        return words
+
+
+def _flags_of(command: str) -> set[str]:
+    """The option strings of ``metagrad COMMAND``."""
+    import argparse
+
+    from metagrad.bench.cli.command import command_module
+
+    parser = argparse.ArgumentParser(add_help=False)
+    command_module(command).add_arguments(parser)
+    return set(parser._option_string_actions)
 
 
 @dataclass(frozen=True)
@@ -47,160 +80,93 @@ class Experiment:
     devices: tuple[str, ...] = ("cpu", "cuda")  # where --device may send it
 
 
-def _flags(**options: Any) -> str:
-    """``--name value`` for each option, as the command line spells it."""
-    parts = []
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is True:
-            parts.append(flag)
-        elif isinstance(value, tuple):
-            parts.append(f"{flag} {','.join(str(v) for v in value)}")
-        elif value is not None and value is not False:
-            parts.append(f"{flag} {value}")
-    return " ".join(parts)
+def _threads(threads: int | None) -> list[str]:
+    return ["--threads", str(threads)] if threads else []
 
 
 def exact_solve(inner_steps: tuple[int, ...] | None = None, seeds: int | None = None, tasks: int | None = None,
                 distinct_eigenvalues: int = 0, algorithms: tuple[str, ...] | None = None) -> Step:
     """``metagrad exact-solve``; a setting left None keeps ExactSolveConfig's default (and its flag out)."""
-    def run(folder: Path, options: Options):
-        from bench.data.linear_regression import LinearRegressionConfig
-        from bench.harnesses.exact_solve import ExactSolveConfig, write_exact_solve
+    from metagrad.bench.harnesses.exact_solve import ExactSolveConfig
 
-        defaults = ExactSolveConfig()
-        config = replace(defaults, task=LinearRegressionConfig(distinct_eigenvalues=distinct_eigenvalues),
-                         inner_steps=inner_steps or defaults.inner_steps, seed=options.seed,
-                         seeds=defaults.seeds if seeds is None else seeds,
-                         tasks_per_seed=defaults.tasks_per_seed if tasks is None else tasks, algorithms=algorithms)
-        return write_exact_solve(config, folder, progress=options.progress)
-
-    flags = _flags(inner_steps=inner_steps, seeds=seeds, tasks=tasks, distinct_eigenvalues=distinct_eigenvalues or None,
-                   algorithms=algorithms)
-    return Step(f"metagrad exact-solve --out {{dir}} {flags}".rstrip(), run)
+    return Step(("exact-solve", "--out", "{dir}", *arguments(
+        ExactSolveConfig, inner_steps=inner_steps, seeds=seeds, tasks_per_seed=tasks,
+        distinct_eigenvalues=distinct_eigenvalues or None, algorithms=algorithms)), ("seed",))
 
 
 def profile(**settings: Any) -> Step:
     """``settings``: ProfileConfig fields."""
-    def run(folder: Path, options: Options):
-        from bench.harnesses.profile import ProfileConfig, write_profile
+    from metagrad.bench.harnesses.profile import ProfileConfig
 
-        config = ProfileConfig(**settings, seed=options.seed, device=options.device, data_root=options.data_root)
-        return write_profile(config, folder, progress=options.progress)
-
-    from bench.harnesses.profile import ProfileConfig
-
-    return Step(f"metagrad profile --out {{dir}} {command_line(ProfileConfig, **settings)}".rstrip(), run)
+    return Step(("profile", "--out", "{dir}", *arguments(ProfileConfig, **settings)), ("seed", "device", "data_root"))
 
 
 def throughput(threads: int | None = None, **settings: Any) -> Step:
     """``settings``: ThroughputConfig fields."""
-    def run(folder: Path, options: Options):
-        from bench.harnesses.throughput import ThroughputConfig, write_throughput
+    from metagrad.bench.harnesses.throughput import ThroughputConfig
 
-        config = ThroughputConfig(**settings, seed=options.seed, device=options.device, data_root=options.data_root)
-        return write_throughput(config, folder, progress=options.progress)
-
-    return Step(f"metagrad throughput --out {{dir}} {_flags(threads=threads, **settings)}".rstrip(), run, threads)
+    return Step(("throughput", "--out", "{dir}", *arguments(ThroughputConfig, **settings), *_threads(threads)),
+                ("seed", "device", "data_root"))
 
 
 def complexity(threads: int | None = None, **settings: Any) -> Step:
     """``settings``: ComplexityConfig fields."""
-    def run(folder: Path, options: Options):
-        from bench.harnesses.complexity import ComplexityConfig, write_complexity
+    from metagrad.bench.harnesses.complexity import ComplexityConfig
 
-        return write_complexity(ComplexityConfig(**settings, seed=options.seed), folder, progress=options.progress)
-
-    return Step(f"metagrad complexity --out {{dir}} {_flags(**settings, threads=threads)}".rstrip(), run, threads)
+    return Step(("complexity", "--out", "{dir}", *arguments(ComplexityConfig, **settings), *_threads(threads)),
+                ("seed",))
 
 
 def training(preset: str, hyperparameters: dict[str, Any] | None = None, threads: int | None = None,
-             **fields: Any) -> Step:
+             out: str = "{dir}", **fields: Any) -> Step:
     """``fields``: TrainConfig fields laid over the preset, as ``metagrad train``'s options are; a ``seed`` among
     them (a second seed's run) wins over the re-run's."""
-    def run(folder: Path, options: Options):
-        from bench.training.config import train_config
-        from bench.training.trainer import train
+    from metagrad.bench.training.config import TrainConfig
 
-        config = train_config(preset, hyperparameters, device=options.device, data_root=options.data_root,
-                              **{"seed": options.seed, **fields})
-        return train(config, folder, progress=options.progress)
-
-    sets = " ".join(f"--set {key}={value}" for key, value in (hyperparameters or {}).items())
-    flags = " ".join(part for part in (sets, _flags(**fields, threads=threads)) if part)
-    return Step(f"metagrad train --preset {preset} --out {{dir}} {flags}".rstrip(), run, threads)
+    sets = [word for key, value in (hyperparameters or {}).items() for word in ("--set", f"{key}={value}")]
+    return Step(("train", "--preset", preset, "--out", out, *sets, *arguments(TrainConfig, **fields),
+                 *_threads(threads)), ("seed", "device", "data_root"))
 
 
 def resumption(threads: int | None = None, **limits: Any) -> Step:
     """``metagrad train --resume``: the run in the folder continued with its own settings, ``limits``
     (``iterations``, ``max_minutes``) raised."""
-    def run(folder: Path, options: Options):
-        from bench.training.run_folder import resume_config
-        from bench.training.trainer import train
+    from metagrad.bench.training.config import TrainConfig
 
-        return train(resume_config(folder, **limits), folder, resume=True, progress=options.progress)
-
-    return Step(f"metagrad train --out {{dir}} --resume {_flags(**limits, threads=threads)}".rstrip(), run, threads)
+    return Step(("train", "--out", "{dir}", "--resume", *arguments(TrainConfig, **limits), *_threads(threads)))
 
 
 def evaluation(tasks: int | None = None, threads: int | None = None) -> Step:
     """``metagrad eval`` of the run in the step's folder; ``tasks`` None: EvalConfig's default."""
-    def run(folder: Path, options: Options):
-        from bench.training.config import EvalConfig
-        from bench.training.evaluation import evaluate_run
+    from metagrad.bench.training.config import EvalConfig
 
-        return evaluate_run(folder, EvalConfig() if tasks is None else EvalConfig(tasks=tasks), progress=options.progress)
-
-    return Step(f"metagrad eval {{dir}} {_flags(tasks=tasks, threads=threads)}".rstrip(),
-                run, threads)
+    return Step(("eval", "{dir}", *arguments(EvalConfig, tasks=tasks), *_threads(threads)))
 
 
 def lake_runs(threads: int | None = None) -> Step:
-    def run(folder: Path, options: Options):
-        from bench.harnesses.lake_runs import lake_runs
-
-        return lake_runs(folder)
-
-    return Step(f"metagrad lake-runs {{dir}} {_flags(threads=threads)}".rstrip(), run, threads)
+    return Step(("lake-runs", "{dir}", *_threads(threads)))
 
 
-def spectrum(at_init: bool = False, threads: int | None = None, **settings: Any) -> Step:
+def spectrum(at_init: bool = False, threads: int | None = None, run: str = "{dir}", out: str | None = None,
+             hyperparameters: dict[str, Any] | None = None, **settings: Any) -> Step:
     """``settings``: SpectrumConfig fields."""
-    def run(folder: Path, options: Options):
-        from bench.harnesses.spectrum import SpectrumConfig, write_spectrum
+    from metagrad.bench.harnesses.spectrum import SpectrumConfig
 
-        return write_spectrum(folder, SpectrumConfig(at_init=at_init, **settings), progress=options.progress)
-
-    return Step(f"metagrad spectrum {{dir}} {_flags(at_init=at_init, **settings, threads=threads)}".rstrip(), run,
-                threads)
+    sets = [word for key, value in (hyperparameters or {}).items() for word in ("--set", f"{key}={value}")]
+    return Step(("spectrum", run, *arguments(SpectrumConfig, at_init=at_init, **settings), *sets,
+                 *(("--out", out) if out else ()), *_threads(threads)))
 
 
 def one_step_spectra(preset: str, iteration: int, solves: dict[str, dict[str, Any]], threads: int | None = None,
-                     **fields: Any) -> Step:
+                     **fields: Any) -> tuple[Step, ...]:
     """The systems of training iteration ``iteration``'s meta-batch, task by task, solved as the run does and with
     the hyperparameter changes of each of ``solves`` (name -> changes): the run is trained to the iteration
     before (``fields`` as ``training``'s) in a scratch folder, which is not a result; only the spectra,
     ``spectrum-NAME.csv``, are kept."""
-    train_step = training(preset, None, threads, iterations=iteration - 1, **fields)
-
-    def run(folder: Path, options: Options):
-        import tempfile
-
-        from bench.harnesses.spectrum import SpectrumConfig, write_spectrum
-
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".scratch-", dir=folder) as scratch:
-            trained = Path(scratch) / "run"
-            train_step.run(trained, options)
-            for name, changes in solves.items():
-                write_spectrum(trained, SpectrumConfig(next_meta_batch=True, hyperparameters=changes),
-                               folder / f"spectrum-{name}.csv", progress=options.progress)
-
-    spectra = " && ".join(
-        " ".join(["metagrad spectrum RUN --next-meta-batch", *(f"--set {key}={value}" for key, value in changes.items()),
-                  f"--out {{dir}}/spectrum-{name}.csv", _flags(threads=threads)]).rstrip()
-        for name, changes in solves.items())
-    return Step(f"{train_step.command.replace('{dir}', 'RUN')} && {spectra}", run, threads)
+    trained = "{scratch}/run"
+    return (training(preset, None, threads, out=trained, iterations=iteration - 1, **fields),
+            *(spectrum(threads=threads, run=trained, out=f"{{dir}}/spectrum-{name}.csv", next_meta_batch=True,
+                       hyperparameters=changes) for name, changes in solves.items()))
 
 
 def _training(name: str, preset: str, hyperparameters: dict[str, Any] | None = None, threads: int | None = None,
@@ -275,10 +241,9 @@ FULL = (
                 threads=1)
       for seed, minutes in ((1, 70), (2, 30), (3, 30), (4, 30), (5, 30), (6, 30)) for variant in ("imaml-gd", "imaml-gd-minres")),
     # seed 4's CG run collapsed after iteration 404: that iteration's 32 systems, the paper's CG against MINRES
-    Experiment("cpu-training/omniglot-5w1s-imaml-gd-seed4-iteration-404", (
-        one_step_spectra("omniglot-5w1s-imaml-gd", 404, {"cg": {}, "cg-6-steps": {"cg_steps": 6},
-                                                          "minres": {"meta_solver": "minres"}},
-                         threads=1, seed=4, validate_every=1000, checkpoint_every=1000),)),
+    Experiment("cpu-training/omniglot-5w1s-imaml-gd-seed4-iteration-404", one_step_spectra(
+        "omniglot-5w1s-imaml-gd", 404, {"cg": {}, "cg-6-steps": {"cg_steps": 6}, "minres": {"meta_solver": "minres"}},
+        threads=1, seed=4, validate_every=1000, checkpoint_every=1000)),
     # iMAML-HF once its Newton iterations ran on the stacked network: the batched engine against the per-task one,
     # the same seed and so the same tasks, both at once on one thread each
     *(_training(f"omniglot-5w1s-imaml-hf-{engine}-30-minutes", "omniglot-5w1s-imaml-hf", evaluate={"threads": 1},
@@ -306,27 +271,42 @@ QUICK = (
 )
 
 
+def plugin_experiments(quick: bool) -> tuple[Experiment, ...]:
+    """Each harness's own re-run (``Harness.rerun``, or ``Harness.quick`` for ``--quick``), into a folder of its name:
+    how a plug-in's measurement joins the list."""
+    found = []
+    for name, harness in harnesses().items():
+        words = harness.quick if quick and harness.quick is not None else harness.rerun
+        if words is not None:
+            found.append(Experiment(name, (Step((name, "--out", "{dir}", *words)),), devices=("cpu",)))
+    return tuple(found)
+
+
 def run_experiment(experiment: Experiment, target: Path, options: Options) -> Path:
     """Run ``experiment`` beside ``target`` and put it there once every step has finished."""
+    from metagrad.bench.cli.command import main
+
     work = target.with_name(f".{target.name}.rerun")
     if work.exists():
         shutil.rmtree(work)
     work.parent.mkdir(parents=True, exist_ok=True)
     try:
-        for step in experiment.steps:
-            print("  " + step.command.replace("{dir}", str(work)), flush=True)
-            threads = torch.get_num_threads()
-            if step.threads:
-                torch.set_num_threads(step.threads)
-            try:
-                step.run(work, options)
-            finally:
-                torch.set_num_threads(threads)
-    except BaseException as error:
+        with tempfile.TemporaryDirectory(prefix=".scratch-", dir=work.parent) as scratch:
+            for step in experiment.steps:
+                words = step.resolved(work, Path(scratch), options)
+                print("  metagrad " + shlex.join(words), flush=True)
+                threads = torch.get_num_threads()
+                try:
+                    code = main(words)
+                finally:
+                    torch.set_num_threads(threads)  # a step's --threads is its own
+                if code == 130:
+                    raise KeyboardInterrupt
+                if code:
+                    raise RerunError(f"re-running {experiment.folder} failed (metagrad {words[0]} exited with {code}); "
+                                     f"the earlier results in {target} are untouched")
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-        if isinstance(error, Exception):
-            raise ConfigError(f"re-running {experiment.folder} failed ({error}); the earlier results in {target} "
-                              "are untouched") from error
         raise
     if target.exists():
         shutil.rmtree(target)
@@ -338,7 +318,7 @@ def regenerate(out: Path, quick: bool = False, overwrite: bool = False, seed: in
                data_root: str | None = None, progress: bool = True) -> list[Path]:
     """Run the experiments into ``out``; returns their result folders."""
     kind = "cuda" if device.startswith("cuda") else "cpu"
-    experiments = [e for e in (QUICK if quick else FULL) if kind in e.devices]
+    experiments = [e for e in (QUICK if quick else FULL) + plugin_experiments(quick) if kind in e.devices]
     existing = [e.folder for e in experiments if (out / e.folder).exists()]
     if existing and not overwrite:
         raise ConfigError(f"{out} already holds {', '.join(existing)}; pass --overwrite to replace them, or choose "

@@ -1,0 +1,37 @@
+"""metagrad's own harnesses, in the order ``metagrad --help`` and the report list them.
+
+Each names its command module (``metagrad.bench.cli.commands``), the files that mark one of its results, and its
+renderer (``metagrad.bench.reporting.renderers``). Two entries only render: the saved pytest-benchmark runs, and the
+study of iMAML's indefinite systems (read from training runs: those whose system's spectrum was recorded at the start
+and at the end, beside the iMAML-GD presets' full-size runs).
+"""
+from __future__ import annotations
+
+from metagrad.bench.harnesses.harness import Harness
+
+COMMANDS = "metagrad.bench.cli.commands"
+RENDERERS = "metagrad.bench.reporting.renderers"
+TRAINING_RUN = ("config.json", "metrics.csv")
+
+BUILTIN_HARNESSES = (
+    Harness("exact-solve", command=f"{COMMANDS}.exact_solve", results=("exact_solve.csv",),
+            render=f"{RENDERERS}.exact_solve:render", order=10),
+    Harness("profile", command=f"{COMMANDS}.profile", results=("profile.csv",), render=f"{RENDERERS}.profile:render",
+            order=20),
+    Harness("complexity", command=f"{COMMANDS}.complexity", results=("complexity.csv",),
+            render=f"{RENDERERS}.complexity:render", order=30),
+    Harness("train", command=f"{COMMANDS}.train", results=TRAINING_RUN, render=f"{RENDERERS}.training:render",
+            result_label="training run", order=40),
+    Harness("eval", command=f"{COMMANDS}.evaluate", out="none", order=50),
+    Harness("throughput", command=f"{COMMANDS}.throughput", results=("throughput.csv",),
+            render=f"{RENDERERS}.throughput:render", order=60),
+    Harness("spectrum", command=f"{COMMANDS}.spectrum", out="file", order=70),
+    Harness("scaling", command=f"{COMMANDS}.scaling", order=80),
+    Harness("lake-runs", command=f"{COMMANDS}.lake_runs", out="none", order=90),
+    Harness("curvature", summary="iMAML's meta-gradient system when it is indefinite: lambda and solver",
+            results=TRAINING_RUN, render=f"{RENDERERS}.curvature:render",
+            result_label="curvature-study run", order=200),
+    Harness("benchmarks", summary="saved pytest-benchmark runs, with their work counters",
+            results=("[0-9][0-9][0-9][0-9]_*.json",), render=f"{RENDERERS}.benchmarks:render",
+            result_label="benchmark run", order=210),
+)

@@ -1,0 +1,6 @@
+"""``python -m metagrad``: the ``metagrad`` command (what torchrun launches with ``-m metagrad``)."""
+import sys
+
+from metagrad.bench.cli import main
+
+sys.exit(main())
