@@ -19,7 +19,18 @@ from .lanczos import lanczos_ritz_values
 from .maml import MAML, maml_meta_gradient_torch_func
 from .minres import masked_minres, minres
 from .protocol import MetaGradient, MetaGradientAlgorithm, MetaGradientRecord, proximal_objective
-from .registry import ALGORITHMS, algorithm_label, algorithm_names, entries, has_batched_form, load_plugins, make_algorithm, register
+from .registry import (
+    ALGORITHMS,
+    algorithm_label,
+    algorithm_names,
+    batched_adapt,
+    batched_meta_gradient,
+    entries,
+    has_batched_form,
+    load_plugins,
+    make_algorithm,
+    register,
+)
 from .reptile import Reptile
 
 __all__ = [
@@ -28,5 +39,6 @@ __all__ = [
     "MetaGradientRecord", "Reptile", "Task", "TaskBatch", "algorithm_label", "algorithm_names", "conjugate_gradient",
     "cross_entropy_loss", "gradient_descent", "hessian_vector_product", "lanczos_ritz_values", "make_algorithm",
     "maml_meta_gradient_torch_func", "masked_minres", "minres", "newton_cg", "proximal_objective",
-    "squared_error_loss", "value_and_gradient", "register", "entries", "has_batched_form", "load_plugins",
+    "squared_error_loss", "value_and_gradient", "register",
+    "batched_adapt", "batched_meta_gradient", "entries", "has_batched_form", "load_plugins",
 ]

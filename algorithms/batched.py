@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .functional import Batch, FunctionalModel, TaskBatch
 from .inner_solvers import Linearization, ProblemObjective, gradient_steps
+from .record import diagnostic_defaults
 from .staging import Bound
 
 # (theta, support x, support y, query x, query y) -> (meta-gradient, diagnostics, adapted phi)
@@ -78,9 +79,7 @@ def query_loss_and_gradient(model: FunctionalModel, phi: Tensor, x: Tensor, y: T
 def record(**values: Tensor | int | float | bool) -> dict[str, Tensor]:
     """A full diagnostics dict from the fields given; the rest take the per-task record's defaults, shaped
     like the given tensors (one task's scalars under ``vmap``, or [tasks] from the stacked network)."""
-    defaults = {"inner_loss": float("nan"), "query_loss": float("nan"), "query_accuracy": float("nan"),
-                "grad_evals": 0, "hvp_evals": 0, "loss_evals": 0, "cg_iterations": 0, "cg_residual": float("nan"),
-                "negative_curvature": False, "inner_negative_curvature": False}
+    defaults = diagnostic_defaults()
     unknown = set(values) - set(defaults)
     if unknown:
         raise KeyError(f"not a diagnostics field: {', '.join(sorted(unknown))}")

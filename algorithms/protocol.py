@@ -8,7 +8,7 @@ says what each optional part buys); ``algorithms.registry`` names them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import torch
@@ -19,31 +19,7 @@ from metagrad.errors import require
 from .batched import BatchedMetaGradient, adapt_over_tasks, proximal, stacked_gradient_descent
 from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .inner_solvers import InnerSolution, MaskedInnerSolution, functional_gradient_descent, gradient_descent
-
-
-@dataclass
-class MetaGradientRecord:
-    """What one task's meta-gradient cost and saw.
-
-    ``grad_evals`` counts gradients of a task loss (support or query); ``hvp_evals`` counts
-    Hessian-vector products, and for second-order MAML the backward pass through each inner step,
-    which costs one Hessian-vector product (the paper's accounting, Section 4); ``loss_evals``
-    counts loss values taken without a gradient (line searches).
-    """
-
-    inner_loss: float = float("nan")  # support loss at the adapted parameters, without the proximal term
-    query_loss: float = float("nan")
-    query_accuracy: float | None = None
-    grad_evals: int = 0
-    hvp_evals: int = 0
-    loss_evals: int = 0
-    cg_iterations: int = 0
-    cg_residual: float | None = None  # relative residual ||b - A g|| / ||b|| of the meta-gradient solve
-    negative_curvature: bool = False  # the meta-gradient's CG met p^T A p <= 0
-    inner_negative_curvature: bool = False  # the inner solver's CG (Newton-CG) met it on its way to phi
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+from .record import MetaGradientRecord
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -23,9 +24,10 @@ from metagrad.plugins import load_entry_points
 
 from .batched import BatchedMetaGradient
 from .functional import FunctionalModel, TaskBatch
+from .record import diagnostic_defaults
 
 PLUGIN_GROUP = "metagrad.algorithms"
-PROTOCOL = ("name", "label", "meta_gradient", "adapt")
+REQUIRED = ("name", "label", "meta_gradient", "adapt")  # the protocol; everything else is optional
 # colours for algorithms that name none: matplotlib's C7 to C9 and tab20b's stronger tones, none of the built-ins' C0 to C6
 PALETTE = ("#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3", "#8ca252",
            "#bd9e39", "#ad494a", "#a55194")
@@ -33,37 +35,61 @@ PALETTE = ("#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#8
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered algorithm: its class, where it came from, whether it has a batched engine of its own."""
+    """A registered algorithm: its class, where it came from, its place in tables and sweeps, whether it has a batched
+    engine of its own (and, where an inherited one is not its own, why)."""
 
     cls: type
     origin: str
     batched: bool
+    order: int
+    note: str = ""
 
 
 ALGORITHMS: dict[str, type] = {}  # name -> class: the one list of algorithms, in the order they registered
 ENTRIES: dict[str, Entry] = {}
 _plugins_loaded = False
+# Each batched method, and the per-task methods it computes again in its own form: a class that overrides one of them
+# below the class that wrote the batched method has a batched engine that does not compute what it wrote.
+MIRRORS = {"batched_meta_gradient": ("meta_gradient", "inner_solution", "functional_inner_solution"),
+           "batched_adapt": ("adapt", "inner_solution", "functional_inner_solution")}
+
+
+def _owner(cls: type, name: str) -> type | None:
+    return next((c for c in cls.__mro__ if name in c.__dict__), None)
+
+
+def batched_engine_of(cls: type) -> tuple[bool, str]:
+    """Whether ``cls`` has a batched engine of its own, and where it inherits one that is not, why: the batched
+    methods' class is an ancestor of the class that overrides a per-task method they mirror (``MIRRORS``)."""
+    for batched, mirrored in MIRRORS.items():
+        owner = _owner(cls, batched)
+        if owner is None:
+            return False, ""
+        for name in mirrored:
+            overrider = _owner(cls, name)
+            if overrider is not None and overrider is not owner and issubclass(overrider, owner):
+                return False, (f"{cls.__qualname__}.{name} overrides what {owner.__qualname__}.{batched} computes "
+                               "again, so the inherited batched engine is not this class's")
+    return True, ""
 
 
 def register(cls: type | None = None, *, origin: str = "metagrad") -> Any:
     """Add an algorithm class to the registry (a decorator: ``@register``, or ``@register(origin=...)``). It needs
-    ``name``, ``label``, ``meta_gradient`` and ``adapt``; without ``batched_meta_gradient`` and ``batched_adapt`` it
-    gets the per-task engine run over the tasks; without ``order`` it comes after the algorithms before it."""
+    ``name``, ``label``, ``meta_gradient`` and ``adapt`` (``protocol.REQUIRED``); the optional parts
+    (``protocol.MetaGradientAlgorithm``) are read where present. The class itself is not changed: without a batched
+    engine of its own (``batched_engine_of``), ``batched_meta_gradient`` and ``batched_adapt`` below run its per-task
+    engine over the tasks; without ``order`` it comes after the algorithms before it."""
     if cls is None:
         return lambda c: register(c, origin=origin)
-    missing = [attribute for attribute in PROTOCOL if not hasattr(cls, attribute)]
+    require(isinstance(cls, type), f"register takes an algorithm class, got {type(cls).__name__} {cls!r}")
+    missing = [attribute for attribute in REQUIRED if not hasattr(cls, attribute)]
     require(not missing, f"{cls.__qualname__} lacks {', '.join(missing)}: an algorithm has a name, a label, "
             "meta_gradient and adapt")
     known = ENTRIES.get(cls.name)
     require(known is None or known.cls is cls, f"the algorithm name {cls.name!r} is taken by {known and known.origin}")
-    batched = hasattr(cls, "batched_meta_gradient") and hasattr(cls, "batched_adapt")
-    if not batched:
-        cls.batched_meta_gradient = meta_gradients_task_by_task
-        cls.batched_adapt = adapt_task_by_task
-    if not hasattr(cls, "order"):
-        cls.order = 100 + len(ALGORITHMS)
+    batched, note = batched_engine_of(cls)
     ALGORITHMS[cls.name] = cls
-    ENTRIES[cls.name] = Entry(cls, origin, batched)
+    ENTRIES[cls.name] = Entry(cls, origin, batched, getattr(cls, "order", 100 + len(ALGORITHMS)), note)
     return cls
 
 
@@ -93,7 +119,7 @@ def entries() -> dict[str, Entry]:
 def algorithm_names() -> tuple[str, ...]:
     """The registered algorithms' names in their display order."""
     load_plugins()
-    return tuple(sorted(ALGORITHMS, key=lambda name: ALGORITHMS[name].order))
+    return tuple(sorted(ALGORITHMS, key=lambda name: ENTRIES[name].order))
 
 
 def algorithm_label(name: str) -> str:
@@ -141,17 +167,33 @@ def make_algorithm(name: str, **hyperparameters: Any):
 
 def records_as_diagnostics(records: list, device: torch.device) -> dict[str, Tensor]:
     """Per-task ``MetaGradientRecord``s in the batched engine's form: one tensor [tasks] per field."""
+    dtypes = {bool: torch.bool, int: torch.long, float: torch.float64}
+    out = {}
+    for name, default in diagnostic_defaults().items():
+        values = [getattr(record, name) for record in records]
+        out[name] = torch.tensor([default if value is None else value for value in values],
+                                 dtype=dtypes[type(default)], device=device)
+    return out
 
-    def column(name: str, dtype: torch.dtype) -> Tensor:
-        values = [getattr(r, name) for r in records]
-        values = [float("nan") if v is None else v for v in values]
-        return torch.tensor(values, dtype=dtype, device=device)
 
-    return {"query_loss": column("query_loss", torch.float64), "query_accuracy": column("query_accuracy", torch.float64),
-            "grad_evals": column("grad_evals", torch.long), "hvp_evals": column("hvp_evals", torch.long),
-            "cg_iterations": column("cg_iterations", torch.long), "cg_residual": column("cg_residual", torch.float64),
-            "negative_curvature": column("negative_curvature", torch.bool),
-            "inner_negative_curvature": column("inner_negative_curvature", torch.bool)}
+def batched_engine(algorithm: Any) -> tuple[Callable[..., BatchedMetaGradient], Callable[..., Tensor]]:
+    """The algorithm's batched engine as two functions of (model, theta, batch), its meta-gradients and its adapted
+    phi: its own methods where it has a batched engine of its own (``batched_engine_of``), else its per-task ones run
+    for each task in turn. Chosen once, so that a captured or compiled iteration calls the method itself."""
+    if batched_engine_of(type(algorithm))[0]:
+        return algorithm.batched_meta_gradient, algorithm.batched_adapt
+    return (lambda model, theta, batch: meta_gradients_task_by_task(algorithm, model, theta, batch),
+            lambda model, theta, batch: adapt_task_by_task(algorithm, model, theta, batch))
+
+
+def batched_meta_gradient(algorithm: Any, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> BatchedMetaGradient:
+    """Every task's meta-gradient at once, through the algorithm's batched engine (``batched_engine``)."""
+    return batched_engine(algorithm)[0](model, theta, batch)
+
+
+def batched_adapt(algorithm: Any, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
+    """``adapt`` for every task of the batch, phi [tasks, parameters], through the algorithm's batched engine."""
+    return batched_engine(algorithm)[1](model, theta, batch)
 
 
 def meta_gradients_task_by_task(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> BatchedMetaGradient:

@@ -10,6 +10,10 @@ from torch import nn
 
 from metagrad.algorithms import Batch, FunctionalModel, Task, cross_entropy_loss
 from metagrad.bench.nets.convnet import ConvNet
+from tests.data_paths import DATA_ROOT
+
+# The tests' data (tests/data_paths.py) is every command's default data root here, and in the processes they start.
+os.environ.setdefault("METAGRAD_DATA", str(DATA_ROOT))
 
 # higher 0.2.1 calls APIs that newer torch warns about; the warnings say nothing about our code.
 warnings.filterwarnings("ignore", module="higher")
@@ -22,7 +26,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "Hessian-vector-product evaluations, FLOPs, saved bytes, device operations) differ from that run's")
     parser.addoption(
         "--bench-device", default="cpu",
-        help="where the tasks-per-second and sampler benchmarks run: cpu (default) or cuda (bench/gpu_checks.sh)")
+        help="where the tasks-per-second and sampler benchmarks run: cpu (default) or cuda (tools/gpu_checks.py)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -262,6 +262,7 @@ def compiled_against_eager(config: str, optimizer: str, iterations: int = 3) -> 
     return eager, compiled, eager_sums, compiled_sums
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["maml", "imaml-gd", "imaml-newton-cg-short", "reptile-nichol"])
 def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, config):
     """fullgraph=True with dynamo's "eager" backend: a graph break (host work, Python control flow on
@@ -276,6 +277,7 @@ def test_torch_compile_traces_the_whole_iteration_without_a_break(monkeypatch, c
     assert relative_error(compiled, eager) < 1e-12 and relative_error(compiled_sums, eager_sums) < 1e-12
 
 
+@pytest.mark.slow
 def test_torch_compile_of_the_adam_step_rounds_its_bias_correction_in_float32(monkeypatch):
     """torch's compiled Adam keeps its step count as a float32 tensor, so its bias corrections carry float32
     rounding: the compiled runs agree to 1e-6, not 1e-12."""
@@ -287,6 +289,7 @@ def test_torch_compile_of_the_adam_step_rounds_its_bias_correction_in_float32(mo
     assert relative_error(compiled, eager) < 1e-6 and relative_error(compiled_sums, eager_sums) < 1e-6
 
 
+@pytest.mark.slow
 def test_torch_compile_with_inductor_is_the_eager_iteration():
     """Inductor's generated kernels (on the CPU: C++, the slowest test here for its compiling) compute the
     same steps to rounding."""

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.benchmarks.counters import counter_changes, load_baseline
 from tests.limits import HANG_S
 
@@ -32,6 +34,7 @@ def _pytest(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=HANG_S, env=environment)
 
 
+@pytest.mark.slow
 def test_saved_run_is_fingerprinted_and_a_changed_counter_fails_the_comparison(tmp_path):
     baseline = tmp_path / "baseline.json"
     first = _pytest(f"--benchmark-json={baseline}")

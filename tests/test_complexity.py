@@ -45,6 +45,7 @@ def test_least_work_pair_finds_the_optimum_of_a_separable_error(a, b, eps):
     assert best[0] <= strided.work <= best[0] + max(1, round(0.05 * strided.secondary))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("a, b, eps", [(0.5, 0.8, 1e-3), (0.99, 0.7, 1e-6), (0.9, 0.99, 1e-2)])
 def test_least_work_pair_with_the_secondary_knob_bounded_by_the_primary(a, b, eps):
     """Truncated backpropagation's T <= K: s is clamped to n."""
@@ -69,6 +70,7 @@ def reduced() -> pd.DataFrame:
     return run_complexity(REDUCED, progress=False)
 
 
+@pytest.mark.slow
 def test_every_cell_reaches_eps_with_the_least_work_found(reduced):
     assert reduced["reached"].all()
     assert (reduced["rel_error"] <= reduced["epsilon"]).all()
@@ -83,6 +85,7 @@ def test_every_cell_reaches_eps_with_the_least_work_found(reduced):
         assert before > row.epsilon
 
 
+@pytest.mark.slow
 def test_the_measurement_has_table_1s_shape(reduced):
     by = reduced.set_index(["method", "kappa", "epsilon"])
     for kappa in REDUCED.kappas:
@@ -101,6 +104,7 @@ def test_the_measurement_has_table_1s_shape(reduced):
     assert abs(exponents.loc[("imaml-gd", 1e-5), "memory_exponent"]) < 0.05
 
 
+@pytest.mark.slow
 def test_write_complexity_and_the_command(tmp_path):
     out = tmp_path / "complexity"
     config = ComplexityConfig(kappas=(10.0, 20.0), epsilons=(1e-2,), dim=6, methods=("maml", "imaml-nesterov"))

@@ -1,6 +1,6 @@
 """What only a CUDA device can show: the captured iteration trains the same run as the eager one, and the
 device sampler draws on the GPU exactly what it draws on the CPU. Skipped without CUDA (CI has none);
-bench/gpu_checks.sh runs them on a lent GPU machine, where the data is the packed Omniglot."""
+tools/gpu_checks.py runs them on a GPU."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -19,7 +19,7 @@ from metagrad.bench.training.steps import BatchedStep, Window
 from .data_paths import DATA_ROOT, require_data
 
 FILTERS = 8
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_checks.sh)")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (tools/gpu_checks.py)")
 
 
 def omniglot_root():

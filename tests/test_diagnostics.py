@@ -29,6 +29,7 @@ def test_shorter_products_counts_fewer_operations_for_the_closed_forms(capsys):
     assert closed < plain and second_order_bn < native_bn and second_order_relu < native_relu
 
 
+@pytest.mark.slow
 def test_channels_last_float32_gives_a_float32_sized_difference_per_layout(capsys):
     channels_last_float32.main(["--tasks", "2", "--filters", "4"])
     differences = [float(v) for v in re.findall(r"(\d\.\d+e[-+]\d+)$", capsys.readouterr().out, re.M)]
@@ -36,6 +37,7 @@ def test_channels_last_float32_gives_a_float32_sized_difference_per_layout(capsy
     assert len(differences) == 6 and all(0 < d < 0.5 for d in differences)
 
 
+@pytest.mark.slow
 def test_newton_line_search_reaches_the_same_iterate_with_each_search(capsys):
     root = require_data("omniglot-py")
     newton_line_search.main(["--tasks", "2", "--filters", "4", "--data-root", str(root)])
@@ -59,6 +61,7 @@ def test_line_search_memory_measures_both_forms_in_processes_of_their_own():
     assert one_pass > 0 and searching_only > 0
 
 
+@pytest.mark.slow
 def test_cli_startup_times_the_top_level_help_and_a_commands(capsys):
     from metagrad.bench.cli import startup as cli_startup
 

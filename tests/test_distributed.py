@@ -114,6 +114,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine, dtype, tolerance, sampler", [
     ("per-task", "float64", 1e-12, "host"),
     ("batched", "float64", 1e-12, "host"),
@@ -159,6 +160,7 @@ def test_two_processes_give_the_one_process_run(tmp_path, engine, dtype, toleran
         assert shared["world_size"] == 2
 
 
+@pytest.mark.slow
 def test_an_interrupted_two_process_run_resumes_with_one_process(tmp_path):
     """SIGINT to torchrun (Ctrl-C): it forwards the signal, both processes stop after the same iteration and
     rank 0 writes the checkpoint; one process then finishes the run, which equals the uninterrupted one."""
@@ -200,6 +202,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_writes_the_checkpoint_and_resumes_exactly(tmp_path):
     """A scheduler's SIGTERM to a plain ``metagrad train``: like Ctrl-C, a checkpoint, exit 130, exact resume. The
     signal is the process's own, sent in its 7th iteration, so that where it lands does not depend on the machine's
@@ -236,6 +239,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_one_failing_process_stops_the_run_without_hanging(tmp_path):
     root = require_data("omniglot-py")
     run = config(root, iterations=50, validate_every=25)
@@ -251,6 +255,7 @@ def test_one_failing_process_stops_the_run_without_hanging(tmp_path):
     assert state["iteration"] == 2 and bool(torch.isfinite(state["theta"]).all())
 
 
+@pytest.mark.slow
 def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path):
     """Two ``torchrun --nnodes 2`` launches meeting at a c10d rendezvous on localhost: two "nodes"."""
     root = require_data("omniglot-py")
@@ -267,6 +272,7 @@ def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path):
     assert_same_run(tmp_path / "one", tmp_path / "two", 1e-12)
 
 
+@pytest.mark.slow
 def test_a_meta_batch_smaller_than_the_world_is_one_clear_error(tmp_path):
     root = require_data("omniglot-py")
     run = config(root, meta_batch=1)
@@ -284,6 +290,7 @@ def test_shares_cover_the_meta_batch_once():
             assert max(map(len, shares)) - min(map(len, shares)) <= 1
 
 
+@pytest.mark.slow
 def test_one_process_records_no_distribution(tmp_path):
     root = require_data("omniglot-py")
     run = config(root, iterations=2)

@@ -17,31 +17,37 @@ def sweep() -> pd.DataFrame:
     return frame.groupby(["label", "inner_steps"])["rel_error"].mean().unstack()
 
 
+@pytest.mark.slow
 def test_imaml_with_converged_cg_reaches_the_exact_meta_gradient(sweep):
     assert sweep.loc["iMAML, CG to convergence", 500] <= 1e-8
 
 
+@pytest.mark.slow
 def test_maml_error_falls_with_inner_steps(sweep):
     maml = sweep.loc["MAML"]
     assert (maml.diff().dropna() < 0).all()
     assert maml[500] < 1e-6
 
 
+@pytest.mark.slow
 def test_first_order_methods_keep_an_error_floor(sweep):
     assert sweep.loc["first-order MAML", 500] > 1.0
     assert sweep.loc["Reptile", 500] > 0.5
 
 
+@pytest.mark.slow
 def test_truncated_cg_leaves_a_terminal_error_that_more_cg_steps_shrink(sweep):
     two, five = sweep.loc["iMAML, 2 CG steps", 500], sweep.loc["iMAML, 5 CG steps", 500]
     assert 1e-3 < five < two
 
 
+@pytest.mark.slow
 def test_imaml_five_cg_steps_beats_maml_at_few_inner_steps(sweep):
     for steps in (1, 5, 20):  # the crossover lies between 20 and 100 steps (README)
         assert sweep.loc["iMAML, 5 CG steps", steps] <= sweep.loc["MAML", steps]
 
 
+@pytest.mark.slow
 def test_five_cg_steps_are_exact_when_the_spectrum_has_five_values():
     """Why the paper saw no terminal error at 5 CG steps: CG is exact after as many iterations as
     the system has distinct eigenvalues."""
@@ -53,6 +59,7 @@ def test_five_cg_steps_are_exact_when_the_spectrum_has_five_values():
     assert errors["iMAML, 2 CG steps"] > 1e-2
 
 
+@pytest.mark.slow
 def test_command_writes_the_csv_contract_and_a_figure(tmp_path):
     out = tmp_path / "run"
     code = main(["exact-solve", "--out", str(out), "--inner-steps", "1,10", "--seeds", "2", "--tasks", "1",
@@ -93,6 +100,7 @@ def test_argument_errors_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("metagrad exact-solve: error: inner steps must be >= 1")
 
 
+@pytest.mark.slow
 def test_a_divergent_inner_step_is_marked_and_said(tmp_path, capsys):
     out = tmp_path / "es"
     # L = kappa (lam + 1) = 300 by default: steps of 2/L = 0.0067 or more diverge

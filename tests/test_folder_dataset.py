@@ -47,6 +47,7 @@ SMALL = ["--image-size", "16", "--ways", "2", "--shots", "1", "--queries", "2", 
          "--iterations", "4", "--validate-every", "2", "--validation-tasks", "4", "--no-progress", "--threads", "1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["per-task", "batched"])
 def test_a_folder_of_class_images_trains_and_evaluates(images, tmp_path, engine):
     out = tmp_path / "run"
@@ -149,6 +150,7 @@ class Stripes:
 '''
 
 
+@pytest.mark.slow
 def test_a_package_adds_a_data_set_by_entry_point(tmp_path):
     """``metagrad.datasets``: the entry's object loads the images; the suite splits, samples, trains; a broken one is a
     one-line warning."""

@@ -1,27 +1,38 @@
-"""bench/gpu_checks.sh's set-up, which runs on the CPU (its phases need a GPU, or minutes: the README's dry run)."""
+"""tools/gpu_checks.py, the GPU checks, run as a dry run on the CPU (its phases need a GPU, or minutes)."""
+from __future__ import annotations
 
-import os
+import json
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from tests.data_paths import require_data
 from tests.limits import HANG_S
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "gpu_checks.sh"
+TOOL = Path(__file__).resolve().parent.parent / "tools" / "gpu_checks.py"
 
 
-def run_script(cwd: Path, out: Path, *phases: str, **environment: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key not in ("DRY_RUN", "RESULTS")}
-    return subprocess.run(["bash", str(SCRIPT), *phases], cwd=cwd, env={**env, "OUT": str(out), **environment},
-                          capture_output=True, text=True, timeout=HANG_S)
+def run_tool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=HANG_S)
 
 
-def test_a_dry_run_leaves_the_carried_gpu_results_alone(tmp_path):
-    """runs/gpu-results holds the GPU runs' checkpoints that the next session carries back to resume them; a dry
-    run on the CPU once overwrote them with its tiny runs. It now writes under $OUT; a real run still writes
-    to runs/gpu-results (an unknown phase stops either right after the set-up, with exit code 2)."""
+def test_an_unknown_phase_is_one_line_and_exit_2_before_anything_runs(tmp_path):
+    done = run_tool("--out", str(tmp_path / "out"), "--phases", "maml,no-such-phase")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "unknown phase no-such-phase" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_dry_run_trains_evaluates_and_resumes_in_its_folder(tmp_path):
+    """The maml phase trains the preset (tiny), evaluates it; run again, it resumes the run it finds."""
+    require_data("omniglot-py")
     out = tmp_path / "out"
-    dry = run_script(tmp_path, out, "no-such-phase", DRY_RUN="1", DEVICE="cpu")
-    assert dry.returncode == 2 and "unknown phase no-such-phase" in dry.stdout
-    assert (out / "dry-run-results").is_dir() and not (tmp_path / "runs").exists()
-    real = run_script(tmp_path, tmp_path / "out-real", "no-such-phase", DEVICE="cpu")
-    assert real.returncode == 2 and (tmp_path / "runs" / "gpu-results").is_dir()
+    first = run_tool("--out", str(out), "--phases", "maml", "--device", "cpu", "--dry-run", "--budget-s", "600")
+    assert first.returncode == 0, first.stderr
+    run = out / "train-omniglot-5w1s-maml-batched"
+    assert json.loads((run / "eval.json").read_text())["tasks"] == 20
+    second = run_tool("--out", str(out), "--phases", "maml", "--device", "cpu", "--dry-run", "--budget-s", "600")
+    assert second.returncode == 0, second.stderr
+    assert "resume maml at iteration" in second.stdout

@@ -73,6 +73,7 @@ def counting(tmp_path) -> dict:
     return {**env, "PYTHONPATH": os.pathsep.join([str(folder), env.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.slow
 def test_an_installed_harness_is_a_command_a_result_the_report_renders_and_a_rerun(tmp_path, counting):
     shown = _metagrad("--help", env=counting)
     assert shown.returncode == 0 and "count some rows" in shown.stdout

@@ -31,6 +31,7 @@ def test_the_watch_sees_host_work():
         x.sum().item()  # on meta a read-back raises; on CUDA it would synchronize
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_batched_meta_gradients_do_no_host_work(config):
     name, hyperparameters = CONFIGS[config]

@@ -58,6 +58,7 @@ def test_scoring_counts_exactly_the_wrong_answers(runs):
     assert 0.3 < nearest["error_rate"].mean() < 0.95  # pixel nearest neighbour: far from chance, far from perfect
 
 
+@pytest.mark.slow
 def test_lake_runs_command_scores_a_lake_run_and_refuses_others(tmp_path, capsys):
     root = require_data("omniglot-py")
     config = replace(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), ways=20,

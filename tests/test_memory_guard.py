@@ -42,6 +42,7 @@ def flat_within(values, tolerance):
     return max(values) <= (1 + tolerance) * min(values)
 
 
+@pytest.mark.slow
 def test_imaml_saved_bytes_do_not_grow_with_inner_or_cg_steps(saved):
     assert flat_within(saved["imaml_steps"], 0.05), saved["imaml_steps"]
     assert flat_within(saved["imaml_cg"], 0.05), saved["imaml_cg"]
@@ -49,6 +50,7 @@ def test_imaml_saved_bytes_do_not_grow_with_inner_or_cg_steps(saved):
     assert max(saved["imaml_steps"] + saved["imaml_cg"]) <= 2 * saved["gradient"]
 
 
+@pytest.mark.slow
 def test_maml_saved_bytes_grow_linearly(saved):
     maml = saved["maml"]
     slope, _ = np.polyfit(MAML_STEPS, maml, 1)
@@ -72,11 +74,13 @@ def rss():
     }
 
 
+@pytest.mark.slow
 def test_imaml_peak_rss_does_not_grow_with_inner_or_cg_steps(rss):
     assert flat_within(rss["imaml_steps"], 0.05), rss["imaml_steps"]
     assert flat_within(rss["imaml_cg"], 0.05), rss["imaml_cg"]
 
 
+@pytest.mark.slow
 def test_maml_peak_rss_grows_with_inner_steps(rss):
     one, many = rss["maml"]
     assert many >= 10 * one, rss["maml"]

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from metagrad.bench.measure.memory import SavedTensorPeak, subprocess_environment
@@ -45,6 +46,7 @@ def test_saved_bytes_are_released_with_an_unused_graph():
     assert saved.current_bytes == 0
 
 
+@pytest.mark.slow
 def test_peak_rss_delta_sees_a_known_allocation():
     code = (
         "import json, torch, gc\n"

@@ -87,6 +87,7 @@ def test_reptile_equals_scaled_training_gradient_at_the_proximal_solution(tiny_p
     assert relative_error(phi, exact_inner_solution(model, theta, task, LAM)) < 1e-10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("inner_solver,inner_steps", [("newton-cg", 25), ("gd", 300)])
 def test_imaml_matches_finite_differences_of_the_exact_inner_solution(tiny_problem, inner_solver, inner_steps):
     model, theta, task = tiny_problem

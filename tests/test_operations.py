@@ -21,6 +21,7 @@ def test_computing_operations_count_and_views_allocations_and_no_ops_do_not():
     assert counter.counts == {"add": 1, "mul": 1, "add_": 1, "_to_copy": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["convnet", "convnet-channels-last"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_the_batched_engine_runs_as_many_operations_for_six_tasks_as_for_two(config, kind, monkeypatch):

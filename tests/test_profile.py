@@ -8,6 +8,7 @@ from metagrad.algorithms import algorithm_names
 from metagrad.bench.cli import main
 
 
+@pytest.mark.slow
 def test_profile_command_writes_the_csv_contract(tmp_path):
     out = tmp_path / "profile"
     code = main(["profile", "--out", str(out), "--dataset", "synthetic", "--inner-steps", "1,4",

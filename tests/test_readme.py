@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.limits import HANG_S
 
 from .data_paths import require_data
@@ -27,6 +29,7 @@ def test_every_relative_link_and_named_path_resolves():
     assert not missing, missing
 
 
+@pytest.mark.slow
 def test_the_api_snippet_runs_as_written():
     require_data("omniglot-py")
     snippet = re.findall(r"```python\n(.*?)```", README, re.S)[0]

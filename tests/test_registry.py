@@ -37,8 +37,8 @@ def problem():
 
 
 def assert_batched_is_per_task(algorithm, model, theta, tasks) -> None:
-    result = algorithm.batched_meta_gradient(model, theta, TaskBatch.stack(tasks))
-    phi = algorithm.batched_adapt(model, theta, TaskBatch.stack(tasks))
+    result = registry.batched_meta_gradient(algorithm, model, theta, TaskBatch.stack(tasks))
+    phi = registry.batched_adapt(algorithm, model, theta, TaskBatch.stack(tasks))
     for i, task in enumerate(tasks):
         reference = algorithm.meta_gradient(model, theta, task)
         assert relative_error(result.gradients[i], reference.gradient) < 1e-10, i
@@ -62,6 +62,7 @@ def test_every_registered_algorithm_has_a_batched_engine_equal_to_its_per_task_o
 TINY_INNER_LOOP = {"inner_lr": 0.02, "inner_steps": 3}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", algorithm_names())
 def test_every_registered_algorithm_is_the_gradient_of_what_it_says_it_differentiates(name):
     """float64, the tiny ConvNet with BatchNorm in training mode: the meta-gradient against central differences of
@@ -123,6 +124,40 @@ def test_an_algorithm_with_the_per_task_protocol_alone_gets_a_batched_engine_and
         TrainConfig(algorithm=name, engine="batched", compile=True)
 
 
+def test_registering_changes_no_class_and_an_inherited_engine_that_misses_an_override_is_not_the_subclasses():
+    """A subclass of first-order MAML with its own inner loop inherits a batched engine that would run first-order
+    MAML's: it gets the task-by-task engine, and says why; a subclass that overrides nothing keeps the engine."""
+    from metagrad.algorithms import FirstOrderMAML
+    from metagrad.algorithms.inner_solvers import gradient_descent
+    from metagrad.algorithms.protocol import proximal_objective
+
+    @dataclass(frozen=True)
+    class HalfStepFOMAML(FirstOrderMAML):
+        name: ClassVar[str] = "half-step-fomaml"
+        label: ClassVar[str] = "first-order MAML, half steps"
+
+        def inner_solution(self, model, theta, support):
+            return gradient_descent(proximal_objective(model, support, theta, self.lam), theta, self.inner_steps,
+                                    self.inner_lr / 2)
+
+    @dataclass(frozen=True)
+    class Renamed(FirstOrderMAML):
+        name: ClassVar[str] = "renamed-fomaml"
+        label: ClassVar[str] = "first-order MAML, renamed"
+
+    before = dict(vars(HalfStepFOMAML))
+    batched, note = registry.batched_engine_of(HalfStepFOMAML)
+    assert not batched and "HalfStepFOMAML.inner_solution overrides" in note and "FirstOrderMAML" in note
+    assert registry.batched_engine_of(Renamed) == (True, "")
+    assert dict(vars(HalfStepFOMAML)) == before
+    algorithm = HalfStepFOMAML(inner_steps=2, inner_lr=0.1)
+    model, theta, tasks = problem()
+    assert_batched_is_per_task(algorithm, model, theta, tasks)
+    # the inherited engine would have computed first-order MAML's, which differs
+    inherited = algorithm.batched_meta_gradient(model, theta, TaskBatch.stack(tasks)).gradients[0]
+    assert relative_error(inherited, algorithm.meta_gradient(model, theta, tasks[0]).gradient) > 1e-3
+
+
 def test_a_class_without_the_protocol_or_with_a_taken_name_is_refused():
     with pytest.raises(ConfigError, match="lacks label, meta_gradient, adapt"):
         registry.register(type("Nameless", (), {"name": "x"}))
@@ -150,6 +185,7 @@ class Plugged(InnerGradientDescentConfig):
 '''
 
 
+@pytest.mark.slow
 def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_is_one_line(tmp_path):
     """A package on the path with a ``metagrad.algorithms`` entry point (here a dist-info written by hand, as pip
     writes one) shows in ``metagrad algorithms`` with its origin and engines; an entry whose module is missing is
@@ -211,6 +247,7 @@ def test_no_list_of_algorithm_names_outside_the_registry_and_the_presets():
     assert not found, "algorithm names written out (take them from algorithms.registry):\n" + "\n".join(found)
 
 
+@pytest.mark.slow
 def test_without_plug_ins_nothing_mentions_them():
     """METAGRAD_DISABLE_PLUGIN_AUTOLOAD (as pytest's PYTEST_DISABLE_PLUGIN_AUTOLOAD) is metagrad without the packages
     installed beside it: the built-in algorithms alone, in the list and in every command's choices."""

@@ -51,6 +51,7 @@ def test_paper_numbers_are_those_of_the_notes():
     assert printed == [(p.mean, p.ci) for p in ours]
 
 
+@pytest.mark.slow
 def test_committed_tables_and_index_regenerate_byte_for_byte(tmp_path):
     (tmp_path / "notes").mkdir()  # as beside the committed report: the index links it
     render_report([ROOT / "reports"], tmp_path)
@@ -88,6 +89,7 @@ def _row(table: str, setting: str, algorithm: str) -> list[str]:
     raise AssertionError(f"no row {setting} / {algorithm}")
 
 
+@pytest.mark.slow
 def test_numbers_come_from_the_result_files_and_missing_cells_say_so(tmp_path):
     results = tmp_path / "results"
     _fake_run(results / "a", "omniglot-20w5s-maml", accuracy=0.5)
@@ -110,6 +112,7 @@ def test_numbers_come_from_the_result_files_and_missing_cells_say_so(tmp_path):
     assert (tmp_path / "out" / "figures" / "validation-omniglot-20w5s.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_gpu_run_has_its_own_column_group_beside_a_longer_cpu_run(tmp_path):
     results = tmp_path / "results"
     _fake_run(results / "cpu", "omniglot-5w1s-maml", accuracy=0.95, iterations=900)
@@ -138,6 +141,7 @@ def test_a_cell_shows_the_run_matching_the_preset_then_the_longest(tmp_path):
     assert representative_run(runs, "omniglot-5w1s", "maml") is None
 
 
+@pytest.mark.slow
 def test_stale_report_files_are_removed_and_results_are_not(tmp_path):
     _fake_run(tmp_path / "run", "omniglot-5w1s-maml", 0.5)
     render_report([tmp_path], tmp_path)
@@ -149,6 +153,7 @@ def test_stale_report_files_are_removed_and_results_are_not(tmp_path):
     assert (tmp_path / "run" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_report_cli_rejects_bad_input_in_one_line(tmp_path):
     command = [sys.executable, "-m", "metagrad", "report", "--out", str(tmp_path / "out"),
                "--results", str(tmp_path / "nowhere")]
@@ -197,6 +202,7 @@ def test_rerun_replaces_a_result_only_when_its_commands_finished(tmp_path, monke
     assert len(pd.read_csv(target / "exact_solve.csv")) == 2 * (len(algorithm_names()) + 2)
 
 
+@pytest.mark.slow
 def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2(tmp_path):
     study = tmp_path / "cpu-curvature" / "omniglot-20w5s-lam0.5-minres"
     _fake_run(study, "omniglot-20w5s-imaml-gd", 0.8, lam=0.5, meta_solver="minres")
@@ -221,6 +227,7 @@ def test_the_curvature_study_has_its_own_table_and_never_fills_a_cell_of_table_2
     assert (tmp_path / "out" / "figures" / "curvature-omniglot-20w5s.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_full_size_runs_of_both_solvers_are_compared_by_seed_and_residual(tmp_path):
     """The curvature table's second part lists the iMAML-GD preset runs as they stand, CG and MINRES, with
     their seeds and how many logged windows' residual was above 1; a study run (its spectra recorded) and a reduced
@@ -351,7 +358,7 @@ def test_a_run_on_lakes_split_is_in_the_lake_table_and_not_in_table_2(tmp_path):
 
 
 def test_a_batched_only_throughput_result_takes_its_ratio_from_the_same_devices_per_task_row():
-    """gpu_checks.sh measures the engines in separate runs: the ratio comes from the other result's per-task
+    """tools/gpu_checks.py measures the engines in separate runs: the ratio comes from the other result's per-task
     row of the same device and preset (marked *), never from another device's, and a comparison the run
     skipped (--check-tasks 0), or operations a result predates, show as a dash, not nan."""
     from metagrad.bench.harnesses.throughput import COLUMNS

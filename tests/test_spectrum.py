@@ -38,6 +38,7 @@ def test_lanczos_stops_when_the_krylov_space_stops_growing():
     assert len(ritz) == 3 and torch.allclose(ritz, torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_spectrum_matches_the_explicit_hessian_and_flags_the_indefinite_system(tmp_path, capsys):
     root = require_data("omniglot-py")
     config = replace(float64_config(root, iterations=2, validate_every=2, validation_tasks=2), filters=2,
@@ -86,6 +87,7 @@ def test_spectrum_matches_the_explicit_hessian_and_flags_the_indefinite_system(t
     assert by_minres["meta_gradient_ratio"] == pytest.approx((reference.gradient.norm() / v.norm()).item(), rel=1e-10)
 
 
+@pytest.mark.slow
 def test_the_next_meta_batch_is_the_one_the_run_trains_on_next(tmp_path, capsys):
     """The spectrum's solves of the next meta-batch give the residuals the run records for that iteration."""
     root = require_data("omniglot-py")
@@ -109,6 +111,7 @@ def test_the_next_meta_batch_is_the_one_the_run_trains_on_next(tmp_path, capsys)
         assert frame["solver_negative_curvature"].mean() == pytest.approx(row["cg_negative_curvature_fraction"])
 
 
+@pytest.mark.slow
 def test_the_next_meta_batch_needs_the_host_sampler_and_set_the_runs_algorithm(tmp_path, capsys):
     root = require_data("omniglot-py")
     train(float64_config(root, iterations=1, validate_every=1, validation_tasks=2, sampler="device"), tmp_path / "run",
@@ -131,6 +134,7 @@ def test_the_next_meta_batch_needs_the_host_sampler_and_set_the_runs_algorithm(t
     assert pd.isna(unsolved["solver_residual"])
 
 
+@pytest.mark.slow
 def test_spectrum_at_initialization_uses_the_runs_initial_parameters(tmp_path):
     root = require_data("omniglot-py")
     config = replace(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), filters=2)

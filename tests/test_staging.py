@@ -35,6 +35,7 @@ def unstaged(model: FunctionalModel, phi: torch.Tensor, support: Batch, directio
                                     direction)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("pooling", ["stride", "max"])
 def test_the_staged_product_is_the_product_at_every_point_it_is_bound_at(pooling, channels_last):
@@ -76,6 +77,7 @@ def test_a_staged_product_after_the_first_runs_fewer_operations_than_the_unstage
     assert later < 0.7 * whole and first <= whole, (first, later, whole)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_the_gradient_and_losses_from_the_first_stage_are_the_stacked_networks(channels_last):
     """The products' first stage holds every task's support-loss gradient and loss at phi (MAML's inner steps and

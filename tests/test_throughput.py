@@ -10,6 +10,7 @@ from metagrad.bench.harnesses.throughput import COLUMNS
 from .data_paths import require_data
 
 
+@pytest.mark.slow
 def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, capsys):
     root = require_data("omniglot-py")
     out = tmp_path / "tp"
@@ -59,6 +60,7 @@ def test_throughput_out_naming_a_file_is_exit_2(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err and out.read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path):
     root = require_data("omniglot-py")
     out = tmp_path / "tp"
@@ -80,8 +82,9 @@ def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path):
     assert not list(untraced.glob("trace-*"))
 
 
+@pytest.mark.slow
 def test_a_stopped_throughput_run_keeps_its_finished_rows_and_the_check_can_be_skipped(tmp_path, monkeypatch):
-    """The CSV is rewritten after every row (bench/gpu_checks.sh stops a run at its timeout); --check-tasks 0
+    """The CSV is rewritten after every row (tools/gpu_checks.py stops a run at its timeout); --check-tasks 0
     leaves the comparison's columns empty, a positive count compares that many tasks."""
     import metagrad.bench.harnesses.throughput
 

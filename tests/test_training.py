@@ -41,6 +41,7 @@ def brief_config(dataset: str, variant: str, iterations: int, root) -> TrainConf
                        meta_lr=0.005, data_root=str(root))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(BRIEF))
 def test_brief_omniglot_training_beats_chance_on_test_characters(tmp_path, variant):
     root = require_data("omniglot-py")
@@ -51,6 +52,7 @@ def test_brief_omniglot_training_beats_chance_on_test_characters(tmp_path, varia
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["accuracy"] == result["accuracy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["maml", "imaml-gd"])
 def test_brief_mini_imagenet_training_beats_chance(tmp_path, variant):
     """On the per-task engine, the faster at this size on an Intel Xeon CI machine (both cases 128 s against
@@ -63,6 +65,7 @@ def test_brief_mini_imagenet_training_beats_chance(tmp_path, variant):
     assert result["accuracy"] > MINI_THRESHOLD, result
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     root = require_data("omniglot-py")
     config = replace(brief_config("omniglot", "imaml-gd", 4, root), validate_every=2, checkpoint_every=1,
@@ -82,6 +85,7 @@ def test_resume_continues_exactly(tmp_path):
                                   pd.read_csv(tmp_path / "split" / "metrics.csv")[columns])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine,sampler", [("per-task", "host"), ("batched", "host"), ("batched", "device")])
 def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch, engine, sampler):
     """Ctrl-C in the third iteration: the checkpoint holds two, and resuming gives the uninterrupted run
@@ -129,6 +133,7 @@ def test_presets_cover_tables_2_and_3():
     assert minres["hyperparameters"] == {**table["omniglot-5w1s-imaml-gd"]["hyperparameters"], "meta_solver": "minres"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,fragment", [
     (["--preset", "omniglot-5w1s-protonet"], "unknown preset"),
     (["--dataset", "omniglot", "--algorithm", "imaml", "--ways", "5000"], "5000-way"),
@@ -157,6 +162,7 @@ def float64_config(root, variant: str = "imaml-gd", iterations: int = 4, **chang
     return replace(config, **changes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant,sampler", [("maml", "host"), ("imaml-gd", "host"), ("imaml-hf", "host"),
                                              ("imaml-gd", "device")])
 def test_batched_training_is_the_per_task_run(tmp_path, variant, sampler):
@@ -181,6 +187,7 @@ def test_batched_training_is_the_per_task_run(tmp_path, variant, sampler):
         evaluations[1]["support_loss_after_adaptation"], rel=1e-10)
 
 
+@pytest.mark.slow
 def test_metrics_record_how_often_the_meta_gradient_system_was_indefinite(tmp_path):
     """A small lambda makes I + H/lambda indefinite: the fraction is recorded, and it is not zero."""
     root = require_data("omniglot-py")
@@ -193,6 +200,7 @@ def test_metrics_record_how_often_the_meta_gradient_system_was_indefinite(tmp_pa
     assert (metrics["cg_residual_mean"] > 0).all()
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_path, capsys):
     root = require_data("omniglot-py")
     out = tmp_path / "run"
@@ -207,6 +215,7 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_p
     assert torch.isfinite(state["theta"]).all()
 
 
+@pytest.mark.slow
 def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, capsys):
     """First-order MAML with inner_lr 1e4: finite numbers, but a query loss of ~7e3 (1e5 and more overflow)."""
     root = require_data("omniglot-py")
@@ -280,6 +289,7 @@ def test_out_naming_a_file_is_one_line_exit_2(tmp_path, capsys):
     assert out.read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_resume_restores_the_threads_the_run_was_started_with(tmp_path):
     """Float sums depend on the thread count, so an exact resume needs the run's own (issue: 1.4825801879
     against 1.4825801075 when they differed)."""
@@ -327,6 +337,7 @@ def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_anne
     assert config.meta_lr_at(2) == 0.5 and replace(config, meta_lr_final=None).meta_lr_at(3) == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["per-task", "batched"])
 def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine):
     """A run with the device sampler meta-trains on ``DeviceTasks.draw(i)`` at iteration i (the seed's
@@ -389,6 +400,7 @@ def test_a_resume_refuses_every_option_it_would_not_honour(tmp_path, capsys, arg
     assert {path.name: path.read_bytes() for path in run.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_a_resume_may_change_how_long_and_how_it_is_computed(tmp_path):
     root = require_data("omniglot-py")
     run = tmp_path / "run"
@@ -402,6 +414,7 @@ def test_a_resume_may_change_how_long_and_how_it_is_computed(tmp_path):
     assert torch.load(run / "checkpoint.pt")["iteration"] == 2
 
 
+@pytest.mark.slow
 def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
     """--channels-last (the stacked network's memory order) trains and evaluates the same run, is kept in the
     run's config, is given again on --resume like the capture, and has no meaning for the per-task engine."""
@@ -425,6 +438,7 @@ def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
     assert "per-task engine has none" in capsys.readouterr().err and not (tmp_path / "refused").exists()
 
 
+@pytest.mark.slow
 def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
     """--compile (dynamo's tracing here; inductor's numerics: tests/test_batched_engine.py) trains the same
     run as the eager batched engine (outer SGD: the compiled Adam rounds its bias correction in float32)."""
@@ -470,6 +484,7 @@ def test_a_run_prints_each_validation_once(tmp_path, capsys):
     assert "validation accuracy" not in lines[-1] and lines[-1].startswith("2 iterations,")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["imaml", "reptile"])
 def test_a_divergent_run_in_its_own_process_says_so_on_the_first_line_of_stderr(tmp_path, algorithm):
     """As a user runs it: a new process, whose forward-mode products load torch's jit decompositions (and, with

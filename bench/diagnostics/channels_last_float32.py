@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.registry import batched_meta_gradient
 from metagrad.bench.diagnostics.random_tasks import meta_batch
 from metagrad.bench.nets.convnet import network
 from metagrad.bench.training.presets import preset
@@ -30,9 +31,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             module = network("omniglot", 5, args.filters, channels_last)
             model = FunctionalModel(module.double(), cross_entropy_loss)
             theta = model.flat_parameters()
-            exact = algorithm.batched_meta_gradient(model, theta, batch).gradients
+            exact = batched_meta_gradient(algorithm, model, theta, batch).gradients
             model = FunctionalModel(module.float(), cross_entropy_loss)
-            rounded = algorithm.batched_meta_gradient(model, theta.float(), batch.to("cpu", torch.float32)).gradients
+            rounded = batched_meta_gradient(algorithm, model, theta.float(), batch.to("cpu", torch.float32)).gradients
             difference = ((rounded.double() - exact).norm(dim=1) / exact.norm(dim=1)).max()
             layout = "channels last" if channels_last else "default"
             print(f"{variant:16s}  {layout:14s}  {difference:.4e}")

@@ -24,6 +24,7 @@ def measure(setting: str, form: str, tasks: int | None, data_root: str | None) -
 
     import metagrad.algorithms.batched as batched
     from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+    from metagrad.algorithms.registry import batched_adapt
     from metagrad.bench.data.sources import task_source
     from metagrad.bench.data.tasks import EpisodeSpec
     from metagrad.bench.measure.memory import peak_rss_bytes, reset_peak_rss, rss_bytes
@@ -43,7 +44,7 @@ def measure(setting: str, form: str, tasks: int | None, data_root: str | None) -
         raise SystemExit("cannot reset the peak-RSS mark here (/proc/self/clear_refs)")
     start = rss_bytes()
     with torch.no_grad():
-        algorithm.batched_adapt(model, theta, batch)
+        batched_adapt(algorithm, model, theta, batch)
     return (peak_rss_bytes() - start) / 2**30, batch.size
 
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help=f"comma-separated Omniglot settings (default {','.join(SETTINGS)})")
     parser.add_argument("--tasks", type=int, default=None, help="tasks in the meta-batch (default each preset's)")
-    parser.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    parser.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA, else the user's data folder)")
     parser.add_argument("--measure", nargs=2, metavar=("SETTING", "FORM"), help=argparse.SUPPRESS)  # one process's
     args = parser.parse_args(argv)
     if args.measure:

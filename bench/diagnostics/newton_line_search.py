@@ -22,6 +22,7 @@ from metagrad.algorithms.inner_solvers import (
     armijo_ladder_searching_only,
     masked_newton_steps,
 )
+from metagrad.algorithms.registry import batched_meta_gradient
 from metagrad.bench.data.sources import task_source
 from metagrad.bench.data.tasks import EpisodeSpec
 from metagrad.bench.measure.operations import count_operations
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m metagrad.bench.diagnostics.newton_line_search", description=__doc__)
     parser.add_argument("--tasks", type=int, default=None, help="tasks in the meta-batch (default the preset's, 32)")
     parser.add_argument("--filters", type=int, default=None, help="ConvNet filters (default the preset's, 64)")
-    parser.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA or ../shared/data)")
+    parser.add_argument("--data-root", default=None, help="data folder (default $METAGRAD_DATA, else the user's data folder)")
     args = parser.parse_args(argv)
     settings = preset("omniglot-5w1s-imaml-hf")
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
@@ -92,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"(phi against vmap's: {difference:.1e})")
     print(f"candidates evaluated per task over the 3 iterations (the reference's count; sum "
           f"{solution.loss_evals.sum().item()}): {solution.loss_evals.tolist()}")
-    algorithm.batched_meta_gradient(model, theta, batch)  # warm-up
-    total, _ = counted(lambda: algorithm.batched_meta_gradient(model, theta, batch))
+    batched_meta_gradient(algorithm, model, theta, batch)  # warm-up
+    total, _ = counted(lambda: batched_meta_gradient(algorithm, model, theta, batch))
     cpu, elsewhere = list(searches)[1:]
     print(f"meta-batch's meta-gradients, as on the CPU:          {total:>6,}")
     print(f"meta-batch's meta-gradients, one-pass line search:   {total - inner[cpu] + inner[elsewhere]:>6,}  (derived)")

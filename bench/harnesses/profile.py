@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from metagrad.algorithms import (
@@ -42,10 +39,11 @@ from metagrad.algorithms import (
     make_algorithm,
     squared_error_loss,
 )
-from metagrad.algorithms.registry import algorithm_color, hyperparameter_defaults
+from metagrad.algorithms.registry import algorithm_color, batched_meta_gradient, hyperparameter_defaults
 from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from metagrad.bench.measure.machine import device_name
-from metagrad.bench.measure.memory import CudaMemory, SavedTensorPeak, available_bytes, nvml_used_bytes, subprocess_environment
+from metagrad.bench.measure.memory import available_bytes, count_work, cuda_peak, is_out_of_memory, subprocess_environment
+from metagrad.bench.measure.timing import interquartile_range, median_time
 from metagrad.bench.options import option
 from metagrad.bench.plotting import line_style
 from metagrad.errors import require
@@ -215,20 +213,6 @@ def profiled_algorithm(config: ProfileConfig, measure: Measure):
     return make_algorithm(measure.algorithm, **{k: v for k, v in kwargs.items() if k in defaults})
 
 
-def median_time(run: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, list[float]]:
-    """Median wall-clock time of ``run`` over ``repeats`` calls after one warm-up (CUDA synchronized), and
-    every time."""
-    run()
-    _synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
-
-
 def batched_tasks_per_second(config: ProfileConfig, problem: Problem, measure: Measure, saved_bytes: int) -> float:
     """Tasks per second of ``batched_meta_gradient`` over ``batched_tasks`` copies of the row's task; nan
     where the meta-batch would not fit: ``batched_tasks`` times the reference's ``saved_bytes`` over half the
@@ -241,7 +225,7 @@ def batched_tasks_per_second(config: ProfileConfig, problem: Problem, measure: M
     algorithm = profiled_algorithm(config, measure)
     batch = TaskBatch.stack([problem.task] * config.batched_tasks)
     try:
-        seconds, _ = median_time(lambda: algorithm.batched_meta_gradient(problem.model, problem.theta, batch),
+        seconds, _ = median_time(lambda: batched_meta_gradient(algorithm, problem.model, problem.theta, batch),
                                  problem.device, config.repeats)
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):
@@ -250,30 +234,13 @@ def batched_tasks_per_second(config: ProfileConfig, problem: Problem, measure: M
     return config.batched_tasks / seconds
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def count_work(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The deterministic measures of one run: its own counts, peak bytes saved for backward, FLOPs.
-
-    Runs ``run`` twice (the saved-tensor hooks and the FLOP counter would see each other's work).
-    """
-    with SavedTensorPeak() as saved:
-        counts = run()
-    with FlopCounterMode(display=False) as flops:
-        run()
-    return {**counts, "saved_bytes": saved.peak_bytes, "flops": flops.get_total_flops()}
-
-
 def measure_in_process(config: ProfileConfig, problem: Problem, measure: Measure) -> dict[str, Any]:
     run = runner(config, problem, measure)
     device = problem.device
     seconds, times = median_time(run, device, config.repeats)
     row: dict[str, Any] = {
         "time_s": seconds,
-        "time_iqr_s": _iqr(times),
+        "time_iqr_s": interquartile_range(times),
         "repeats": len(times),
         **count_work(run),
     }
@@ -283,28 +250,10 @@ def measure_in_process(config: ProfileConfig, problem: Problem, measure: Measure
             row.update(batched_tasks_per_s=batched_tasks_per_second(config, problem, measure, row["saved_bytes"]),
                        batched_tasks=config.batched_tasks)
     if device.type == "cuda":
-        cuda = _cuda_peak(run, device)
+        cuda = cuda_peak(run, device)
         row.update(cuda_max_allocated_bytes=cuda.max_allocated_bytes, nvml_used_bytes=cuda.nvml_used_bytes,
                    peak_bytes=cuda.max_allocated_bytes)
     return row
-
-
-def _iqr(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[2] - q[0]
-
-
-def _cuda_peak(run: Callable[[], Any], device: torch.device) -> CudaMemory:
-    _synchronize(device)
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    run()
-    _synchronize(device)
-    peak = torch.cuda.max_memory_allocated(device) - before
-    return CudaMemory(max_allocated_bytes=peak, nvml_used_bytes=nvml_used_bytes(device))
 
 
 def measure_rss_in_subprocess(config: ProfileConfig, measure: Measure, timeout_s: float = 3600) -> dict[str, Any]:
@@ -316,10 +265,6 @@ def measure_rss_in_subprocess(config: ProfileConfig, measure: Measure, timeout_s
         reason = "oom" if done.returncode in (-9, 137) or "MemoryError" in done.stderr else "error"
         return {"status": reason, "error": lines[-1] if lines else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
 
 
 def plan(config: ProfileConfig) -> list[Measure]:

@@ -32,13 +32,14 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
-from metagrad.algorithms.registry import has_batched_form
+from metagrad.algorithms.registry import batched_meta_gradient, has_batched_form
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from metagrad.bench.data.sources import task_source
 from metagrad.bench.data.tasks import EpisodeSpec, ImageClassTasks
 from metagrad.bench.measure.machine import device_name
 from metagrad.bench.measure.operations import count_operations
+from metagrad.bench.measure.timing import synchronize
 from metagrad.bench.nets.convnet import network
 from metagrad.bench.options import option
 from metagrad.bench.training.engines import CHANNELS_LAST_HELP, COMPILE_HELP, CUDA_GRAPH_HELP, ENGINES, SAMPLER_HELP, SAMPLERS
@@ -118,7 +119,7 @@ class ThroughputConfig:
 def _gradients(engine: str, algorithm, model: FunctionalModel, theta: torch.Tensor, batch: TaskBatch) -> torch.Tensor:
     """Each task's meta-gradient [tasks, parameters] by the engine."""
     if engine == "batched":
-        return algorithm.batched_meta_gradient(model, theta, batch).gradients
+        return batched_meta_gradient(algorithm, model, theta, batch).gradients
     return torch.stack([algorithm.meta_gradient(model, theta, task).gradient for task in batch.tasks()])
 
 
@@ -192,14 +193,12 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     for _ in range(config.warmup + (GRAPH_WARMUP + 1 if graph else 4 if compiled else 0)):
         iteration()
     work_before = window.work.clone()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     warmup_s = time.perf_counter() - warmup_started
     started = time.perf_counter()
     for _ in range(config.iterations):
         iteration()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     elapsed = time.perf_counter() - started
     grad_evals, hvp_evals = ((window.work - work_before).double() / (config.iterations * meta_batch)).tolist()
     counts, trace = ({column: float("nan") for column in RUNTIME_COUNTS}, None)
@@ -210,8 +209,7 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
         with torch.profiler.profile(activities=activities) as profiler:
             for _ in range(config.iterations):
                 iteration()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
         counts, trace = traced(profiler, device, config.iterations)
     differences = {torch.float64: 0.0, torch.float32: 0.0}
     check_tasks = meta_batch if config.check_tasks is None else min(config.check_tasks, meta_batch)

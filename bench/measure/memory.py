@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from metagrad.bench.measure.timing import synchronize
 
 
 class _Saved:
@@ -139,3 +144,31 @@ def subprocess_environment() -> dict[str, str]:
     env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
     env.setdefault("MALLOC_TRIM_THRESHOLD_", "65536")
     return env
+
+
+def cuda_peak(run: Callable[[], Any], device: torch.device) -> CudaMemory:
+    """The CUDA memory ``run`` allocates at its peak beyond what was allocated before, and NVML's view."""
+    synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    run()
+    synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    return CudaMemory(max_allocated_bytes=peak, nvml_used_bytes=nvml_used_bytes(device))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
+
+
+def count_work(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The deterministic measures of one run: its own counts, peak bytes saved for backward, FLOPs.
+
+    Runs ``run`` twice (the saved-tensor hooks and the FLOP counter would see each other's work).
+    """
+    with SavedTensorPeak() as saved:
+        counts = run()
+    with FlopCounterMode(display=False) as flops:
+        run()
+    return {**counts, "saved_bytes": saved.peak_bytes, "flops": flops.get_total_flops()}

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
 from metagrad.algorithms.batched import query_scores
+from metagrad.algorithms.registry import batched_adapt
 from metagrad.bench.atomic import write_text
 from metagrad.bench.data.tasks import ImageClassTasks
 from metagrad.bench.measure.machine import run_environment
@@ -52,7 +53,7 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Imag
         for number, batch in enumerate(tasks.fixed_pool_batches(count, seed, chunk, dtype)):
             if number % group.world_size == group.rank:
                 batch = batch.to(device)
-                phi = algorithm.batched_adapt(model, theta, batch)
+                phi = batched_adapt(algorithm, model, theta, batch)
                 accuracy, _, support_loss = query_scores(model, phi, batch)
                 scores += [(number * chunk + i, a, s)
                            for i, (a, s) in enumerate(zip(accuracy.tolist(), support_loss.tolist()))]

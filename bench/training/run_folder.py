@@ -1,5 +1,6 @@
 """One training run's folder: config.json (the run's config, where it ran, its launches), metrics.csv (a row per
-validation) and checkpoint.pt (everything a resume needs), each written whole or not at all."""
+validation) and checkpoint.pt (everything a resume needs), each written whole or not at all; and what other commands
+add to it (eval.json, the spectra, lake_runs.json). ``Run`` is the one reader of a run folder."""
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ class Run:
     def checkpoint(self) -> Path:
         return self.out / CHECKPOINT
 
-    def read_config(self) -> tuple[TrainConfig, dict[str, Any]]:
+    def read_saved(self) -> dict[str, Any]:
+        """config.json as written: ``config`` (the run's TrainConfig) and where it ran (device_name, torch, threads,
+        launches)."""
         path = self.out / "config.json"
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"{self.out} is a file, not a run folder")
@@ -40,9 +43,40 @@ class Run:
             raise ConfigError(f"{self.out} is not a training run (no config.json)")
         try:
             saved = json.loads(path.read_text())
-            return TrainConfig(**saved["config"]), saved
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise CorruptFileError(f"{path} is corrupt or not a metagrad config ({type(error).__name__})") from None
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise CorruptFileError(f"{path} is not a metagrad run's config (no config object)")
+        return saved
+
+    def read_config(self) -> tuple[TrainConfig, dict[str, Any]]:
+        """The run's TrainConfig and config.json as written."""
+        saved = self.read_saved()
+        try:
+            return TrainConfig(**saved["config"]), saved
+        except TypeError as error:
+            raise CorruptFileError(f"{self.out / 'config.json'} is corrupt or not a metagrad config "
+                                   f"({type(error).__name__})") from None
+
+    def read_metrics(self) -> pd.DataFrame:
+        """metrics.csv: a row per validation."""
+        return pd.read_csv(self.out / "metrics.csv")
+
+    def read_evaluation(self, split: str = "test") -> dict[str, Any] | None:
+        """eval.json where ``metagrad eval`` scored the run on ``split``, else None."""
+        path = self.out / "eval.json"
+        evaluation = json.loads(path.read_text()) if path.is_file() else None
+        return evaluation if evaluation and evaluation.get("split") == split else None
+
+    def read_spectra(self) -> dict[str, pd.DataFrame]:
+        """``metagrad spectrum``'s CSVs: "init" (at initialization, ``--at-init``) and "end" (at the checkpoint)."""
+        files = {"init": "spectrum-init.csv", "end": "spectrum.csv"}
+        return {key: pd.read_csv(self.out / name) for key, name in files.items() if (self.out / name).is_file()}
+
+    def read_lake(self) -> dict[str, Any] | None:
+        """lake_runs.json, ``metagrad lake-runs``'s score, where it exists."""
+        path = self.out / "lake_runs.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
     def write_config(self, config: TrainConfig, extra: dict[str, Any]) -> None:
         write_text(self.out / "config.json", json.dumps({"config": asdict(config), **extra}, indent=2) + "\n")

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from metagrad.algorithms import FunctionalModel, TaskBatch
 from metagrad.algorithms.inner_solvers import prepare_for_compile
-from metagrad.algorithms.registry import records_as_diagnostics
+from metagrad.algorithms.registry import batched_engine, records_as_diagnostics
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.training.distributed import ProcessGroup
 
@@ -115,6 +115,7 @@ class PerTaskStep:
                  window: Window, group: ProcessGroup | None = None, meta_batch: int | None = None,
                  source: DeviceTasks | None = None):
         self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
+        self.batched_meta_gradient = batched_engine(algorithm)[0]
         self.group, self.meta_batch, self.source = group or ProcessGroup(), meta_batch, source
 
     def __call__(self, batch: TaskBatch | None = None) -> None:
@@ -150,6 +151,7 @@ class BatchedStep:
         if graph and compile:
             raise ValueError("a CUDA graph and torch.compile are two ways to capture the iteration: choose one")
         self.algorithm, self.model, self.theta, self.optimizer, self.window = algorithm, model, theta, optimizer, window
+        self.batched_meta_gradient = batched_engine(algorithm)[0]
         self.group, self.meta_batch, self.source = group or ProcessGroup(), meta_batch, source
         if (graph or compile) and self.group.active:
             raise ValueError("CUDA graphs and torch.compile under several processes are not supported yet")
@@ -164,7 +166,7 @@ class BatchedStep:
         window's sums."""
         if self.source is not None:
             self.inputs = self.source.next()
-        result = self.algorithm.batched_meta_gradient(self.model, self.theta, self.inputs)
+        result = self.batched_meta_gradient(self.model, self.theta, self.inputs)
         if self.group.active:
             total = result.gradients.sum(dim=0)
             self.group.sum_(total)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from metagrad.algorithms import make_algorithm
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.measure.machine import run_environment
+from metagrad.bench.measure.timing import synchronize
 from metagrad.bench.training.config import TrainConfig
 from metagrad.bench.training.distributed import ProcessGroup, StopRequests, process_group
 from metagrad.bench.training.evaluation import build_model, evaluate
@@ -261,10 +262,6 @@ class Trainer:
                 "rows": self.rows, "window": self.window.state()})
         self.last_saved = self.iteration
 
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     # the loop, and when it stops
     def run(self) -> dict[str, Any]:
         """Train until the iterations or the time run out, or a stop is asked for (Ctrl-C, SIGTERM: the
@@ -276,7 +273,7 @@ class Trainer:
         # Several processes agree on stopping (signals only set a flag); one process stops at once on Ctrl-C or
         # SIGTERM, keeping the iteration in progress out of the checkpoint.
         stop_requests = StopRequests() if group.active else None
-        self._synchronize()
+        synchronize(self.device)
         # training time is counted between synchronizations, validation and checkpoints excluded
         segment_start: float | None = time.perf_counter()
         try:
@@ -291,7 +288,7 @@ class Trainer:
                     log = self.iteration % config.validate_every == 0 or last
                     checkpoint = log or self.iteration % config.checkpoint_every == 0
                     if checkpoint:
-                        self._synchronize()
+                        synchronize(self.device)
                         self.train_time += time.perf_counter() - segment_start
                         segment_start = None
                     if log:
@@ -309,7 +306,7 @@ class Trainer:
             if self.in_flight:  # drop the unfinished iteration: the resumed run redraws the same tasks
                 self.generator.set_state(self.sampler_state)
             if segment_start is not None:  # else the interruption came during validation, which is not training time
-                self._synchronize()
+                synchronize(self.device)
                 self.train_time += time.perf_counter() - segment_start
             self.save()
             progress.close()

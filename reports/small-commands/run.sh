@@ -3,6 +3,7 @@
 # Run from the repository root: bash reports/small-commands/run.sh   (tests/test_readme.py checks that this list is
 # the README's). Writes reports/small-commands/times.txt: seconds, then the command; stops at the first that fails.
 set -euo pipefail
+: "${METAGRAD_DATA:?set METAGRAD_DATA to the data folder (Omniglot, Mini-ImageNet)}"
 rm -rf runs/small
 mkdir -p runs/small
 times=reports/small-commands/times.txt
@@ -16,7 +17,8 @@ t() {
     exit 1
   fi
   end=$(date +%s.%N)
-  printf "%6.1f  %s\n" "$(echo "$end - $start" | bc)" "$*" | tee -a "$tmp"
+  local command="$*"
+  printf "%6.1f  %s\n" "$(echo "$end - $start" | bc)" "${command//$METAGRAD_DATA/\$METAGRAD_DATA}" | tee -a "$tmp"
 }
 echo "# $(date -u +%Y-%m-%d), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores" > "$tmp"
 t metagrad exact-solve --out runs/small/exact-solve --inner-steps 1,10,100 --seeds 1 --tasks 2
@@ -35,7 +37,8 @@ t metagrad spectrum runs/small/imaml --tasks 4 --steps 20
 t metagrad exact-solve --out runs/small/anil-exact-solve --algorithms maml,anil --inner-steps 1,10,100 --seeds 1 --tasks 2
 t metagrad profile --out runs/small/anil-profile --algorithms maml,anil --dataset random-images --ways 5 --shots 1 --queries 5 --filters 16 --inner-steps 1,4,16 --repeats 1 --no-rss
 t metagrad train --preset omniglot-5w1s-anil --out runs/small/anil --max-minutes 1 --validate-every 20 --validation-tasks 20
-t metagrad train --dataset folder --data-root ../shared/data/mini-imagenet/train --image-size 32 --algorithm maml --set inner_steps=1 --set inner_lr=0.1 --meta-batch 8 --iterations 20 --validate-every 20 --validation-tasks 20 --out runs/small/folder
+t metagrad variance --out runs/small/variance --tasks 8
+t metagrad train --dataset folder --data-root $METAGRAD_DATA/mini-imagenet/train --image-size 32 --algorithm maml --set inner_steps=1 --set inner_lr=0.1 --meta-batch 8 --iterations 20 --validate-every 20 --validation-tasks 20 --out runs/small/folder
 t metagrad report --out runs/small/report --results runs/small
 t python -m pytest tests/benchmarks/test_meta_gradient.py --benchmark-only -k synthetic
 mv "$tmp" "$times"

@@ -7,6 +7,8 @@ from functools import cache
 import pytest
 import torch
 
+from metagrad.bench.measure.timing import synchronize
+
 from .counters import counter_changes, load_baseline
 
 
@@ -28,7 +30,7 @@ def on_device(function, device: torch.device):
 
     def synchronized():
         result = function()
-        torch.cuda.synchronize(device)
+        synchronize(device)
         return result
 
     return synchronized

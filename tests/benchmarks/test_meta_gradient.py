@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from metagrad.algorithms import algorithm_names
-from metagrad.bench.harnesses.profile import Measure, ProfileConfig, build_problem, count_work, runner
+from metagrad.bench.harnesses.profile import Measure, ProfileConfig, build_problem, runner
+from metagrad.bench.measure.memory import count_work
 
 from ..data_paths import require_data
 

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
 from metagrad.bench.data.sources import task_source
 from metagrad.bench.data.tasks import EpisodeSpec
-from metagrad.bench.harnesses.profile import count_work
+from metagrad.bench.measure.memory import count_work
 from metagrad.bench.measure.operations import count_operations
 from metagrad.bench.nets.convnet import network
 from metagrad.bench.training.engines import ENGINES
@@ -65,6 +65,7 @@ def omniglot_meta_batch():
     return source.tasks.sample_batch(torch.Generator().manual_seed(0), META_BATCH)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_meta_batch_tasks_per_second(benchmark, record_counters, omniglot_meta_batch, variant, engine, bench_device):

@@ -22,3 +22,6 @@ def run(args: argparse.Namespace) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    for name, entry in entries().items():
+        if entry.note:  # an inherited batched engine that is not the class's own
+            print(f"{name}: {entry.note}")

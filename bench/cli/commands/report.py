@@ -1,12 +1,12 @@
 """render every figure and table from result folders (the paper's numbers beside ours).
 
-Find exact_solve.csv, profile.csv, throughput.csv, complexity.csv, training runs (config.json, metrics.csv,
-eval.json) and saved benchmark runs below the result folders and write OUT/index.md, OUT/figures/*.png and
-OUT/tables/*.md (Tables 2 and 3: paper, ours, difference, our 95% CI, device, training length; every run; Fig. 2b
-ratios; saved benchmark runs). Missing results are shown as missing. --rerun first re-runs, into OUT, every
-experiment this machine can (the README's commands: exact-solve, the CPU profile, the time-boxed training runs and
-their evaluation; about a day); --quick re-runs small versions of them (a few minutes on the CPU). GPU results come
-from bench/gpu_checks.sh and are only rendered.
+Find every registered harness's results below the result folders (exact_solve.csv, profile.csv, throughput.csv,
+complexity.csv, training runs, saved benchmark runs, and those of installed plug-in harnesses) and write
+OUT/index.md, OUT/figures/*.png and OUT/tables/*.md (Tables 2 and 3: paper, ours, difference, our 95% CI, device,
+training length; every run; Fig. 2b ratios; ...). Missing results are shown as missing. --rerun first re-runs, into
+OUT, every experiment this machine can (the README's commands: exact-solve, the CPU profile, the time-boxed training
+runs and their evaluation, each plug-in harness's own; about a day); --quick re-runs small versions of them (a few
+minutes on the CPU). GPU results come from tools/gpu_checks.py and are only rendered.
 """
 from __future__ import annotations
 

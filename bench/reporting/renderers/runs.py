@@ -2,7 +2,6 @@
 the spectra of ``metagrad spectrum`` and ``lake_runs.json``; which run stands for a cell of Tables 2 and 3."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ import pandas as pd
 from metagrad.bench.harnesses.harness import Result
 from metagrad.bench.training.config import TrainConfig
 from metagrad.bench.training.presets import SETTINGS, preset, variant_of
+from metagrad.bench.training.run_folder import Run
+from metagrad.errors import CorruptFileError
 
 
 @dataclass(frozen=True)
@@ -90,21 +91,16 @@ class TrainingRun:
 
 
 def read_run(folder: Path, name: str) -> TrainingRun | None:
-    saved = json.loads((folder / "config.json").read_text())
-    if "config" not in saved:
+    """The run in ``folder`` (``training.run_folder.Run`` reads it), or None where its config.json is of another
+    kind."""
+    run = Run(folder)
+    try:
+        saved = run.read_saved()
+    except CorruptFileError:
         return None
-    evaluation = None
-    if (folder / "eval.json").is_file():
-        evaluation = json.loads((folder / "eval.json").read_text())
-        if evaluation.get("split") != "test":
-            evaluation = None
-    environment = {k: v for k, v in saved.items() if k != "config"}
-    spectra = {key: pd.read_csv(folder / filename) for key, filename in (("init", "spectrum-init.csv"),
-                                                                         ("end", "spectrum.csv"))
-               if (folder / filename).is_file()}
-    lake = json.loads((folder / "lake_runs.json").read_text()) if (folder / "lake_runs.json").is_file() else None
-    return TrainingRun(name, saved["config"], environment, pd.read_csv(folder / "metrics.csv"), evaluation, spectra,
-                       lake)
+    environment = {key: value for key, value in saved.items() if key != "config"}
+    return TrainingRun(name, saved["config"], environment, run.read_metrics(), run.read_evaluation(),
+                       run.read_spectra(), run.read_lake())
 
 
 def read_runs(results: list[Result]) -> list[TrainingRun]:

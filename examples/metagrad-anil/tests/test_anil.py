@@ -101,6 +101,7 @@ def test_the_graph_grows_with_inner_steps_by_the_head_alone():
     assert 0 < anil < maml / 20, (anil, maml)
 
 
+@pytest.mark.slow
 def test_metagrad_lists_anil_from_its_entry_point():
     """Installed (``pip install -e examples/metagrad-anil``), the package's one entry point is all it takes."""
     import subprocess
