@@ -19,7 +19,7 @@ from metagrad.algorithms import FunctionalModel, algorithm_label, algorithm_name
 from metagrad.algorithms.registry import algorithm_color, hyperparameter_defaults
 from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 from metagrad.bench.options import option
-from metagrad.bench.plotting import line_style
+from metagrad.bench.plotting import coinciding, line_style
 from metagrad.errors import require
 
 CONVERGED_CG_STEPS = 200  # "CG run to convergence": a cap far above the ~35 iterations it needs at kappa = 50
@@ -156,19 +156,24 @@ def plot_exact_solve(frame: pd.DataFrame, title: str | None = None):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups = list(frame.groupby("label", sort=False))
+    statistics = {label: group.groupby("inner_steps")["rel_error"].agg(["mean", "min", "max"]) for label, group in groups}
+    same = coinciding([(label, list(stats.index), list(stats["mean"])) for label, stats in statistics.items()], 1e-6)
     drawn: dict[str, int] = {}  # lines drawn so far per algorithm: its CG budgets after the first are dashed, dotted
-    for nth, (label, group) in enumerate(frame.groupby("label", sort=False)):
+    for nth, (label, group) in enumerate(groups):
         algorithm = group["algorithm"].iloc[0]
         index = drawn[algorithm] = drawn.get(algorithm, -1) + 1
-        stats = group.groupby("inner_steps")["rel_error"].agg(["mean", "min", "max"])
-        # each line thinner than the one before, its marker its own: equal curves (ANIL's and MAML's here) both show
-        line, = ax.plot(stats.index, stats["mean"], marker=line_style(nth)[1], markersize=3, label=label,
+        stats = statistics[label]
+        # each line thinner than the one before, its marker its own: equal curves (ANIL's and MAML's here) both show,
+        # and the legend says they coincide
+        shown = f"{label} (= {same[label]})" if label in same else label
+        line, = ax.plot(stats.index, stats["mean"], marker=line_style(nth)[1], markersize=3, label=shown,
                         color=algorithm_color(algorithm), linestyle=line_style(index)[0],
                         linewidth=max(0.8, 2.6 - 0.3 * nth))
         ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("inner gradient-descent steps")
+    ax.set_xlabel("inner steps")
     ax.set_ylabel("relative error ||g - g*|| / ||g*||  (Definition 3)")
     ax.set_title(title or "Meta-gradient accuracy on linear regression (paper Fig. 2a)")
     ax.grid(True, which="major", alpha=0.3)

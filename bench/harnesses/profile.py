@@ -45,7 +45,7 @@ from metagrad.bench.measure.machine import device_name
 from metagrad.bench.measure.memory import available_bytes, count_work, cuda_peak, is_out_of_memory, subprocess_environment
 from metagrad.bench.measure.timing import interquartile_range, median_time
 from metagrad.bench.options import option
-from metagrad.bench.plotting import line_style
+from metagrad.bench.plotting import coinciding, line_style
 from metagrad.errors import require
 
 DATASETS = ("omniglot", "synthetic", "random-images")
@@ -368,11 +368,15 @@ def plot_profile(frame: pd.DataFrame, title: str):
     fig, axes = plt.subplots(rows, len(panels), figsize=(5 * len(panels), 4.25 * rows + 0.5 * (rows == 1)),
                              squeeze=False)
     for ax, (column, label, scale) in zip(axes[0], panels):
-        for nth, (name, group) in enumerate(steps.groupby("algorithm", sort=False)):
-            values = pd.to_numeric(group[column], errors="coerce") / scale
+        curves = [(algorithm_label(name), list(group["inner_steps"]),
+                   list(pd.to_numeric(group[column], errors="coerce") / scale))
+                  for name, group in steps.groupby("algorithm", sort=False)]
+        same = coinciding(curves)  # within 2 %: one line would hide the other; the legend says so
+        for nth, ((name, _), (shown, x, values)) in enumerate(zip(steps.groupby("algorithm", sort=False), curves)):
             linestyle, marker = line_style(nth)
-            ax.plot(group["inner_steps"], values, color=algorithm_color(name), linestyle=linestyle, marker=marker,
-                    markersize=4, label=algorithm_label(name))
+            ax.plot(x, values, color=algorithm_color(name), linestyle=linestyle, marker=marker, markersize=4,
+                    linewidth=max(0.8, 2.2 - 0.3 * nth),
+                    label=f"{shown} (= {same[shown]})" if shown in same else shown)
         if column != "time_s" and len(gradient):
             one = pd.to_numeric(gradient[column], errors="coerce").max() / scale
             if not math.isnan(one):
@@ -384,7 +388,7 @@ def plot_profile(frame: pd.DataFrame, title: str):
         ax.set_xscale("log", base=2)
         if (pd.to_numeric(steps[column], errors="coerce") > 0).any():
             ax.set_yscale("log")
-        ax.set_xlabel("inner gradient steps")
+        ax.set_xlabel("inner steps")
         ax.set_ylabel(label)
         ax.grid(True, which="major", alpha=0.3)
     for ax in axes[0][:2]:

@@ -52,24 +52,10 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
 # task's inner step may take for the batched engine to be the CPU's default: the largest size at which it measured
 # faster than the per-task engine; an algorithm without one (first-order MAML, iMAML with Nesterov's method, whose
 # steps run under ``vmap``, any plug-in that has not measured its own) is per task at every size. MAML's is 5,
-# Reptile's 20, iMAML's 25 with gradient descent and 5 with Newton-CG, from these measurements:
-#
-# By task size, on this project's 2-core Intel Xeon, 2 threads (`metagrad throughput --presets ...`, each preset's
-# own meta-batch, 2026-11-29: 2 timed iterations, Omniglot 5-way 1-shot 3, reports/throughput-cpu-task-sizes/
-# and reports/throughput-cpu/; batched / per task, one figure per run). On small tasks the
-# per-task engine's convolutions are too small to keep two cores busy; on larger ones they are not, and the stacked
-# network's grouped convolutions cost more than they save.
-#   MAML: 1.27 at 5 images (Omniglot 5-way 1-shot), 1.06 at 5 (Mini-ImageNet 5-way 1-shot); 0.86 and 0.89
-#     at 20 (20-way 1-shot), 0.85 and 0.72 at 25 (5-way 5-shot), 0.72 and 0.57 at 100 (20-way 5-shot).
-#   iMAML-GD: 2.08 at 5, 1.35 at 5 (Mini-ImageNet), 1.15 and 1.29 at 20, 0.87 and 1.21 at 25 (a tie within
-#     this CPU's noise, left batched), 0.73 at 100.
-#   iMAML-HF: 1.65 at 5, 0.88 at 20, 0.70 at 25.
-#   Nichol et al.'s Reptile (an inner step is its minibatch): 1.54 at 10 (5-way 1-shot), 2.3 at 10 (5-way
-#     5-shot), 1.21 at 20 (20-way 1-shot).
-#   First-order MAML: 0.74 at 5, 0.71 at 100.
-# The same at both ends on a 2-core AMD EPYC (reports/throughput-cpu-amd-epyc/, commands.sh there): at 5 images
-# MAML 1.14, iMAML-GD 1.35, iMAML-HF 1.44, Reptile 1.48, first-order MAML 0.74; at 100, MAML 0.54, first-order
-# MAML 0.56, iMAML-GD 0.65.
+# Reptile's 20, iMAML's 25 with gradient descent and 5 with Newton-CG. Why there: on small tasks the per-task
+# engine's convolutions are too small to keep two cores busy; on larger ones they are not, and the stacked network's
+# grouped convolutions cost more than they save. The ratios by task size, on two kinds of 2-core CPU:
+# reports/throughput-cpu-task-sizes/, reports/throughput-cpu/ and reports/throughput-cpu-amd-epyc/ (commands.sh).
 # How the batched engine came to these ratios, each step measured: reports/notes/engines.md.
 
 

@@ -1,6 +1,6 @@
 """Presets for every row of the paper's Tables 2 and 3.
 
-Sources: iMAML's settings from the paper (Appendix F; ``../shared/paper/NOTES.md``): Omniglot
+Sources: iMAML's settings from the paper (Appendix F): Omniglot
 lambda = 2, 16 GD steps (5-way) or 25 (20-way), Mini-ImageNet lambda = 0.5 and 10 GD steps, 5 CG
 steps for every meta-gradient, Hessian-free = 3 Newton iterations of 5 CG steps with a line search.
 MAML and first-order MAML: Finn et al. (2017): Omniglot 5-way 1 step of 0.4, 20-way 5 steps of 0.1,
@@ -19,10 +19,10 @@ shared Adam outer loop; its 30-minute Omniglot run peaked at 59% validation accu
 
 Where a paper is silent, our choice is marked "ours": the inner step size of iMAML's gradient
 descent (0.03 on Omniglot, 0.02 on Mini-ImageNet) and iMAML's meta-batch (that of MAML for the same
-setting). Omniglot's step was 0.1 first: in a 30-minute CPU run its 16 steps
-stopped reducing the support loss as training went on (1.12 after adaptation on the test tasks)
-and validation accuracy fell from 0.64 to 0.46; with 0.03 the support loss stayed low (0.20) and a
-30-minute run ended at 0.76, after a dip from 0.76 to 0.61 on the way (reports/cpu-training/, README).
+setting). Why 0.03 on Omniglot: with 0.1, a 30-minute CPU run's 16 steps stopped reducing the
+support loss as training went on (1.12 after adaptation on the test tasks) and validation accuracy
+fell from 0.64 to 0.46; with 0.03 the support loss stayed low (0.20) and the run ended at 0.76
+(reports/cpu-training/).
 ``{setting}-imaml-gd-minres`` is ours too: iMAML-GD with MINRES instead of CG for the meta-gradient, which
 trained better than CG at every lambda in the curvature study (README, "When iMAML's system is
 indefinite"); the paper's presets stay as they are.

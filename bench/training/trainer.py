@@ -47,8 +47,8 @@ from metagrad.errors import ConfigError, DivergenceError, require
 BLOWN_UP_LOSS_FACTOR = 100.0
 # How many validation tasks, all at exactly 1/N, prove a collapsed network. A network that looks at its input
 # can score exactly 1/N by chance: 5-way with 2 queries a class (10 images), Binomial(10, 1/5) gives 2 right
-# with probability 0.30, so 2 tasks do it 9% of the time (a 4-filter test run did, on an Intel CPU whose
-# rounding differs from the AMD one it was written on); 10 tasks 6e-6.
+# with probability 0.30, so 2 tasks do it 9% of the time (a 4-filter run can, depending on the CPU's rounding);
+# 10 tasks 6e-6.
 COLLAPSE_EVIDENCE_TASKS = 10
 
 

@@ -2,6 +2,7 @@
 the spectra of ``metagrad spectrum`` and ``lake_runs.json``; which run stands for a cell of Tables 2 and 3."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,20 @@ def read_runs(results: list[Result]) -> list[TrainingRun]:
 
 
 def setting_label(setting: str) -> str:
-    dataset, ways, shots, _ = SETTINGS[setting]
-    return f"{'Omniglot' if dataset == 'omniglot' else 'Mini-ImageNet'} {ways}-way {shots}-shot"
+    """"Omniglot 5-way 1-shot" for ``omniglot-5w1s``; a data set the paper has not, by its name."""
+    if setting in SETTINGS:
+        dataset, ways, shots, _ = SETTINGS[setting]
+    else:
+        dataset, ways, shots = re.fullmatch(r"(.+)-(\d+)w(\d+)s", setting).groups()
+    names = {"omniglot": "Omniglot", "mini-imagenet": "Mini-ImageNet"}
+    return f"{names.get(dataset, dataset)} {ways}-way {shots}-shot"
+
+
+def settings_of(runs: list[TrainingRun]) -> list[str]:
+    """The settings the runs trained in: the paper's, in its order, then the others (a user's data set) by name."""
+    order = list(SETTINGS)
+    return sorted({run.setting for run in runs}, key=lambda s: (s not in SETTINGS, order.index(s) if s in SETTINGS
+                                                                 else 0, s))
 
 
 def representative_run(runs: list[TrainingRun], setting: str, variant: str) -> TrainingRun | None:

@@ -17,6 +17,11 @@ def ratio(ratios: pd.DataFrame, preset_name: str, batched: pd.DataFrame, other_p
     return "—"
 
 
+def task_by_task(batched: pd.DataFrame) -> bool:
+    """Whether the batched row ran the per-task engine task by task (the same code: its ratio is no speed-up)."""
+    return bool(len(batched)) and "task_by_task" in batched and bool(batched["task_by_task"].fillna(False).any())
+
+
 def throughput_table(throughputs: list[tuple[str, pd.DataFrame]]) -> str:
     """Tasks per second of each engine per preset and device, and their ratio, from each throughput.csv."""
     from metagrad.bench.harnesses.throughput import speedups
@@ -61,6 +66,7 @@ def throughput_table(throughputs: list[tuple[str, pd.DataFrame]]) -> str:
                 if first["device"] == "cpu" else str(first["device_name"]), str(int(first["meta_batch"])),
                 *(f"{float(group[group['engine'] == e]['tasks_per_s'].iloc[0]):.3g}" if (group["engine"] == e).any()
                   else "—" for e in ("per-task", "batched")),
+                "— (task by task)" if task_by_task(batched) else
                 ratio(ratios, preset_name, batched, per_task.get((first["device_name"], preset_name))),
                 *(operations(group, e) for e in ("per-task", "batched")),
                 ("CUDA graph" if graph else "torch.compile" if compiled else "none") + layout,

@@ -2,8 +2,9 @@
 per setting and the test-accuracy figure."""
 from __future__ import annotations
 
+import re
+
 from metagrad.bench.harnesses.harness import Figure, Rendering, Result, Table
-from metagrad.bench.plotting import line_style
 from metagrad.bench.reporting.paper import PAPER_ACCURACY, TABLES
 from metagrad.bench.reporting.renderers.common import markdown_table, pyplot
 from metagrad.bench.reporting.renderers.runs import (
@@ -11,6 +12,7 @@ from metagrad.bench.reporting.renderers.runs import (
     read_runs,
     representative_run,
     setting_label,
+    settings_of,
     table_runs,
     training_length,
 )
@@ -109,100 +111,146 @@ def lake_table(runs: list[TrainingRun]) -> str:
                                     "600 evaluation-alphabet tasks: error (%)", "Device", "Training"], rows)
 
 
+def _variant_order(variant: str) -> tuple:
+    """The paper's rows first, in their order, then the other variants by name."""
+    rows = list(ALGORITHM_LABELS)
+    return (rows.index(variant), "") if variant in rows else (len(rows), variant)
+
+
+def shown_run(runs: list[TrainingRun]) -> TrainingRun:
+    """The run a figure draws in full for a group of runs of one variant: the evaluated ones first, then as a table
+    cell picks (matching the preset as it stands, then the longest), then by name."""
+    return min(runs, key=lambda r: (r.evaluation is None, bool(r.differences), -r.iterations, -r.train_minutes, r.name))
+
+
+def _integer_or_log_axis(ax, values: list[float]) -> None:
+    """A log axis where runs of seconds sit beside runs of hours; else whole-number ticks where the values are
+    iterations."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 30:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_validation(runs: list[TrainingRun], setting: str):
-    """Validation accuracy against meta-iterations and against training time, one line per run,
-    colored by algorithm; the paper's test accuracy dotted in the same color."""
+    """Validation accuracy against meta-iterations and against training time: one run per variant drawn in full
+    (``shown_run``, in the variant's colour, its 95% band), the variant's other runs as thin lines of the same colour;
+    the paper's test accuracy dotted in that colour. The legend has one entry per variant."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    groups: dict[str, list[TrainingRun]] = {}
+    for run in runs:
+        if len(run.metrics.dropna(subset=["val_accuracy"])):
+            groups.setdefault(run.variant, []).append(run)
     minutes: list[float] = []
     iterations: list[float] = []
-    seen: dict[str, int] = {}
-    for run in runs:
-        metrics = run.metrics.dropna(subset=["val_accuracy"])
-        if not len(metrics):
-            continue
-        color = variant_color(run.variant)
-        nth = seen[run.variant] = seen.get(run.variant, -1) + 1  # runs of one algorithm: same color, own style
-        style, marker = line_style(nth)
-        label = f"{variant_label(run.variant)}: {run.name} ({run.device})"
-        x_time = metrics["train_time_s"] / 60
-        minutes += list(x_time)
-        iterations += list(metrics["iteration"])
-        for ax, x in ((axes[0], metrics["iteration"]), (axes[1], x_time)):
-            y, band = 100 * metrics["val_accuracy"], 100 * metrics["val_ci95"]
-            ax.plot(x, y, color=color, linestyle=style, marker=marker, markersize=4, label=label)
-            ax.fill_between(x, y - band, y + band, color=color, alpha=0.12)
-    for variant in sorted({run.variant for run in runs}):
+    papers = False
+    for variant in sorted(groups, key=_variant_order):
+        color, shown = variant_color(variant), shown_run(groups[variant])
+        for run in sorted(groups[variant], key=lambda r: r is shown):  # the shown run on top
+            metrics = run.metrics.dropna(subset=["val_accuracy"])
+            x_time = metrics["train_time_s"] / 60
+            minutes += list(x_time)
+            iterations += list(metrics["iteration"])
+            y = 100 * metrics["val_accuracy"]
+            for ax, x in ((axes[0], metrics["iteration"]), (axes[1], x_time)):
+                if run is shown:
+                    others = len(groups[variant]) - 1
+                    label = (f"{variant_label(variant)}: {run.name} ({run.device})"
+                             + (f"; thin: {others} other run{'s' if others > 1 else ''}" if others else ""))
+                    ax.plot(x, y, color=color, linewidth=2, marker="o", markersize=3,
+                            label=label if ax is axes[0] else None)
+                    band = 100 * metrics["val_ci95"]
+                    if len(metrics) > 1:
+                        ax.fill_between(x, y - band, y + band, color=color, alpha=0.15)
+                    else:  # one validation: its interval as an error bar
+                        ax.errorbar(x, y, yerr=band, color=color, capsize=3)
+                else:
+                    ax.plot(x, y, color=color, linewidth=0.8, alpha=0.45)
         paper = PAPER_ACCURACY.get((setting, variant))
         if paper:
+            papers = True
             for ax in axes:
-                ax.axhline(paper.value, color=variant_color(variant), linestyle=":", linewidth=1.2,
-                           label=f"paper, {ALGORITHM_LABELS[variant]} (test)" if ax is axes[0] else None)
-    ways = SETTINGS[setting][1]
+                ax.axhline(paper.value, color=color, linestyle=":", linewidth=1.2)
+    ways = int(re.fullmatch(r".+-(\d+)w\d+s", setting).group(1))
     for ax in axes:
-        ax.axhline(100 / ways, color="grey", linestyle="-.", linewidth=0.8, label="chance" if ax is axes[0] else None)
+        ax.axhline(100 / ways, color="grey", linestyle="-.", linewidth=0.8)
         ax.grid(True, alpha=0.3)
-    for ax, values in ((axes[0], iterations), (axes[1], minutes)):
-        positive = [v for v in values if v > 0]
-        if positive and max(positive) / min(positive) > 30:  # runs of seconds beside runs of hours
-            from matplotlib.ticker import FuncFormatter, NullFormatter
-
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+    _integer_or_log_axis(axes[0], iterations)
+    _integer_or_log_axis(axes[1], minutes)
     axes[0].set_xlabel("meta-iterations")
     axes[1].set_xlabel("training time (minutes, wall clock; validation excluded)")
     axes[0].set_ylabel("validation accuracy (%), band: 95% CI")
     fig.suptitle(f"{setting_label(setting)}: validation accuracy during meta-training")
     fig.tight_layout()
     handles, labels = axes[0].get_legend_handles_labels()
+    if papers:
+        handles.append(plt.Line2D([], [], color="black", linestyle=":"))
+        labels.append("the paper's test accuracy, in the algorithm's colour")
+    handles.append(plt.Line2D([], [], color="grey", linestyle="-."))
+    labels.append("chance")
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
     return fig
 
 
 def plot_test_accuracy(runs: list[TrainingRun]):
-    """Per setting, each algorithm's test accuracy with its 95% CI (every evaluated run), the paper's value
-    marked; a row without a run says so."""
+    """Per setting with an evaluated run, each variant's test accuracy with its 95% CI (the run each device group of
+    Tables 2 and 3 would show), the paper's value marked where it has one; the paper's rows, then every other variant
+    with an evaluated run (a plug-in's, a user's data set's)."""
     plt = pyplot()
-    settings = list(SETTINGS)
-    fig, axes = plt.subplots(1, len(settings), figsize=(4.2 * len(settings), 4.2), sharey=True)
-    variants = list(ALGORITHM_LABELS)
-    for ax, setting in zip(axes, settings):
-        for row, variant in enumerate(variants):
-            paper = PAPER_ACCURACY[(setting, variant)]
-            ax.errorbar(paper.value, row + 0.15, xerr=paper.half_width, fmt="x", color="black", capsize=3,
-                        label="paper" if row == 0 else None)
-            # the run each device group of Tables 2 and 3 shows: two markers at most, each in its own place of the
-            # algorithm's row
+    evaluated = [run for run in runs if run.evaluation]
+    settings = settings_of(evaluated)
+    if not settings:
+        fig, ax = plt.subplots(figsize=(6, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No evaluated training run yet (metagrad eval RUN)", ha="center", va="center")
+        return fig
+    rows_of = {}
+    for setting in settings:
+        paper_rows = list(ALGORITHM_LABELS) if setting in SETTINGS else []
+        own = sorted({run.variant for run in evaluated if run.setting == setting} - set(paper_rows), key=_variant_order)
+        rows_of[setting] = paper_rows + own
+    tallest = max(len(rows) for rows in rows_of.values())
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.2 * len(settings) + 1.5, 0.55 * tallest + 2.0),
+                             squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        rows = rows_of[setting]
+        for row, variant in enumerate(rows):
+            paper = PAPER_ACCURACY.get((setting, variant))
+            if paper:
+                ax.errorbar(paper.value, row + 0.2, xerr=paper.half_width, fmt="x", color="black", capsize=3)
             ours = [run for gpu in (False, True)
-                    if (run := representative_run([r for r in runs if r.on_gpu == gpu], setting, variant))]
+                    if (run := representative_run([r for r in evaluated if r.on_gpu == gpu], setting, variant))]
             for run in ours:
-                gpu = run.on_gpu
-                accuracy, y = 100 * run.evaluation["accuracy"], row - (0.35 if gpu else 0.12)
-                ax.errorbar(accuracy, y, xerr=100 * run.evaluation["ci95"], fmt="s" if gpu else "o", capsize=3,
-                            color=variant_color(variant), markersize=6, markerfacecolor="white" if gpu else None)
-                ax.annotate(f"{accuracy:.1f}", (accuracy, y), xytext=(6, -2), textcoords="offset points", fontsize=7,
-                            va="center")
+                accuracy, y = 100 * run.evaluation["accuracy"], row - (0.25 if run.on_gpu else 0.0)
+                ax.errorbar(accuracy, y, xerr=100 * run.evaluation["ci95"], fmt="s" if run.on_gpu else "o", capsize=3,
+                            color=variant_color(variant), markersize=6, markerfacecolor="white" if run.on_gpu else None)
+                ax.annotate(f"{accuracy:.1f}", (accuracy, y), xytext=(0, 5), textcoords="offset points", fontsize=7,
+                            ha="center", va="bottom")
             if not ours:
-                ax.text(0.5, row - 0.1, "no run of ours", transform=ax.get_yaxis_transform(), fontsize=8,
-                        color="grey", va="center", ha="center")
-        chance = 100 / SETTINGS[setting][1]
+                ax.text(0.03, row, "no run of ours", transform=ax.get_yaxis_transform(), fontsize=8, color="grey",
+                        va="center")
+        chance = 100 / int(re.fullmatch(r".+-(\d+)w\d+s", setting).group(1))
         ax.axvline(chance, color="grey", linestyle="-.", linewidth=0.8)
         ax.set_xlim(chance - 5, 101)
         ax.set_title(setting_label(setting), fontsize=10)
         ax.set_xlabel("test accuracy (%)")
         ax.grid(True, axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(variants)), [ALGORITHM_LABELS[v] for v in variants])
-    axes[0].set_ylim(len(variants) - 0.5, -0.7)  # first algorithm on top, room for its markers
+        ax.set_yticks(range(len(rows)), [variant_label(v) for v in rows], fontsize=8)
+        ax.set_ylim(len(rows) - 0.5, -0.6)  # first row on top
     handles = [plt.Line2D([], [], marker="x", color="black", linestyle="", label="paper ± 95% CI"),
                plt.Line2D([], [], marker="o", color="grey", linestyle="", label="ours, CPU ± 95% CI"),
                plt.Line2D([], [], marker="s", color="grey", markerfacecolor="white", linestyle="",
                           label="ours, GPU ± 95% CI"),
                plt.Line2D([], [], color="grey", linestyle="-.", label="chance")]
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, -0.04))
-    fig.suptitle("Few-shot test accuracy: ours (the run Tables 2 and 3 show per device; see tables/) against the "
-                 "paper's")
-    fig.tight_layout()
+    fig.suptitle("Few-shot test accuracy: ours (per device, the run Tables 2 and 3 show) against the paper's", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, bbox_to_anchor=(0.5, 0.0), frameon=False)
     return fig
 
 
@@ -213,7 +261,7 @@ def render(results: list[Result]) -> Rendering:
     tables += [Table("runs.md", "Every training run", runs_table(runs)),
                Table("lake-runs.md", "Lake et al.'s one-shot benchmark: runs on Lake's split", lake_table(runs))]
     figures = []
-    for setting in SETTINGS:
+    for setting in settings_of(table_runs(runs)):
         shown = [run for run in table_runs(runs) if run.setting == setting]
         if shown:
             figures.append(Figure(f"validation-{setting}.png", "Validation accuracy against meta-iterations and "
