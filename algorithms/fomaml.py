@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from . import batched
 from .functional import FunctionalModel, Task, TaskBatch
+from .maml import finn_inner_loop
 from .protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, MetaObjective, query_loss_and_gradient
 from .registry import register
 
@@ -21,6 +22,11 @@ class FirstOrderMAML(InnerGradientDescentConfig):
     order: ClassVar[int] = 1
     color: ClassVar[str] = "C1"
     exact_when: ClassVar[dict] = {}
+
+    @classmethod
+    def presets(cls, dataset: str, ways: int, shots: int) -> dict[str, dict[str, Any]]:
+        """MAML's inner loop (Finn et al., 2017), first order."""
+        return {cls.name: {"hyperparameters": finn_inner_loop(dataset, ways)}}
 
     def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
         """L_test itself, at the adapted parameters: how phi depends on theta is left out."""

@@ -15,7 +15,7 @@ full MAML, and the bias of 0 < T < K decays like the inner loop's contraction to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import higher
 import torch
@@ -35,6 +35,15 @@ from .protocol import (
 )
 from .registry import register
 
+# Finn et al. (2017)'s inner loop per (dataset, ways): steps and step size (their meta-batch 32 / 16 / 4 and Adam
+# 1e-3 for 60,000 iterations are every preset's defaults, bench/training/presets.py)
+FINN_INNER_LOOP = {("omniglot", 5): (1, 0.4), ("omniglot", 20): (5, 0.1), ("mini-imagenet", 5): (5, 0.01)}
+
+
+def finn_inner_loop(dataset: str, ways: int) -> dict[str, Any]:
+    steps, lr = FINN_INNER_LOOP[(dataset, ways)]
+    return {"inner_steps": steps, "inner_lr": lr}
+
 
 @register
 @dataclass(frozen=True)
@@ -46,6 +55,11 @@ class MAML(InnerGradientDescentConfig):
     cpu_batched_max_step_images: ClassVar[int] = 5  # bench/training/engines.py says how it was measured
     exact_when: ClassVar[dict] = {}  # always: the unrolled loop is differentiated exactly
     backprop_steps: int = -1  # T: differentiate through the last T inner steps only; -1: all of them
+
+    @classmethod
+    def presets(cls, dataset: str, ways: int, shots: int) -> dict[str, dict[str, Any]]:
+        """Finn et al. (2017)'s inner loop for the paper's settings (``FINN_INNER_LOOP``)."""
+        return {cls.name: {"hyperparameters": finn_inner_loop(dataset, ways)}}
 
     def __post_init__(self) -> None:
         super().__post_init__()

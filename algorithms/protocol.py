@@ -41,42 +41,61 @@ class MetaObjective:
 
 
 class MetaGradientAlgorithm(Protocol):
-    """Required: ``name``, ``label``, ``meta_gradient``, ``adapt``. Optional, each with what it buys:
-    ``order`` (its place in tables and sweeps; else after those registered before it), ``color`` (a matplotlib
-    colour; else a stable one from its name), ``meta_objective`` and ``exact_when`` (the finite-difference check),
-    ``batched_meta_gradient`` and ``batched_adapt`` (a batched engine of its own, checked equal to the per-task one;
-    else the per-task engine runs over the tasks), ``preset_hyperparameters`` (presets for the paper's settings:
-    ``metagrad train --preset``, ``metagrad throughput``)."""
+    """The protocol: what every algorithm has (``registry.REQUIRED``, checked when it registers). The algorithm is a
+    frozen dataclass whose fields are its hyperparameters. What it may add is ``OptionalParts``."""
 
     name: ClassVar[str]  # the registry's key, as the command line and result files spell it
     label: ClassVar[str]  # how tables and figures name it
-    order: ClassVar[int]  # its place in tables, figures and default sweeps
-    color: ClassVar[str]  # its colour in every figure
-    # the hyperparameters (beside a problem's step size) under which meta_gradient is the gradient of meta_objective
-    # to the precision of its solvers: iMAML's inner problem and linear system solved to convergence, say
-    exact_when: ClassVar[dict[str, Any]]
 
-    def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient: ...
+    def meta_gradient(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaGradient:
+        """The per-task engine, the reference: one task's meta-gradient and a record of what it cost and saw."""
+        ...
 
     def adapt(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
         """The inner loop alone, for evaluation: task parameters phi adapted from theta on ``support``."""
         ...
 
+
+class OptionalParts(Protocol):
+    """What an algorithm may add; each is read where present, by the part of metagrad named, and checked when it
+    registers (``registry.check_optional_parts``)."""
+
+    order: ClassVar[int]  # its place in tables, figures and default sweeps (registry); else after those before it
+    color: ClassVar[str]  # its matplotlib colour in every figure (registry); else a stable one from its name
+    # the hyperparameters (beside a problem's step size) under which meta_gradient is the gradient of meta_objective
+    # to the precision of its solvers: iMAML's inner problem and linear system solved to convergence, say
+    exact_when: ClassVar[dict[str, Any]]
+    # the most support images one task's inner step may take for its own batched engine to be the CPU's default
+    # (bench/training/engines.py); without it the per-task engine is
+    cpu_batched_max_step_images: ClassVar[int]
+
     def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
-        """What ``meta_gradient`` differentiates, for the finite-difference check."""
+        """What ``meta_gradient`` differentiates: the suite's finite-difference check (tests/test_registry.py)."""
         ...
 
     @classmethod
     def preset_hyperparameters(cls, dataset: str, ways: int, shots: int) -> dict[str, Any] | None:
-        """Its hyperparameters for one of the paper's settings (``bench.training.presets.SETTINGS``), or None."""
+        """Its hyperparameters for one of the paper's settings (``bench.training.presets.SETTINGS``), or None: presets
+        ``{setting}-{name}`` for ``metagrad train --preset`` and ``metagrad throughput``."""
         ...
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> BatchedMetaGradient:
-        """The batched engine: every task's ``meta_gradient`` at once (``vmap``), diagnostics as tensors."""
+        """A batched engine of its own (with ``batched_adapt``): every task's ``meta_gradient`` at once, diagnostics as
+        tensors; tested equal to the per-task engine. Without one, the per-task engine runs task by task."""
         ...
 
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, batch: TaskBatch) -> Tensor:
         """``adapt`` for every task of the batch: phi [tasks, parameters]."""
+        ...
+
+    def steps_and_batch(self, evaluation: bool) -> tuple[int, int]:
+        """Inner steps and the minibatch each takes, where an inner step takes part of the support set (Reptile as
+        Nichol et al. ran it): the images per inner step that choose the CPU's engine (bench/training/engines.py)."""
+        ...
+
+    def meta_solve(self, matvec: Callable[[Tensor], Tensor], v: Tensor) -> Any:
+        """Its solve of the linear system behind the meta-gradient, where there is one (iMAML's (I + H/lambda) g = v,
+        with ``lam`` its proximal weight): what ``metagrad spectrum`` studies (bench/harnesses/spectrum.py)."""
         ...
 
 

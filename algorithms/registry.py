@@ -10,6 +10,7 @@ batched form), so that every harness and both engines take it; ``engine auto`` t
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import zlib
 from collections.abc import Callable
@@ -73,6 +74,33 @@ def batched_engine_of(cls: type) -> tuple[bool, str]:
     return True, ""
 
 
+def check_parts(cls: type) -> None:
+    """What an algorithm class declares, checked as it registers, each problem one message naming the part and what
+    to write (``protocol.MetaGradientAlgorithm``, ``protocol.OptionalParts``)."""
+    name = cls.__qualname__
+    require(isinstance(cls.name, str) and cls.name and " " not in cls.name,
+            f"{name}.name must be one word (the registry's key), got {cls.name!r}")
+    require(isinstance(cls.label, str) and bool(cls.label), f"{name}.label must be a non-empty string")
+    for method in ("meta_gradient", "adapt"):
+        require(callable(getattr(cls, method)), f"{name}.{method} must be a method")
+    require(dataclasses.is_dataclass(cls), f"{name} is not a dataclass: decorate it with @dataclass(frozen=True), "
+            "its fields being its hyperparameters")
+    fields_of = {f.name for f in fields(cls)}
+    loose = [attribute for attribute, kind in cls.__dict__.get("__annotations__", {}).items()
+             if "ClassVar" not in str(kind) and attribute not in fields_of]
+    require(not loose, f"{name}.{', '.join(loose)} {'is' if len(loose) == 1 else 'are'} not a hyperparameter: "
+            f"decorate {name} itself with @dataclass(frozen=True) (a subclass needs its own), or annotate "
+            "ClassVar for a class constant")
+    for part, kind, what in (("order", int, "an int"), ("color", str, "a matplotlib colour string"),
+                             ("exact_when", dict, "a dict of hyperparameters"),
+                             ("cpu_batched_max_step_images", int, "an int")):
+        value = getattr(cls, part, None)  # a property (iMAML's step-image limit depends on its solver) is read later
+        require(value is None or isinstance(value, property) or (isinstance(value, kind) and not isinstance(value, bool)),
+                f"{name}.{part} must be {what}, got {value!r}")
+    for part in ("meta_objective", "preset_hyperparameters", "steps_and_batch", "meta_solve"):
+        require(not hasattr(cls, part) or callable(getattr(cls, part)), f"{name}.{part} must be a method")
+
+
 def register(cls: type | None = None, *, origin: str = "metagrad") -> Any:
     """Add an algorithm class to the registry (a decorator: ``@register``, or ``@register(origin=...)``). It needs
     ``name``, ``label``, ``meta_gradient`` and ``adapt`` (``protocol.REQUIRED``); the optional parts
@@ -85,6 +113,7 @@ def register(cls: type | None = None, *, origin: str = "metagrad") -> Any:
     missing = [attribute for attribute in REQUIRED if not hasattr(cls, attribute)]
     require(not missing, f"{cls.__qualname__} lacks {', '.join(missing)}: an algorithm has a name, a label, "
             "meta_gradient and adapt")
+    check_parts(cls)
     known = ENTRIES.get(cls.name)
     require(known is None or known.cls is cls, f"the algorithm name {cls.name!r} is taken by {known and known.origin}")
     batched, note = batched_engine_of(cls)

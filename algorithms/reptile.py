@@ -16,7 +16,7 @@ the protocol, the batched engine and several processes need.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -39,6 +39,19 @@ from .registry import register
 INNER_OPTIMIZERS = ("sgd", "adam")
 
 
+# Nichol et al.'s commands (openai/supervised-reptile, README, archived version) per (dataset, ways):
+# --inner-iters, --inner-batch, --learning-rate (the inner Adam's), --eval-iters, --eval-batch,
+# --train-shots, --meta-batch, --meta-iters; every one with --meta-step 1 --meta-step-final 0.
+NICHOL_REPTILE = {
+    ("omniglot", 5): {"inner_steps": 5, "inner_batch": 10, "inner_lr": 0.001, "eval_inner_steps": 50,
+                      "eval_inner_batch": 5, "train_shots": 10, "meta_batch": 5, "iterations": 100_000},
+    ("omniglot", 20): {"inner_steps": 10, "inner_batch": 20, "inner_lr": 0.0005, "eval_inner_steps": 50,
+                       "eval_inner_batch": 10, "train_shots": 10, "meta_batch": 5, "iterations": 200_000},
+    ("mini-imagenet", 5): {"inner_steps": 8, "inner_batch": 10, "inner_lr": 0.001, "eval_inner_steps": 50,
+                           "eval_inner_batch": 5, "train_shots": 15, "meta_batch": 5, "iterations": 100_000},
+}
+
+
 @register
 @dataclass(frozen=True)
 class Reptile(InnerGradientDescentConfig):
@@ -53,6 +66,25 @@ class Reptile(InnerGradientDescentConfig):
     inner_batch: int = 0  # support examples per inner step; 0: all of them
     eval_inner_steps: int = 0  # inner steps when adapting for evaluation; 0: inner_steps
     eval_inner_batch: int = 0  # examples per step then; 0: inner_batch
+
+    @classmethod
+    def presets(cls, dataset: str, ways: int, shots: int) -> dict[str, dict[str, Any]]:
+        """Nichol et al.'s Reptile as they ran it (``NICHOL_REPTILE``: inner Adam on minibatches, an outer SGD step
+        on theta - phi annealed from 1 to 0, their training shots, meta-batch and iterations), and ``reptile-shared``,
+        the suite's shared protocol (plain SGD inside on the whole support set, the shared Adam outer loop)."""
+        nichol = NICHOL_REPTILE[(dataset, ways)]
+        omniglot = dataset == "omniglot"
+        return {
+            cls.name: {
+                "hyperparameters": {"inner_optimizer": "adam", "inner_steps": nichol["inner_steps"],
+                                    "inner_batch": nichol["inner_batch"], "inner_lr": nichol["inner_lr"],
+                                    "eval_inner_steps": nichol["eval_inner_steps"],
+                                    "eval_inner_batch": nichol["eval_inner_batch"]},
+                "outer_optimizer": "sgd", "meta_lr": 1.0, "meta_lr_final": 0.0, "train_shots": nichol["train_shots"],
+                "train_queries": 5, "meta_batch": nichol["meta_batch"], "iterations": nichol["iterations"]},
+            f"{cls.name}-shared": {"hyperparameters": {"inner_steps": 5 if omniglot else 8,
+                                                       "inner_lr": 0.1 if omniglot else 0.01}},
+        }
 
     def __post_init__(self) -> None:
         super().__post_init__()

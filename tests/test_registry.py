@@ -158,6 +158,24 @@ def test_registering_changes_no_class_and_an_inherited_engine_that_misses_an_ove
     assert relative_error(inherited, algorithm.meta_gradient(model, theta, tasks[0]).gradient) > 1e-3
 
 
+@pytest.mark.parametrize("attributes, message", [
+    ({"momentum": 0.5, "__annotations__": {"momentum": "float"}}, "momentum is not a hyperparameter: decorate"),
+    ({"name": "two words"}, "must be one word"),
+    ({"label": ""}, "label must be a non-empty string"),
+    ({"order": "first"}, "order must be an int"),
+    ({"color": 3}, "color must be a matplotlib colour string"),
+    ({"exact_when": ["lam"]}, "exact_when must be a dict"),
+    ({"meta_objective": 3}, "meta_objective must be a method"),
+])
+def test_a_class_that_declares_a_part_wrongly_is_refused_with_what_to_write(attributes, message):
+    """As a plug-in author errs: a subclass without its own @dataclass (its hyperparameter a class constant), parts of
+    the wrong kind; each one message naming the part."""
+    cls = type("Wrong", (StepFromAdaptation,), {"name": "wrong", **attributes})
+    with pytest.raises(ConfigError, match=message):
+        registry.register(cls)
+    assert "wrong" not in registry.ALGORITHMS and "two words" not in registry.ALGORITHMS
+
+
 def test_a_class_without_the_protocol_or_with_a_taken_name_is_refused():
     with pytest.raises(ConfigError, match="lacks label, meta_gradient, adapt"):
         registry.register(type("Nameless", (), {"name": "x"}))

@@ -380,3 +380,20 @@ def test_a_batched_only_throughput_result_takes_its_ratio_from_the_same_devices_
     assert rows["graph"][6] == "60.0*" and rows["graph"][7:9] == ["—", "—"] and rows["graph"][11:] == ["—", "— |"]
     assert rows["other"][6] == "—" and rows["other"][8] == "1,234" and rows["other"][11] == "1.0e-15"
     assert rows["per-task"][4] == "50"
+
+
+def test_a_task_by_task_batched_row_is_said_so_and_has_no_speed_up():
+    """A plug-in without a batched engine of its own runs its per-task engine in the batched row: the same code, so
+    its ratio to the per-task row is no speed-up, and the table says why instead."""
+    from metagrad.bench.harnesses.throughput import COLUMNS
+    from metagrad.bench.reporting.renderers.throughput import throughput_table
+
+    rows = []
+    for engine, tasks_per_s in (("per-task", 10.0), ("batched", 10.4)):
+        row = dict.fromkeys(COLUMNS, float("nan"))
+        row.update(preset="omniglot-5w1s-anil", algorithm="anil", engine=engine, device="cpu", meta_batch=32,
+                   device_name="CPU", tasks_per_s=tasks_per_s, threads=2, task_by_task=engine == "batched")
+        rows.append(row)
+    table = throughput_table([("plug-in", pd.DataFrame(rows, columns=COLUMNS))])
+    row = next(line for line in table.splitlines() if line.startswith("| `plug-in`")).split(" | ")
+    assert row[6] == "— (task by task)"

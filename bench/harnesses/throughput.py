@@ -281,8 +281,7 @@ def plot_throughput(frame: pd.DataFrame):
                 continue
             row = rows.loc[name]
             value, y = float(row["tasks_per_s"]), i + k * height
-            task_by_task = bool(row["task_by_task"]) if "task_by_task" in row and pd.notna(row["task_by_task"]) \
-                else False
+            task_by_task = "task_by_task" in row and str(row["task_by_task"]).lower() in ("true", "1", "1.0")
             ax.barh(y, value, height=height, color=f"C{k}", hatch="//" if task_by_task else None,
                     edgecolor="white" if task_by_task else None)
             shown = f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

@@ -19,7 +19,9 @@ def ratio(ratios: pd.DataFrame, preset_name: str, batched: pd.DataFrame, other_p
 
 def task_by_task(batched: pd.DataFrame) -> bool:
     """Whether the batched row ran the per-task engine task by task (the same code: its ratio is no speed-up)."""
-    return bool(len(batched)) and "task_by_task" in batched and bool(batched["task_by_task"].fillna(False).any())
+    if not len(batched) or "task_by_task" not in batched:  # results written before the column existed
+        return False
+    return any(value is True or value == 1 or str(value).lower() == "true" for value in batched["task_by_task"])
 
 
 def throughput_table(throughputs: list[tuple[str, pd.DataFrame]]) -> str:
