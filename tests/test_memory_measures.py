@@ -50,7 +50,7 @@ def test_saved_bytes_are_released_with_an_unused_graph():
 def test_peak_rss_delta_sees_a_known_allocation():
     code = (
         "import json, torch, gc\n"
-        "from bench.measure.memory import rss_bytes, reset_peak_rss, peak_rss_bytes\n"
+        "from metagrad.bench.measure.memory import rss_bytes, reset_peak_rss, peak_rss_bytes\n"
         "t = torch.ones(1024, 1024); del t; gc.collect()\n"
         "before = rss_bytes(); assert reset_peak_rss()\n"
         "t = torch.ones(64, 1024, 1024)  # 256 MiB, touched\n"

@@ -83,3 +83,15 @@ def test_the_installed_packages_are_the_checkouts_folders():
             parts = init.parent.relative_to(ROOT / folder).parts
             folders.add(".".join((package, *parts)))
     assert set(setuptools["packages"]) == folders
+
+
+def test_no_code_imports_the_checkouts_folders_by_their_folder_names():
+    """In the checkout, `import bench` would find the folder and load a second copy of every module beside
+    metagrad.bench's: every import, code written into strings for other processes included, names metagrad."""
+    import re
+
+    pattern = re.compile(r"(?m)(^|[\s\"'(;])(from|import) (algorithms|bench)\b(?!/)")
+    wrong = [f"{path.relative_to(ROOT)}:{text[:match.start()].count(chr(10)) + 1}"
+             for path in sorted(ROOT.glob("**/*.py")) if ".git" not in path.parts and "runs" not in path.parts
+             for text in [path.read_text()] for match in pattern.finditer(text)]
+    assert not wrong, wrong

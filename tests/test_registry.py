@@ -262,7 +262,7 @@ def test_no_list_of_algorithm_names_outside_the_registry_and_the_presets():
             continue
         found += [f"{relative}:{node.lineno} {node.value!r}" for node in ast.walk(ast.parse(path.read_text()))
                   if isinstance(node, ast.Constant) and node.value in names]
-    assert not found, "algorithm names written out (take them from algorithms.registry):\n" + "\n".join(found)
+    assert not found, "algorithm names written out (take them from metagrad.algorithms.registry):\n" + "\n".join(found)
 
 
 @pytest.mark.slow
