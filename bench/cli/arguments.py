@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,20 @@ def build_config(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
 
 
 def check_out(out: Path | None) -> None:
-    """--out names a folder for the results (created if missing), never a file."""
-    if out is not None and out.exists() and not out.is_dir():
+    """--out names a folder for the results (created if missing), never a file, and one that can be written: checked
+    before any work starts, so that no result is computed only to be lost on its write."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the results")
+    existing = next(folder for folder in (out, *out.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, so no folder can be made below it")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".metagrad-write-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"--out {out}: {existing} cannot be written ({error.strerror or error})") from None
 
 
 def add_out(parser: argparse.ArgumentParser, what: str = "output folder (created if missing)") -> None:

@@ -107,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DistributedError as error:
         print(f"metagrad {args.command}: error (rank {environment_rank()}): {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # the filesystem said no: the path and why, in one line, not a traceback
+        where = f" {error.filename}" if error.filename else ""
+        print(f"metagrad {args.command}: error: cannot write or read{where}: {error.strerror or error}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if environment_rank() == 0:
             print(f"metagrad {args.command}: interrupted; finished files are in place, none half-written",

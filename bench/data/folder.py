@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metagrad.bench.atomic import atomic_path
-from metagrad.bench.data.root import cache_dir
+from metagrad.bench.data.root import cached
 from metagrad.errors import ConfigError
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
@@ -73,15 +72,14 @@ def load_folder(root: Path, size: int = DEFAULT_IMAGE_SIZE, channels: int = DEFA
         for path in files[:per_class]:
             stat = path.stat()
             digest.update(f"{name}/{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    cache = cache_dir() / f"folder-{size}x{size}x{channels}-{digest.hexdigest()[:16]}.pt"
-    if cache.exists():
-        return torch.load(cache), tuple(listing)
-    arrays = [np.stack([_decode(path, size, channels) for path in files[:per_class]])
-              for files in tqdm(listing.values(), desc=f"decoding {root.name}", unit="class", leave=False, disable=None)]
-    images = torch.from_numpy(np.stack(arrays))
-    with atomic_path(cache) as tmp:
-        torch.save(images, tmp)
-    return images, tuple(listing)
+
+    def decode():
+        arrays = [np.stack([_decode(path, size, channels) for path in files[:per_class]])
+                  for files in tqdm(listing.values(), desc=f"decoding {root.name}", unit="class", leave=False,
+                                    disable=None)]
+        return torch.from_numpy(np.stack(arrays))
+
+    return cached(f"folder-{size}x{size}x{channels}-{digest.hexdigest()[:16]}.pt", decode), tuple(listing)
 
 
 def folder_splits(names: tuple[str, ...], seed: int) -> dict[str, tuple[int, ...]]:

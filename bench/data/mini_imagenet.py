@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metagrad.bench.atomic import atomic_path
 from metagrad.bench.data.omniglot import ClassSplit
-from metagrad.bench.data.root import cache_dir
+from metagrad.bench.data.root import cached
 from metagrad.errors import ConfigError
 
 IMAGE_SIZE = 84
@@ -60,10 +59,7 @@ def load_mini_imagenet(root: Path, split: str) -> tuple[Tensor, ClassSplit]:
     listing = split_listing(root, split)
     per_class = min(len(files) for files in listing.values())
     key = hashlib.sha256(json.dumps({k: [p.name for p in v[:per_class]] for k, v in listing.items()}).encode())
-    cache = cache_dir() / f"mini-imagenet-{split}-{key.hexdigest()[:16]}.pt"
-    if cache.exists():
-        images = torch.load(cache)
-    else:
+    def decode():
         arrays = []
         # disable=None: on a terminal only, as the Omniglot decoder's bar
         for _label, files in tqdm(listing.items(), desc=f"decoding Mini-ImageNet {split}", unit="class", leave=False,
@@ -79,8 +75,8 @@ def load_mini_imagenet(root: Path, split: str) -> tuple[Tensor, ClassSplit]:
                 except (OSError, UnidentifiedImageError) as error:
                     raise ConfigError(f"unreadable image {path}: {error}") from None
             arrays.append(np.stack(per))
-        images = torch.from_numpy(np.stack(arrays))
-        with atomic_path(cache) as tmp:
-            torch.save(images, tmp)
+        return torch.from_numpy(np.stack(arrays))
+
+    images = cached(f"mini-imagenet-{split}-{key.hexdigest()[:16]}.pt", decode)
     labels = tuple(listing)
     return images, ClassSplit(split, tuple((i, 0) for i in range(len(labels))), labels)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from metagrad.bench.atomic import atomic_path
-from metagrad.bench.data.root import cache_dir
+from metagrad.bench.data.root import cached
 from metagrad.errors import ConfigError
 
 IMAGE_SIZE = 28
@@ -102,14 +102,9 @@ def load_omniglot(root: Path, size: int = IMAGE_SIZE) -> tuple[Tensor, list[str]
         saved = torch.load(packed)
         return saved["images"], saved["names"]
     folders = character_folders(root)
-    cache = cache_dir() / f"omniglot-{size}-{files_digest(root, folders)}.pt"
-    if cache.exists():
-        saved = torch.load(cache)
-        return saved["images"], saved["names"]
-    images, names = _decode(folders, size)
-    with atomic_path(cache) as tmp:
-        torch.save({"images": images, "names": names}, tmp)
-    return images, names
+    saved = cached(f"omniglot-{size}-{files_digest(root, folders)}.pt",
+                   lambda: dict(zip(("images", "names"), _decode(folders, size))))
+    return saved["images"], saved["names"]
 
 
 def pack_omniglot(root: Path, destination: Path, size: int = IMAGE_SIZE) -> Path:

@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from metagrad.bench.atomic import atomic_path
 from metagrad.errors import ConfigError
+
+T = TypeVar("T")
 
 DATA_ROOT_HELP = "the data folder (Omniglot, Mini-ImageNet in their standard layouts)"
 DATA_ROOT_DEFAULT = "$METAGRAD_DATA, else the user's data folder: $XDG_DATA_HOME/metagrad or ~/.local/share/metagrad"
@@ -26,8 +32,45 @@ def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
     return root
 
 
-def cache_dir() -> Path:
-    """``$METAGRAD_CACHE``, else ``~/.cache/metagrad``: the data folder may be read-only."""
+def cache_dir() -> Path | None:
+    """``$METAGRAD_CACHE``, else ``~/.cache/metagrad``, created where missing; None (said once on stderr) where it
+    cannot be: a cache is a convenience, and the run goes on without it."""
     path = Path(os.environ.get("METAGRAD_CACHE") or Path.home() / ".cache" / "metagrad")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _warn_once(f"the cache folder {path} cannot be made ({error.strerror or error}); decoding without a cache")
+        return None
     return path
+
+
+def cached(name: str, make: Callable[[], T]) -> T:
+    """What ``make`` returns (decoded images), kept as ``name`` in the cache folder: read back while it is there and
+    whole; a damaged file is decoded again and rewritten (a cache is disposable); a cache that cannot be written is a
+    warning, once, and the value is returned all the same."""
+    import torch
+
+    folder = cache_dir()
+    path = None if folder is None else folder / name
+    if path is not None and path.is_file():
+        try:
+            return torch.load(path)
+        except Exception as error:  # torch.load raises many kinds on a truncated or foreign file
+            _warn_once(f"the cached {path} is damaged ({type(error).__name__}); decoding again")
+    value = make()
+    if path is not None:
+        try:
+            with atomic_path(path) as tmp:
+                torch.save(value, tmp)
+        except OSError as error:
+            _warn_once(f"the cache {path} cannot be written ({error.strerror or error}); going on without it")
+    return value
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"metagrad: warning: {message}", file=sys.stderr)
