@@ -4,16 +4,21 @@ those. A field made with ``option`` is on the command line; a plain field is not
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 MISSING = dataclasses.MISSING
 
 
+# the largest integer an option takes: torch's generators and tensors hold 64-bit integers
+LARGEST_INTEGER = 2**63 - 1
+
+
 def option(default: Any = MISSING, help: str = "", *, default_factory: Callable[[], Any] | Any = MISSING,
            flag: str | None = None, choices: Sequence[str] | Callable[[], Sequence[str]] | None = None,
            shown: str | None = None, auto: str | None = None, metavar: str | None = None,
-           nested: bool = False) -> Any:
+           nested: bool = False, at_most: float | None = None) -> Any:
     """A dataclass field that is a command-line option.
 
     ``help``: what it is (the parser adds the default); ``flag``: the option's name when it is not the field's
@@ -21,9 +26,10 @@ def option(default: Any = MISSING, help: str = "", *, default_factory: Callable[
     takes, or a function returning them (the algorithm registry, read when the parser is built); ``shown``: the
     default as --help words it, where the value alone would not say (None: "2/(L+mu)"); ``auto``: the option also
     takes ``auto``, read as None (decided later), and this says what auto picks; ``nested``: the field is a
-    dataclass whose own options join the command's."""
+    dataclass whose own options join the command's; ``at_most``: the largest value (each element's, for a list) the
+    machine can hold or do in reasonable time. Every option also has a domain of its kind (``out_of_domain``)."""
     metadata = {"help": help, "flag": flag, "choices": choices, "shown": shown, "auto": auto, "metavar": metavar,
-                "nested": nested}
+                "nested": nested, "at_most": at_most}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -80,3 +86,26 @@ def arguments(config: type, **values: Any) -> list[str]:
         elif value is not None:
             words += [flag_of(field), str(value)]
     return words
+
+
+def out_of_domain(field: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` is outside the option's domain, or None: every number finite and an integer within 64 bits, a
+    seed (a field named ``seed`` or ``*_seed``) from 0 to 2**63 - 1, nothing above the option's ``at_most``, and a
+    list without repeats (a name or a count given twice would be run, and written, twice)."""
+    values = value if isinstance(value, tuple) else (value,)
+    if isinstance(value, tuple) and len(set(value)) < len(value):
+        twice = sorted({str(v) for v in value if value.count(v) > 1})
+        return f"gives {', '.join(twice)} more than once"
+    limit = field.metadata.get("at_most")
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"must be a finite number, got {item}"
+        if isinstance(item, int) and abs(item) > LARGEST_INTEGER:
+            return f"must be at most 2**63 - 1 in size, got {item}"
+        if (field.name == "seed" or field.name.endswith("_seed")) and item < 0:
+            return f"must be from 0 to 2**63 - 1, got {item}"
+        if limit is not None and item > limit:
+            return f"must be at most {limit:g}, got {item:g}"
+    return None

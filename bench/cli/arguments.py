@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metagrad.bench.options import MISSING, annotation, flag_of, options_of
+from metagrad.bench.options import MISSING, annotation, flag_of, options_of, out_of_domain
 from metagrad.errors import ConfigError
 
 SCALARS = {"int": int, "float": float, "str": str}
@@ -101,8 +101,16 @@ def given(args: argparse.Namespace, config: type) -> dict[str, Any]:
     for field in options_of(config):
         value = getattr(args, field.name, None)
         if value is not None and value != "auto" and (annotation(field) != "bool" or value != _default(field)):
+            check_domain(field, value)
             values[field.name] = value
     return values
+
+
+def check_domain(field: dataclasses.Field, value: Any) -> None:
+    """A one-line error where the value is outside the option's domain (``options.out_of_domain``)."""
+    why = out_of_domain(field, value)
+    if why:
+        raise ConfigError(f"{flag_of(field)} {why}")
 
 
 def build_config(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
@@ -117,6 +125,8 @@ def build_config(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
         elif hasattr(args, field.name):
             value = getattr(args, field.name)
             values[field.name] = None if field.metadata["auto"] and value == "auto" else value
+            if values[field.name] is not None:
+                check_domain(field, values[field.name])
     return config(**values, **fixed)
 
 

@@ -58,7 +58,7 @@ def variants(algorithms: tuple[str, ...], cg_steps: tuple[int, ...]) -> tuple[Va
 @dataclass(frozen=True)
 class ExactSolveConfig:
     task: LinearRegressionConfig = option(default_factory=LinearRegressionConfig, nested=True)
-    inner_steps: tuple[int, ...] = option((1, 2, 5, 10, 20, 50, 100, 200, 300, 500), "comma-separated inner step counts")
+    inner_steps: tuple[int, ...] = option((1, 2, 5, 10, 20, 50, 100, 200, 300, 500), "comma-separated inner step counts", at_most=100_000)
     seed: int = option(0, "the first seed")
     seeds: int = option(3, "number of seeds, from --seed on")
     tasks_per_seed: int = option(4, "tasks per seed, errors averaged", flag="--tasks")

@@ -66,10 +66,10 @@ class ProfileConfig:
     ways: int = option(20, "classes per task")
     shots: int = option(5, "support images per class")
     queries: int = option(15, "query images per class")
-    filters: int = option(64, "ConvNet filters")
+    filters: int = option(64, "ConvNet filters", at_most=4096)
     algorithms: tuple[str, ...] | None = option(None, "comma-separated registered algorithms",
                                                 shown="every registered algorithm", choices=algorithm_names)
-    inner_steps: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "comma-separated inner step counts")
+    inner_steps: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "comma-separated inner step counts", at_most=100_000)
     cg_steps: int = option(5, "CG steps in the inner-step sweep, of algorithms that solve a linear system "
                            "(a cg_steps hyperparameter: iMAML)")
     cg_sweep: tuple[int, ...] = option((1, 2, 5, 10, 20), "CG steps for the second sweep, of those algorithms")

@@ -42,7 +42,7 @@ COLUMNS = ["task", "split", "iteration", "lam", "lambda_min", "lambda_max", "sys
 
 @dataclass(frozen=True)
 class SpectrumConfig:
-    tasks: int = option(20, "tasks in the pool")
+    tasks: int = option(20, "tasks in the pool", at_most=1_000_000)
     steps: int = option(40, "Lanczos steps per task")
     split: str = option("train", "the split the tasks come from", choices=("train", "val", "test"))
     seed: int = option(0, "seed of the task pool and the Lanczos start vectors")

@@ -69,7 +69,7 @@ class ThroughputConfig:
                                              "plug-in algorithm")
     engines: tuple[str, ...] = option(ENGINES, "comma-separated engines", choices=ENGINES)
     meta_batch: int | None = option(None, "tasks per iteration", shown="each preset's")
-    filters: int | None = option(None, "ConvNet filters", shown="each preset's network")
+    filters: int | None = option(None, "ConvNet filters", shown="each preset's network", at_most=4096)
     iterations: int = option(5, "timed iterations per row")
     warmup: int = option(1, "untimed iterations first")
     device: str = option("cpu", "torch device: cpu or cuda[:N]")

@@ -41,8 +41,8 @@ class TrainConfig:
     queries: int = option(15, "query images per class")
     algorithm: str = option("imaml", "a registered algorithm", choices=algorithm_names)
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # the command line's --set KEY=VALUE
-    filters: int | None = option(None, "ConvNet filters", shown="64 on Omniglot, 32 elsewhere")
-    image_size: int | None = option(None, "--dataset folder: images resized to this side", shown="84")
+    filters: int | None = option(None, "ConvNet filters", shown="64 on Omniglot, 32 elsewhere", at_most=4096)
+    image_size: int | None = option(None, "--dataset folder: images resized to this side", shown="84", at_most=1024)
     channels: int | None = option(None, "--dataset folder: 1 (grey) or 3 (RGB)", shown="3")
     meta_batch: int = option(32, "tasks per outer step")
     meta_lr: float = option(1e-3, "outer step size")
@@ -55,7 +55,7 @@ class TrainConfig:
     train_queries: int | None = option(None, "query images per class of the meta-training tasks", shown="--queries")
     iterations: int = option(1000, "outer steps")
     validate_every: int = option(100, "iterations between validations")
-    validation_tasks: int = option(100, "validation pool size")
+    validation_tasks: int = option(100, "validation pool size", at_most=1_000_000)
     checkpoint_every: int = option(100, "iterations between checkpoints")
     max_minutes: float | None = option(None, "stop after this much training time (checkpointed)", shown="no limit")
     seed: int = option(0, "random seed")
@@ -189,7 +189,7 @@ class EvalConfig:
     """What ``metagrad eval`` scores: ``tasks`` tasks of ``split`` drawn from a pool seeded by ``seed``."""
 
     split: str = option("test", "the split the tasks come from", choices=SPLITS)
-    tasks: int = option(600, "number of tasks")
+    tasks: int = option(600, "number of tasks", at_most=1_000_000)
     seed: int = option(0, "seed of the task pool")
     device: str | None = option(None, "torch device: cpu or cuda[:N]", shown="the run's")
     engine: str | None = option(None, ENGINE_HELP + " (batched adapts chunks of the run's meta-batch); both score "
