@@ -25,6 +25,8 @@ CASES = [
     (["exact-solve", "--lam", "inf"], "--lam must be a finite number"),
     (["exact-solve", "--kappa", "nan"], "--kappa must be a finite number"),
     (["train", "--dataset", "folder", "--image-size", "100000", "--algorithm", "maml"], "--image-size must be at most"),
+    (["train", "--preset", "omniglot-5w1s-maml", "--train-shots", "0"], "train shots must be >= 1"),
+    (["profile", "--cg-steps", "-1"], "CG steps must be >= 0"),
 ]
 
 
@@ -38,3 +40,21 @@ def test_a_number_outside_its_domain_is_one_line_and_nothing_is_written(tmp_path
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err and "Traceback" not in err, err
     assert sorted(path.name for path in out.iterdir()) == ["earlier.txt"]
+
+
+@pytest.mark.slow
+def test_a_resume_that_would_train_nothing_is_refused_and_the_run_left_as_it_was(tmp_path, capsys):
+    from tests.data_paths import require_data
+
+    root = require_data("omniglot-py")
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "fomaml", "--ways",
+            "5", "--shots", "1", "--queries", "2", "--filters", "4", "--meta-batch", "2", "--iterations", "2",
+            "--validate-every", "2", "--validation-tasks", "2", "--data-root", str(root)]
+    assert main(argv) == 0
+    before = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--iterations", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has done 2 iterations; give more to go on" in err, err
+    assert (out / "config.json").read_text() == before

@@ -95,7 +95,8 @@ class ProfileConfig:
             require("inner_steps" in hyperparameter_defaults(name), f"{name} has no inner_steps hyperparameter, which "
                     "profile sweeps")
         require(all(k >= 1 for k in self.inner_steps) and self.inner_steps, "inner steps must be >= 1")
-        require(all(k >= 0 for k in self.cg_sweep), "CG steps must be >= 0")
+        require(self.cg_steps >= 0 and all(k >= 0 for k in self.cg_sweep), "CG steps must be >= 0")
+        require(self.cg_sweep_inner_steps >= 1, f"the CG sweep's inner steps must be >= 1, got {self.cg_sweep_inner_steps}")
         require(self.repeats >= 1, f"repeats must be >= 1, got {self.repeats}")
         require(self.filters >= 1, f"filters must be >= 1, got {self.filters}")
         require(self.lam > 0, f"lam must be > 0, got {self.lam}")

@@ -107,6 +107,10 @@ class TrainConfig:
                 f"meta lr final must be >= 0, got {self.meta_lr_final}")
         require(not self.cuda_graph or (self.outer_optimizer == "adam" and self.meta_lr_final is None),
                 "CUDA graphs need the Adam outer step with a constant meta lr")
+        for name in ("train_shots", "train_queries"):  # 0 would silently mean "as --shots/--queries"
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"{name.replace('_', ' ')} must be >= 1 (leave it out for the same "
+                    f"as {name.split('_')[1]}), got {value}")
         EpisodeSpec(self.ways, self.train_shots or self.shots, self.train_queries or self.queries)
         require(self.iterations >= 1, f"iterations must be >= 1, got {self.iterations}")
         require(self.validate_every >= 1, f"validate every must be >= 1, got {self.validate_every}")

@@ -59,6 +59,13 @@ def run(args: argparse.Namespace) -> None:
             raise ConfigError(f"--resume continues the run with its own settings, and would not honour "
                              f"{', '.join(refused)}; a resume may change only "
                              f"{', '.join(flag(TrainConfig, name) for name in RESUMABLE)} and --threads")
+        if options.get("iterations") is not None:  # a resume that would train nothing would still rewrite the run
+            import torch
+
+            done = int(Run(args.out).load_checkpoint(torch.device("cpu"))["iteration"])
+            if options["iterations"] <= done:
+                raise ConfigError(f"--iterations {options['iterations']}: the run in {args.out} has done {done} "
+                                  "iterations; give more to go on")
         if args.threads is None and saved.device == "cpu":  # the threads it ran with: float sums depend on them
             args.threads = record.get("threads")
         config = resumed_config(saved, iterations=options.get("iterations"), max_minutes=options.get("max_minutes"),
