@@ -392,7 +392,7 @@ def plot_profile(frame: pd.DataFrame, title: str):
         ax.set_xlabel("inner steps")
         ax.set_ylabel(label)
         ax.grid(True, which="major", alpha=0.3)
-    for ax in axes[0][:2]:
+    for ax in axes[0]:  # each panel its own: which curves coincide differs from panel to panel
         if ax.get_legend_handles_labels()[0]:  # an interrupted profile's figure may have no line yet
             ax.legend(fontsize=8)
     for ax, (column, label, scale) in zip(axes[1] if rows == 2 else (), panels):

@@ -36,8 +36,6 @@ EXTRA_VARIANTS = {"imaml-gd-minres": f"{algorithm_label('imaml')}, GD, MINRES me
                   "reptile-shared": f"{algorithm_label('reptile')}, shared protocol (SGD inside, Adam outside)"}
 # the colours of the variants that are not an algorithm's own (its registry colour), in every figure
 _VARIANT_COLORS = {"imaml-hf": "C4", "imaml-gd-minres": "C5", "reptile-shared": "C6"}
-# the algorithm each variant named otherwise runs
-VARIANT_ALGORITHMS = {"imaml-gd": "imaml", "imaml-hf": "imaml", "imaml-gd-minres": "imaml", "reptile-shared": "reptile"}
 # iMAML-GD with each meta-gradient solver, the paper's CG and MINRES: the report's full-size comparison of the two
 META_SOLVER_VARIANTS = ("imaml-gd", "imaml-gd-minres")
 
@@ -51,7 +49,14 @@ def variant_of(algorithm: str, hyperparameters: dict[str, Any]) -> str:
 
 def variant_color(variant: str) -> str:
     """A preset variant's colour: its own, or its algorithm's (``algorithms.registry.algorithm_color``)."""
-    return _VARIANT_COLORS.get(variant) or algorithm_color(VARIANT_ALGORITHMS.get(variant, variant))
+    return _VARIANT_COLORS.get(variant) or algorithm_color(variant_algorithm(variant))
+
+
+def variant_algorithm(variant: str) -> str:
+    """The algorithm a preset variant runs (its algorithm's ``presets`` name it; every setting has the same ones),
+    or ``variant`` itself where no preset has that name."""
+    dataset, ways, shots, _ = next(iter(SETTINGS.values()))
+    return algorithm_presets(dataset, ways, shots).get(variant, (variant,))[0]
 
 
 def variant_label(variant: str) -> str:
