@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from metagrad.errors import require
+from metagrad.errors import PluginError, require
 from metagrad.plugins import load_entry_points
 
 from .batched import BatchedMetaGradient
@@ -191,7 +192,34 @@ def make_algorithm(name: str, **hyperparameters: Any):
         else:
             ok, kind = isinstance(value, type(default)), type(default).__name__
         require(ok, f"{name}: {key} must be {kind}, got {value!r}")
+        require(_in_domain(value, key, ALGORITHMS[name]), f"{name}: {key} must be {_domain(key, ALGORITHMS[name])}, "
+                f"got {value!r}")
     return ALGORITHMS[name](**hyperparameters)
+
+
+LARGEST_INTEGER = 2**63 - 1  # torch's generators and tensors hold 64-bit integers
+MOST_STEPS = 100_000  # a count of steps (a field named *_steps) past this would run for days, not finish
+
+
+def _limit(key: str, cls: type) -> float | None:
+    field = next((f for f in fields(cls) if f.name == key), None)
+    declared = field.metadata.get("at_most") if field is not None else None
+    return declared if declared is not None else (MOST_STEPS if key.endswith("_steps") else None)
+
+
+def _in_domain(value: Any, key: str, cls: type) -> bool:
+    """A number finite and within 64 bits, and at most the field's ``at_most`` (metadata), which a field counting
+    steps has by default: the domain of every hyperparameter, before the class's own checks."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    limit = _limit(key, cls)
+    fits = math.isfinite(value) if isinstance(value, float) else abs(value) <= LARGEST_INTEGER
+    return fits and (limit is None or value <= limit)
+
+
+def _domain(key: str, cls: type) -> str:
+    limit = _limit(key, cls)
+    return f"a finite number of at most {limit:g}" if limit is not None else "a finite number (integers within 64 bits)"
 
 
 def records_as_diagnostics(records: list, device: torch.device) -> dict[str, Tensor]:
@@ -203,6 +231,34 @@ def records_as_diagnostics(records: list, device: torch.device) -> dict[str, Ten
         out[name] = torch.tensor([default if value is None else value for value in values],
                                  dtype=dtypes[type(default)], device=device)
     return out
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)} on {value.device}"
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def check_returned(algorithm: Any, method: str, value: Any, theta: Tensor, tasks: int | None = None) -> Tensor:
+    """``value``, what ``algorithm.method`` returned, checked at the boundary: a tensor of theta's dtype, device and
+    shape (with a leading task dimension for the batched methods, ``tasks`` not None), or an object whose ``gradient``
+    (``gradients``, batched) is. A ``PluginError`` naming the class, the method and what it must return otherwise,
+    instead of a shape error deep in the trainer. Metadata only: no host sync, nothing inside a captured graph."""
+    cls = type(algorithm).__qualname__
+    entry = ENTRIES.get(getattr(algorithm, "name", ""))
+    origin = f" (from {entry.origin})" if entry is not None and entry.origin != "metagrad" else ""
+    tensor = value
+    part = ""
+    if method.endswith("meta_gradient"):
+        part = ".gradients" if tasks is not None else ".gradient"
+        tensor = getattr(value, part[1:], value)
+    shape = (tasks, *theta.shape) if tasks is not None else tuple(theta.shape)
+    if not (isinstance(tensor, Tensor) and tuple(tensor.shape) == shape and tensor.dtype == theta.dtype
+            and tensor.device == theta.device):
+        raise PluginError(f"{cls}.{method}{origin} returned {_described(tensor)} as{part or ' its result'}; it must "
+                          f"be a {theta.dtype} tensor of shape {shape} on {theta.device}, "
+                          f"{'one row per task, ' if tasks is not None else ''}laid out as theta")
+    return value
 
 
 def batched_engine(algorithm: Any) -> tuple[Callable[..., BatchedMetaGradient], Callable[..., Tensor]]:

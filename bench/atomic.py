@@ -31,7 +31,15 @@ def write_csv(frame, path: str | os.PathLike) -> None:
         frame.to_csv(tmp, index=False)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+FIGURE_DPI = 130  # every figure metagrad saves
+
+
 def save_figure(figure, path: str | os.PathLike) -> None:
     path = Path(path)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=130, bbox_inches="tight")
+        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=FIGURE_DPI, bbox_inches="tight")

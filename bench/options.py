@@ -13,6 +13,15 @@ MISSING = dataclasses.MISSING
 
 # the largest integer an option takes: torch's generators and tensors hold 64-bit integers
 LARGEST_INTEGER = 2**63 - 1
+# the most an option of each kind may ask for: past these a run would not fit in memory or would not end in days
+MOST_STEPS = 100_000  # inner steps, CG steps, Lanczos steps
+MOST_TASKS = 1_000_000  # tasks in a pool that is scored or studied
+MOST_IMAGES = 10_000  # ways, shots, queries, a meta-batch: what is held in memory at once
+MOST_REPEATS = 10_000  # seeds, repeats, timed iterations of a measurement
+MOST_ITERATIONS = 1_000_000_000  # outer steps of a training run
+MOST_DIMENSIONS = 10_000  # a linear-regression problem's dimension (its d x d matrices)
+MOST_FILTERS = 4096  # a ConvNet's channels
+MOST_IMAGE_SIDE = 1024  # a folder's images' side, in pixels
 
 
 def option(default: Any = MISSING, help: str = "", *, default_factory: Callable[[], Any] | Any = MISSING,

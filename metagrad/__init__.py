@@ -79,6 +79,7 @@ _EXPORTS = {
     "ConfigError": "metagrad.errors",
     "CorruptFileError": "metagrad.errors",
     "DivergenceError": "metagrad.errors",
+    "PluginError": "metagrad.errors",
     "RerunError": "metagrad.errors",
     "require": "metagrad.errors",
 }
@@ -151,6 +152,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         CorruptFileError,
         DivergenceError,
         MetagradError,
+        PluginError,
         RerunError,
         require,
     )

@@ -8,6 +8,7 @@ error               exit  meaning
 ==================  ====  ==========================================================================================
 ``ConfigError``     2     bad input: an option, a hyperparameter, a data root, an algorithm or harness name
 ``CorruptFileError`` 2    a file metagrad reads (a run's config, a checkpoint, a result file) is damaged
+``PluginError``     2     an algorithm returned what the protocol does not allow (the wrong shape, type or dtype)
 ``DivergenceError`` 3     the numbers left the finite range (training, or a trained run's parameters)
 ``RerunError``      4     a step of ``metagrad report --rerun`` failed; the earlier results are untouched
 ==================  ====  ==========================================================================================
@@ -29,6 +30,13 @@ class ConfigError(MetagradError, ValueError):
 
 class CorruptFileError(MetagradError):
     """A file metagrad reads is damaged or not what its name says. Exit code 2 (it is input too)."""
+
+    exit_code = 2
+
+
+class PluginError(MetagradError, TypeError):
+    """An algorithm (a plug-in's, usually) returned what the protocol does not allow; the message names the class,
+    the method and what it must return. Exit code 2."""
 
     exit_code = 2
 

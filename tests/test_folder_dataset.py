@@ -167,3 +167,46 @@ def test_a_package_adds_a_data_set_by_entry_point(tmp_path):
     assert done.stderr.count("\n") == 1
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["config"]["dataset"] == "stripes" and set(record["splits"]) == {"train", "val"}
+
+
+@pytest.mark.slow
+def test_a_run_finds_its_data_from_any_folder_and_after_a_move_with_eval_data_root(images, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """The data root is stored absolute (typed relative, eval from another folder still finds it); a moved data set
+    is given to eval by --data-root, checked against the class split the run recorded."""
+    monkeypatch.chdir(images.parent)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "folder", "--data-root", images.name, "--algorithm", "fomaml", "--out",
+                 str(out), "--class-split", "0.5,0.25", *SMALL]) == 0
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["data_root"] == str(images.resolve()) and saved["class_split"] == [0.5, 0.25]
+    monkeypatch.chdir(tmp_path / "cache")
+    assert main(["eval", str(out), "--tasks", "4", "--no-progress"]) == 0
+
+    moved = images.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--tasks", "4", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not a folder: give --data-root where its data set is now" in err, err
+    assert main(["eval", str(out), "--tasks", "4", "--no-progress", "--data-root", str(moved)]) == 0
+    assert json.loads((out / "eval.json").read_text())["tasks"] == 4
+
+    other = write_images(tmp_path / "other", classes=CLASSES + 1)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--tasks", "4", "--no-progress", "--data-root", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "split holds other classes than the run trained with" in err, err
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (["--class-split", "0.9,0.2"], "--class-split takes two fractions TRAIN,VAL above 0 whose sum is below 1"),
+    (["--class-split", "0.5"], "--class-split takes two fractions"),
+    (["--ways", "5"], "give --ways 2 or fewer, or more classes to the val split with --class-split TRAIN,VAL"),
+])
+def test_a_class_split_that_cannot_be_is_one_line_saying_the_ways_out(images, tmp_path, capsys, options, fragment):
+    out = tmp_path / "bad"
+    assert main(["train", "--dataset", "folder", "--data-root", str(images), "--algorithm", "maml", "--out", str(out),
+                 *SMALL, *options]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and err.count("\n") == 0, err
+    assert not out.exists()

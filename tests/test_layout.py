@@ -7,10 +7,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# errors <- algorithms <- nets, data, measure <- training <- harnesses, diagnostics <- reporting <- cli <- the public API
+# errors <- algorithms <- nets, data, measure <- training, checks <- harnesses, diagnostics <- reporting <- cli <- the
+# public API
 LAYERS = {"metagrad.errors": 0, "metagrad.plugins": 0, "metagrad.algorithms": 0, "metagrad.bench": 0, "metagrad.bench.atomic": 0,
           "metagrad.bench.options": 0, "metagrad.bench.plotting": 0, "metagrad.bench.nets": 1, "metagrad.bench.data": 1,
-          "metagrad.bench.measure": 1, "metagrad.bench.training": 2, "metagrad.bench.harnesses": 3,
+          "metagrad.bench.measure": 1, "metagrad.bench.training": 2, "metagrad.bench.checks": 2,
+          "metagrad.bench.harnesses": 3,
           "metagrad.bench.diagnostics": 3, "metagrad.bench.reporting": 4, "metagrad.bench.cli": 5, "metagrad": 6}
 # where each installed package's source lies in the checkout (pyproject.toml's package-dir)
 SOURCES = {"metagrad": "metagrad", "metagrad.algorithms": "algorithms", "metagrad.bench": "bench"}

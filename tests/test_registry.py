@@ -14,14 +14,14 @@ import pytest
 import torch
 
 import metagrad.algorithms.registry as registry
-from metagrad.algorithms import FunctionalModel, TaskBatch, algorithm_names, cross_entropy_loss, make_algorithm
+from metagrad.algorithms import TaskBatch, algorithm_names, make_algorithm
 from metagrad.algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
+from metagrad.bench.checks.contract import tiny_problem
 from metagrad.errors import ConfigError
 from metagrad.plugins import DISABLE_PLUGINS
 from tests.installed_package import install_package
 from tests.limits import HANG_S
 
-from .conftest import classification_task, tiny_convnet
 from .data_paths import require_data
 from .finite_differences import directional_derivatives, relative_error
 
@@ -30,10 +30,8 @@ EXACT = ("grad_evals", "hvp_evals", "loss_evals", "cg_iterations", "negative_cur
 
 
 def problem():
-    torch.manual_seed(0)
-    model = FunctionalModel(tiny_convnet().double(), cross_entropy_loss)
-    generator = torch.Generator().manual_seed(1)
-    return model, model.flat_parameters(), [classification_task(generator, (1, 6, 6)) for _ in range(TASKS)]
+    """The plug-in check's tiny problem (float64, a ConvNet with BatchNorm), with more tasks."""
+    return tiny_problem(TASKS)
 
 
 def assert_batched_is_per_task(algorithm, model, theta, tasks) -> None:

@@ -397,3 +397,41 @@ def test_a_task_by_task_batched_row_is_said_so_and_has_no_speed_up():
     table = throughput_table([("plug-in", pd.DataFrame(rows, columns=COLUMNS))])
     row = next(line for line in table.splitlines() if line.startswith("| `plug-in`")).split(" | ")
     assert row[6] == "— (task by task)"
+
+
+@pytest.mark.slow
+def test_a_damaged_result_is_skipped_with_one_warning_naming_it_and_the_rest_rendered(tmp_path):
+    """Issue 41's damaged result files: a CSV without a column it needs, text in a number column, a config.json
+    missing fields. Each is left out with one warning line naming its folder; the readable results are rendered."""
+    import shutil
+
+    results = tmp_path / "results"
+    run = ROOT / "reports" / "gpu-h200" / "train-omniglot-5w1s-imaml-gd"
+    shutil.copytree(ROOT / "reports" / "exact-solve", results / "solve-good")
+    shutil.copytree(ROOT / "reports" / "exact-solve", results / "solve-no-label")
+    for name in ("run-good", "run-text-in-metrics", "run-config-missing-fields"):
+        shutil.copytree(run, results / name)
+    frame = pd.read_csv(results / "solve-no-label" / "exact_solve.csv")
+    frame.drop(columns=["label"]).to_csv(results / "solve-no-label" / "exact_solve.csv", index=False)
+    metrics = pd.read_csv(results / "run-text-in-metrics" / "metrics.csv").astype({"train_time_s": str})
+    metrics.loc[0, "train_time_s"] = "eleven"
+    metrics.to_csv(results / "run-text-in-metrics" / "metrics.csv", index=False)
+    saved = json.loads((results / "run-config-missing-fields" / "config.json").read_text())
+    del saved["config"]["dataset"], saved["config"]["algorithm"]
+    (results / "run-config-missing-fields" / "config.json").write_text(json.dumps(saved))
+    before = {path: path.read_bytes() for path in results.rglob("*") if path.is_file()}
+
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "metagrad", "report", "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    warnings = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert len(warnings) == 3 and all(line.startswith("metagrad report: warning: skipped ") for line in warnings)
+    for name in ("solve-no-label", "run-text-in-metrics", "run-config-missing-fields"):
+        assert sum(str(results / name) in line for line in warnings) == 1, (name, warnings)
+    assert (out / "figures" / "fig2a-solve-good.png").is_file() and not (out / "figures" / "fig2a-solve-no-label.png").exists()
+    runs = (out / "tables" / "runs.md").read_text()
+    assert "`run-good`" in runs and "run-text-in-metrics" not in runs and "run-config-missing-fields" not in runs
+    assert {path: path.read_bytes() for path in results.rglob("*") if path.is_file()} == before  # only read
+    assert not [path for path in out.rglob(".*.tmp")]

@@ -40,7 +40,41 @@ def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, caps
     assert nhwc["channels_last"].all() and (nhwc["max_rel_diff_vs_per_task"] < 1e-10).all()
 
 
+@pytest.mark.slow
+def test_any_registered_algorithm_is_measured_at_its_defaults_presets_or_none(tmp_path, monkeypatch):
+    """--algorithms: a plug-in with no preset (the simplest one) gets a row at its default hyperparameters on the
+    default setting's tasks, beside a built-in's."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    import metagrad.algorithms.registry as registry
+    from metagrad.algorithms.protocol import InnerGradientDescentConfig
+    from metagrad.bench.training.presets import presets
+    from tests.test_registry import StepFromAdaptation
+
+    monkeypatch.setattr(registry, "ALGORITHMS", dict(registry.ALGORITHMS))
+    monkeypatch.setattr(registry, "ENTRIES", dict(registry.ENTRIES))
+
+    @dataclass(frozen=True)
+    class NoPresets(StepFromAdaptation):
+        name: ClassVar[str] = "test-no-presets"
+
+    registry.register(NoPresets, origin="a test")
+    assert not any(settings["algorithm"] == "test-no-presets" for settings in presets().values())
+    assert isinstance(NoPresets(), InnerGradientDescentConfig)
+    out = tmp_path / "tp"
+    assert main(["throughput", "--out", str(out), "--algorithms", "test-no-presets,maml", "--filters", "4",
+                 "--meta-batch", "2", "--iterations", "1", "--warmup", "0", "--data-root",
+                 str(require_data("omniglot-py")), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "throughput.csv")
+    assert list(frame["preset"]) == ["omniglot-5w1s-test-no-presets-defaults"] * 2 + ["omniglot-5w1s-maml-defaults"] * 2
+    assert (frame["tasks_per_s"] > 0).all() and (frame["max_rel_diff_vs_per_task"].fillna(0) < 1e-10).all()
+    plug_in = frame[frame["algorithm"] == "test-no-presets"]
+    assert list(plug_in["task_by_task"]) == [False, True] and (plug_in["grad_evals"] == 6).all()  # 5 steps + query
+
+
 @pytest.mark.parametrize("argv,fragment", [
+    (["--algorithms", "protonet"], "unknown algorithm 'protonet'; registered: maml"),
     (["--presets", "omniglot-5w1s-protonet"], "unknown preset"),
     (["--engines", "turbo"], "engines"),
     (["--iterations", "0"], "iterations"),

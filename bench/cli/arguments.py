@@ -9,10 +9,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from metagrad.bench.options import MISSING, annotation, flag_of, options_of, out_of_domain
+from metagrad.bench.options import LARGEST_INTEGER, MISSING, annotation, flag_of, options_of, out_of_domain
 from metagrad.errors import ConfigError
 
 SCALARS = {"int": int, "float": float, "str": str}
+MOST_THREADS = 1024  # torch.set_num_threads crashes the process far above what any machine has
 
 
 def shown(value: object) -> str:
@@ -163,8 +164,16 @@ def add_device(parser: argparse.ArgumentParser, default: str | None = "cpu", sho
     parser.add_argument("--device", default=default, help=f"torch device: cpu or cuda[:N] (default {shown})")
 
 
+def seed(text: str) -> int:
+    """A seed, as every seed option takes it: an integer from 0 to 2**63 - 1."""
+    value = int(text)
+    if not 0 <= value <= LARGEST_INTEGER:
+        raise argparse.ArgumentTypeError(f"a seed is from 0 to 2**63 - 1, got {text}")
+    return value
+
+
 def add_seed(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
 
 
 def add_set(parser: argparse.ArgumentParser, text: str) -> None:
@@ -175,8 +184,8 @@ def set_threads(threads: int | None) -> None:
     if threads is not None:
         import torch
 
-        if threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        if not 1 <= threads <= MOST_THREADS:
+            raise ConfigError(f"--threads must be from 1 to {MOST_THREADS}, got {threads}")
         torch.set_num_threads(threads)
 
 

@@ -22,6 +22,13 @@ from metagrad.errors import MetagradError
 OWN_COMMANDS = {"report": "metagrad.bench.cli.commands.report", "algorithms": "metagrad.bench.cli.commands.algorithms"}
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose errors are one line, as every other error of the command line, with where to read more."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 class HarnessCommand:
     """The command of a harness given as a config dataclass and a write function."""
 
@@ -70,7 +77,7 @@ def _asked_for(argv: Sequence[str], known: dict) -> str | None:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser, with every command listed and ``command``'s options (None: none, as ``metagrad --help`` needs)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="metagrad",
         description="Benchmark and profile meta-gradient algorithms (MAML, first-order MAML, Reptile, iMAML, and any "
                     "installed plug-in: `metagrad algorithms`): meta-gradient accuracy, compute and memory against "

@@ -5,7 +5,7 @@ torchvision's ``find_classes`` and ``make_dataset`` list them: the same few line
 torchvision, which nothing else needs). Images are read with PIL, converted to grey (1 channel) or RGB (3), resized to
 ``image_size`` square, and decoded once into a cache keyed by every file's path, size and modification time and the
 size and channels asked for. Every class keeps as many images as the smallest has, in file order, so that all hold
-the same number. The classes are shuffled with the split seed and cut 64 / 16 / 20 % into meta-training,
+the same number. The classes are shuffled with the split seed and cut 64 / 16 / 20 % (``--class-split``) into meta-training,
 validation and test (Mini-ImageNet's proportions); each split is recorded by the hash of its class names.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from metagrad.errors import ConfigError
 
 # torchvision.datasets.folder.IMG_EXTENSIONS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-SPLIT_FRACTIONS = {"train": 0.64, "val": 0.16}  # test: the rest
+CLASS_SPLIT = (0.64, 0.16)  # the fractions of the classes for meta-training and validation; test: the rest
 DEFAULT_IMAGE_SIZE, DEFAULT_CHANNELS = 84, 3
 
 
@@ -44,15 +44,24 @@ def class_listing(root: Path) -> dict[str, list[Path]]:
 
 
 def _decode(path: Path, size: int, channels: int) -> np.ndarray:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            converted = image.convert("L" if channels == 1 else "RGB")
-            if converted.size != (size, size):
-                converted = converted.resize((size, size), Image.LANCZOS)
-            array = np.asarray(converted, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
+        with warnings.catch_warnings():
+            # an image past Pillow's pixel limit (its header may claim any size) is refused, not decoded into memory
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                converted = image.convert("L" if channels == 1 else "RGB")
+                if converted.size != (size, size):
+                    converted = converted.resize((size, size), Image.LANCZOS)
+                array = np.asarray(converted, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        pixels = str(error).split(", could be")[0]
+        raise ConfigError(f"image {path} is too large to decode ({pixels}); shrink it or move it out of the data "
+                          "set") from None
+    except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ConfigError(f"unreadable image {path}: {error}") from None
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
@@ -82,15 +91,23 @@ def load_folder(root: Path, size: int = DEFAULT_IMAGE_SIZE, channels: int = DEFA
     return cached(f"folder-{size}x{size}x{channels}-{digest.hexdigest()[:16]}.pt", decode), tuple(listing)
 
 
-def folder_splits(names: tuple[str, ...], seed: int) -> dict[str, tuple[int, ...]]:
-    """The classes shuffled with ``seed``, the first 64% for meta-training, the next 16% for validation, the rest for
-    testing; a one-line error where a split would be empty."""
+def folder_splits(names: tuple[str, ...], seed: int,
+                  fractions: tuple[float, float] = CLASS_SPLIT) -> dict[str, tuple[int, ...]]:
+    """The classes shuffled with ``seed``, the first ``fractions[0]`` (64 %) for meta-training, the next
+    ``fractions[1]`` (16 %) for validation, the rest for testing; a one-line error where a split would be empty."""
     order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
-    train = round(SPLIT_FRACTIONS["train"] * len(names))
-    val = round(SPLIT_FRACTIONS["val"] * len(names))
+    train = round(fractions[0] * len(names))
+    val = round(fractions[1] * len(names))
     parts = {"train": order[:train], "val": order[train:train + val], "test": order[train + val:]}
     empty = [split for split, classes in parts.items() if not classes]
     if empty:
-        raise ConfigError(f"{len(names)} classes are too few to split 64/16/20% into meta-training, validation and "
-                          f"test classes ({', '.join(empty)} would have none)")
+        raise ConfigError(f"{len(names)} classes are too few to split {split_words(fractions)} into meta-training, "
+                          f"validation and test classes ({', '.join(empty)} would have none); give more classes, or "
+                          "other fractions with --class-split TRAIN,VAL")
     return {split: tuple(classes) for split, classes in parts.items()}
+
+
+def split_words(fractions: tuple[float, float]) -> str:
+    """"64/16/20%" for (0.64, 0.16)."""
+    train, val = (round(100 * fraction, 1) for fraction in fractions)
+    return f"{train:g}/{val:g}/{round(100 - train - val, 1):g}%"

@@ -28,13 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from metagrad.algorithms import Batch, Task
-from metagrad.bench.options import option
+from metagrad.bench.options import MOST_DIMENSIONS, option
 from metagrad.errors import require
 
 
 @dataclass(frozen=True)
 class LinearRegressionConfig:
-    dim: int = option(50, "input dimension d")
+    dim: int = option(50, "input dimension d", at_most=MOST_DIMENSIONS)
     lam: float = option(5.0, "proximal regularization lambda")
     kappa: float = option(50.0, "condition number of the inner objective G")
     a_min: float = 1.0  # smallest eigenvalue of A_train
@@ -43,7 +43,7 @@ class LinearRegressionConfig:
     noise: float = 0.1
     w_spread: float = 1.0
     distinct_eigenvalues: int = option(0, "number of distinct eigenvalues of the training Hessian (k: each of k "
-                                          "values repeated)", shown="0: all distinct")
+                                          "values repeated)", shown="0: all distinct", at_most=MOST_DIMENSIONS)
 
 
     def __post_init__(self) -> None:
@@ -51,7 +51,8 @@ class LinearRegressionConfig:
         require(self.lam > 0, f"lam must be > 0, got {self.lam}")
         require(self.kappa >= 1, f"kappa must be >= 1, got {self.kappa}")
         require(self.a_min >= 0, f"a_min must be >= 0, got {self.a_min}")
-        require(self.n_support >= self.dim, f"n_support must be >= dim ({self.dim}) for an exact spectrum, got {self.n_support}")
+        require(self.n_support >= self.dim, f"dim must be at most the {self.n_support} support examples (n_support) "
+                f"for an exact spectrum, got {self.dim}")
         require(self.n_query >= 1, f"n_query must be >= 1, got {self.n_query}")
         require(0 <= self.distinct_eigenvalues <= self.dim,
                 f"distinct_eigenvalues must be between 0 and dim ({self.dim}), got {self.distinct_eigenvalues}")

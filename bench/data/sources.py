@@ -30,6 +30,11 @@ def plugin_datasets() -> dict[str, Any]:
         def accept(entry, dataset: Any) -> None:
             if entry.name in BUILT_IN:
                 raise ConfigError(f"the data set name {entry.name!r} is metagrad's")
+            lacking = [part for part in ("channels", "image_size", "load") if not hasattr(dataset, part)]
+            if lacking or not callable(dataset.load):
+                raise ConfigError(f"it names {type(dataset).__name__} {dataset!r:.40}, which lacks "
+                                  f"{', '.join(lacking) or 'a callable load'}: a data set has channels, image_size "
+                                  "and load(root)")
             _plugins[entry.name] = dataset
 
         load_entry_points(PLUGIN_GROUP, "data set", accept)
@@ -70,9 +75,10 @@ class TaskSource:
 
 def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | None = None,
                 split_seed: int = 1, omniglot_split: str = "random", image_size: int | None = None,
-                channels: int | None = None) -> TaskSource:
+                channels: int | None = None, class_split: tuple[float, float] | None = None) -> TaskSource:
     """``split``: train, val or test; ``omniglot_split``: which classes those are (``omniglot_splits``);
-    ``image_size`` and ``channels``: a folder's images as the network takes them."""
+    ``image_size`` and ``channels``: a folder's images as the network takes them; ``class_split``: the fractions of a
+    folder's (or a plug-in data set's) classes for meta-training and validation (None: 64 and 16 %)."""
     if dataset == "folder" and data_root is None:
         raise ConfigError("--dataset folder reads --data-root DIR, a folder of class folders (DIR/<class>/<image>)")
     root = resolve_data_root(data_root)
@@ -98,18 +104,21 @@ def task_source(dataset: str, split: str, spec: EpisodeSpec, data_root: str | No
         images, names = plugin_datasets()[dataset].load(root)
     else:
         raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(dataset_names())}")
-    return seeded_split_source(images, tuple(names), split, spec, split_seed)
+    return seeded_split_source(images, tuple(names), split, spec, split_seed, class_split)
 
 
-def seeded_split_source(images, names: tuple[str, ...], split: str, spec: EpisodeSpec, split_seed: int) -> TaskSource:
+def seeded_split_source(images, names: tuple[str, ...], split: str, spec: EpisodeSpec, split_seed: int,
+                        class_split: tuple[float, float] | None = None) -> TaskSource:
     """The tasks of one split of a data set whose classes are split with the seed (``bench.data.folder``)."""
-    from metagrad.bench.data.folder import folder_splits
+    from metagrad.bench.data.folder import CLASS_SPLIT, folder_splits, split_words
 
-    chosen = folder_splits(names, split_seed)[split]
+    fractions = class_split or CLASS_SPLIT
+    chosen = folder_splits(names, split_seed, fractions)[split]
     classes = ClassSplit(split, tuple((i, 0) for i in chosen), tuple(names[i] for i in chosen))
     if spec.ways > len(chosen):
         raise ConfigError(f"{spec.ways}-way tasks need at least {spec.ways} classes; the {split} split has "
-                          f"{len(chosen)} of the {len(names)} classes")
+                          f"{len(chosen)} of the {len(names)} classes (cut {split_words(fractions)}): give --ways "
+                          f"{len(chosen)} or fewer, or more classes to the {split} split with --class-split TRAIN,VAL")
     if spec.shots + spec.queries > images.shape[1]:
         raise ConfigError(f"{spec.shots} shots + {spec.queries} queries need {spec.shots + spec.queries} images per "
                           f"class; the data set has {images.shape[1]} (its smallest class's count)")

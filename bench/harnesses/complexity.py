@@ -40,7 +40,7 @@ from metagrad.bench.data.linear_regression import (
 )
 from metagrad.bench.harnesses.least_work import least_reaching, least_work_pair
 from metagrad.bench.measure.memory import SavedTensorPeak
-from metagrad.bench.options import option
+from metagrad.bench.options import MOST_DIMENSIONS, MOST_STEPS, MOST_TASKS, option
 from metagrad.errors import require
 
 
@@ -92,11 +92,11 @@ class ComplexityConfig:
     kappas: tuple[float, ...] = option((10.0, 30.0, 100.0, 300.0, 1000.0), "comma-separated condition numbers")
     epsilons: tuple[float, ...] = option((1e-2, 1e-4, 1e-6), "comma-separated relative errors to reach")
     methods: tuple[str, ...] = option(METHOD_KEYS, "comma-separated methods", choices=METHOD_KEYS, shown="all")
-    dim: int = option(100, "input dimension d")
+    dim: int = option(100, "input dimension d", at_most=MOST_DIMENSIONS)
     lam: float = option(5.0, "proximal regularization lambda")
-    tasks: int = option(1, "tasks per kappa, relative errors averaged")
+    tasks: int = option(1, "tasks per kappa, relative errors averaged", at_most=MOST_TASKS)
     seed: int = option(0, "random seed")
-    max_inner_steps: int = option(100_000, "give up beyond this many inner steps")
+    max_inner_steps: int = option(100_000, "give up beyond this many inner steps", at_most=MOST_STEPS)
     max_cg_steps: int = 0  # 0: 4 x dim (CG is exact in dim steps in exact arithmetic)
 
     def __post_init__(self) -> None:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from metagrad.algorithms import FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
 from metagrad.algorithms.registry import algorithm_color, hyperparameter_defaults
 from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
-from metagrad.bench.options import option
+from metagrad.bench.options import MOST_REPEATS, MOST_STEPS, option
 from metagrad.bench.plotting import coinciding, line_style
 from metagrad.errors import require
 
@@ -58,16 +58,17 @@ def variants(algorithms: tuple[str, ...], cg_steps: tuple[int, ...]) -> tuple[Va
 @dataclass(frozen=True)
 class ExactSolveConfig:
     task: LinearRegressionConfig = option(default_factory=LinearRegressionConfig, nested=True)
-    inner_steps: tuple[int, ...] = option((1, 2, 5, 10, 20, 50, 100, 200, 300, 500), "comma-separated inner step counts", at_most=100_000)
+    inner_steps: tuple[int, ...] = option((1, 2, 5, 10, 20, 50, 100, 200, 300, 500), "comma-separated inner step counts",
+                                          at_most=MOST_STEPS)
     seed: int = option(0, "the first seed")
-    seeds: int = option(3, "number of seeds, from --seed on")
-    tasks_per_seed: int = option(4, "tasks per seed, errors averaged", flag="--tasks")
+    seeds: int = option(3, "number of seeds, from --seed on", at_most=MOST_REPEATS)
+    tasks_per_seed: int = option(4, "tasks per seed, errors averaged", flag="--tasks", at_most=MOST_REPEATS)
     inner_lr: float | None = option(None, "inner step size", shown="2/(L+mu) of the inner objective, its fastest fixed step")
     algorithms: tuple[str, ...] | None = option(None, "comma-separated registered algorithms, each run on the same "
                                                 "proximal inner objective G with the same step",
                                                 shown="every registered algorithm", choices=algorithm_names)
     cg_steps: tuple[int, ...] = option((2, 5, CONVERGED_CG_STEPS), "comma-separated CG budgets of algorithms that "
-                                       f"solve a linear system (iMAML); {CONVERGED_CG_STEPS}: CG to convergence")
+                                       f"solve a linear system (iMAML); {CONVERGED_CG_STEPS}: CG to convergence", at_most=MOST_STEPS)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.algorithms or ()) - set(algorithm_names()))

@@ -44,7 +44,7 @@ from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from metagrad.bench.measure.machine import device_name
 from metagrad.bench.measure.memory import available_bytes, count_work, cuda_peak, is_out_of_memory, subprocess_environment
 from metagrad.bench.measure.timing import interquartile_range, median_time
-from metagrad.bench.options import option
+from metagrad.bench.options import MOST_FILTERS, MOST_IMAGES, MOST_REPEATS, MOST_STEPS, option
 from metagrad.bench.plotting import coinciding, line_style
 from metagrad.errors import require
 
@@ -63,21 +63,21 @@ COLUMNS = ["algorithm", "inner_steps", "cg_steps", "device", "time_s", "peak_byt
 class ProfileConfig:
     dataset: str = option("omniglot", "omniglot (real characters, from --data-root), random-images (the same shapes, "
                           "random pixels) or synthetic (linear regression)", choices=DATASETS)
-    ways: int = option(20, "classes per task")
-    shots: int = option(5, "support images per class")
-    queries: int = option(15, "query images per class")
-    filters: int = option(64, "ConvNet filters", at_most=4096)
+    ways: int = option(20, "classes per task", at_most=MOST_IMAGES)
+    shots: int = option(5, "support images per class", at_most=MOST_IMAGES)
+    queries: int = option(15, "query images per class", at_most=MOST_IMAGES)
+    filters: int = option(64, "ConvNet filters", at_most=MOST_FILTERS)
     algorithms: tuple[str, ...] | None = option(None, "comma-separated registered algorithms",
                                                 shown="every registered algorithm", choices=algorithm_names)
-    inner_steps: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "comma-separated inner step counts", at_most=100_000)
+    inner_steps: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "comma-separated inner step counts", at_most=MOST_STEPS)
     cg_steps: int = option(5, "CG steps in the inner-step sweep, of algorithms that solve a linear system "
-                           "(a cg_steps hyperparameter: iMAML)")
-    cg_sweep: tuple[int, ...] = option((1, 2, 5, 10, 20), "CG steps for the second sweep, of those algorithms")
-    cg_sweep_inner_steps: int = option(16, "inner steps during the CG sweep")
+                           "(a cg_steps hyperparameter: iMAML)", at_most=MOST_STEPS)
+    cg_sweep: tuple[int, ...] = option((1, 2, 5, 10, 20), "CG steps for the second sweep, of those algorithms", at_most=MOST_STEPS)
+    cg_sweep_inner_steps: int = option(16, "inner steps during the CG sweep", at_most=MOST_STEPS)
     lam: float = option(2.0, "lambda of the algorithms with a proximal term by default (iMAML); the others (MAML, "
                         "first-order MAML, Reptile) run without one")
     inner_lr: float = option(0.1, "inner step size")
-    repeats: int = option(3, "timed repeats per configuration, the median kept")
+    repeats: int = option(3, "timed repeats per configuration, the median kept", at_most=MOST_REPEATS)
     rss: bool = option(True, "skip the peak-RSS measure in a fresh subprocess per configuration (CPU); the "
                        "figure's peak-memory panels are then left out", flag="--no-rss")
     device: str = option("cpu", "torch device: cpu or cuda[:N]")
@@ -85,7 +85,7 @@ class ProfileConfig:
     data_root: str | None = option(None, DATA_ROOT_HELP, shown=DATA_ROOT_DEFAULT)
     synthetic_dim: int = 50
     batched_tasks: int = option(8, "meta-batch of the batched engine's tasks/s column (copies of the task)",
-                                shown="8; 0: not measured")
+                                shown="8; 0: not measured", at_most=MOST_IMAGES)
 
     def __post_init__(self) -> None:
         require(self.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, HessianOperator, Task, lanczos_ritz_values, make_algorithm
 from metagrad.algorithms.protocol import query_loss_and_gradient
-from metagrad.bench.options import option
+from metagrad.bench.options import MOST_STEPS, MOST_TASKS, option
 from metagrad.bench.training.evaluation import TrainedRun, load_trained
 from metagrad.errors import require
 
@@ -42,8 +42,8 @@ COLUMNS = ["task", "split", "iteration", "lam", "lambda_min", "lambda_max", "sys
 
 @dataclass(frozen=True)
 class SpectrumConfig:
-    tasks: int = option(20, "tasks in the pool", at_most=1_000_000)
-    steps: int = option(40, "Lanczos steps per task")
+    tasks: int = option(20, "tasks in the pool", at_most=MOST_TASKS)
+    steps: int = option(40, "Lanczos steps per task", at_most=MOST_STEPS)
     split: str = option("train", "the split the tasks come from", choices=("train", "val", "test"))
     seed: int = option(0, "seed of the task pool and the Lanczos start vectors")
     at_init: bool = option(False, "the run's initial meta-parameters (drawn with the run's seed), not its checkpoint")

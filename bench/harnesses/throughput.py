@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
-from metagrad.algorithms.registry import batched_meta_gradient, has_batched_form
+from metagrad.algorithms.registry import algorithm_names, batched_meta_gradient, has_batched_form
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from metagrad.bench.data.sources import task_source
@@ -41,9 +41,9 @@ from metagrad.bench.measure.machine import device_name
 from metagrad.bench.measure.operations import count_operations
 from metagrad.bench.measure.timing import synchronize
 from metagrad.bench.nets.convnet import network
-from metagrad.bench.options import option
+from metagrad.bench.options import MOST_FILTERS, MOST_IMAGES, MOST_REPEATS, option
 from metagrad.bench.training.engines import CHANNELS_LAST_HELP, COMPILE_HELP, CUDA_GRAPH_HELP, ENGINES, SAMPLER_HELP, SAMPLERS
-from metagrad.bench.training.presets import preset, setting_presets
+from metagrad.bench.training.presets import preset, setting_defaults, setting_presets
 from metagrad.bench.training.presets import presets as preset_names
 from metagrad.bench.training.steps import GRAPH_WARMUP, Window, training_step
 from metagrad.errors import require
@@ -60,6 +60,7 @@ SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchr
               "cudaStreamWaitEvent_host")
 COPY_CALLS = ("cudaMemcpy", "cudaMemcpyAsync", "cudaMemcpy2DAsync")
 DEFAULT_SETTING = "omniglot-5w1s"
+DEFAULTS = "-defaults"  # the suffix of an algorithm's row at its default hyperparameters
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,16 @@ class ThroughputConfig:
     presets: tuple[str, ...] | None = option(None, "comma-separated presets", choices=lambda: sorted(preset_names()),
                                              shown=f"{DEFAULT_SETTING}'s preset of each row of Table 2 and of each "
                                              "plug-in algorithm")
+    algorithms: tuple[str, ...] | None = option(None, f"comma-separated algorithms, each at its default "
+                                                f"hyperparameters on {DEFAULT_SETTING}'s tasks (any registered "
+                                                "algorithm, with or without presets; a row named "
+                                                f"{DEFAULT_SETTING}-NAME-defaults)", choices=algorithm_names,
+                                                shown="none")
     engines: tuple[str, ...] = option(ENGINES, "comma-separated engines", choices=ENGINES)
-    meta_batch: int | None = option(None, "tasks per iteration", shown="each preset's")
-    filters: int | None = option(None, "ConvNet filters", shown="each preset's network", at_most=4096)
-    iterations: int = option(5, "timed iterations per row")
-    warmup: int = option(1, "untimed iterations first")
+    meta_batch: int | None = option(None, "tasks per iteration", shown="each preset's", at_most=MOST_IMAGES)
+    filters: int | None = option(None, "ConvNet filters", shown="each preset's network", at_most=MOST_FILTERS)
+    iterations: int = option(5, "timed iterations per row", at_most=MOST_REPEATS)
+    warmup: int = option(1, "untimed iterations first", at_most=MOST_REPEATS)
     device: str = option("cpu", "torch device: cpu or cuda[:N]")
     cuda_graph: bool = option(False, "batched rows: " + CUDA_GRAPH_HELP)
     sampler: str = option("host", SAMPLER_HELP, choices=SAMPLERS)
@@ -85,14 +91,16 @@ class ThroughputConfig:
     # the comparison does not depend on the sampler or the capture, so a second run of the same presets can skip it
     check_tasks: int | None = option(None, "batched rows: compare this many tasks' meta-gradients with the per-task "
                                      "engine's", shown="the whole meta-batch; 0 skips the comparison and leaves its "
-                                     "columns empty")
+                                     "columns empty", at_most=MOST_IMAGES)
 
     @property
     def measured_presets(self) -> tuple[str, ...]:
-        """The presets given, else the default setting's; captured (a CUDA graph, torch.compile) only those whose
-        algorithm has a batched engine of its own, the rest having no captured form."""
-        if self.presets:
-            return self.presets
+        """The rows' names: the presets given and the algorithms' default rows, else the default setting's presets;
+        captured (a CUDA graph, torch.compile) only those whose algorithm has a batched engine of its own, the rest
+        having no captured form."""
+        given = (*(self.presets or ()), *(f"{DEFAULT_SETTING}-{name}{DEFAULTS}" for name in self.algorithms or ()))
+        if given:
+            return given
         return tuple(name for name in setting_presets(DEFAULT_SETTING)
                      if not (self.cuda_graph or self.compile) or has_batched_form(preset(name)["algorithm"]))
 
@@ -101,8 +109,10 @@ class ThroughputConfig:
         require(not (self.cuda_graph and self.compile), "--cuda-graph and --compile are two ways to capture the "
                 "iteration: choose one")
         require(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        for name in self.algorithms or ():
+            require(name in algorithm_names(), f"unknown algorithm {name!r}; registered: {', '.join(algorithm_names())}")
         for name in self.measured_presets:
-            algorithm = preset(name)["algorithm"]  # an unknown preset is a ConfigError naming the known ones
+            algorithm = row_settings(name)["algorithm"]  # an unknown preset is a ConfigError naming the known ones
             require(not (self.cuda_graph or self.compile) or has_batched_form(algorithm),
                     f"{algorithm} (preset {name}) has no batched engine of its own, which --cuda-graph and --compile "
                     "capture")
@@ -141,9 +151,17 @@ def max_relative_difference(algorithm, model: FunctionalModel, theta: torch.Tens
     return float(((batched - reference).norm(dim=1) / reference.norm(dim=1).clamp_min(1e-300)).max())
 
 
+def row_settings(name: str) -> dict[str, Any]:
+    """A row's settings: a preset's, or ``SETTING-ALGORITHM-defaults``, the algorithm at its defaults on the
+    setting's tasks."""
+    if name.endswith(DEFAULTS) and name.startswith(f"{DEFAULT_SETTING}-"):
+        return setting_defaults(DEFAULT_SETTING, name[len(DEFAULT_SETTING) + 1:-len(DEFAULTS)])
+    return preset(name)
+
+
 def preset_tasks(config: ThroughputConfig, name: str) -> ImageClassTasks:
-    """The preset's training tasks, loaded once for both engines' rows."""
-    settings = preset(name)
+    """The row's training tasks, loaded once for both engines' rows."""
+    settings = row_settings(name)
     spec = EpisodeSpec(settings["ways"], settings["shots"], settings["queries"])
     return task_source(settings["dataset"], "train", spec, config.data_root).tasks
 
@@ -166,7 +184,7 @@ def traced(profiler: torch.profiler.profile, device: torch.device, iterations: i
 
 def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassTasks) -> tuple[dict[str, Any], str | None]:
     """One row of the CSV, and with ``trace`` its profile table."""
-    settings = preset(name)
+    settings = row_settings(name)
     device = torch.device(config.device)
     meta_batch = config.meta_batch or settings["meta_batch"]
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])

@@ -9,12 +9,16 @@ same files gives the same tables.
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from metagrad.bench.atomic import save_figure, write_text
-from metagrad.bench.harnesses.harness import Harness, Rendering, Result
+from metagrad.bench.atomic import FIGURE_DPI, write_bytes, write_text
+from metagrad.bench.harnesses.harness import Figure, Harness, Rendering, Result
 from metagrad.bench.harnesses.registry import harnesses
+from metagrad.errors import CorruptFileError
 
 FIGURES, TABLES_DIR = "figures", "tables"
 
@@ -70,38 +74,107 @@ def _index(renderings: list[tuple[Harness, list[Result], Rendering]], notes: boo
     return "\n".join(lines) + "\n"
 
 
-def render_report(roots: list[Path], out: Path) -> list[Path]:
+# what a damaged or foreign result file raises when a renderer reads it (pandas' and json's errors are ValueErrors)
+READ_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError, LookupError, ArithmeticError,
+               CorruptFileError, OSError)
+
+
+def _drawn(harness: Harness, results: list[Result]) -> tuple[Rendering, list[tuple[Figure, bytes]]]:
+    """The harness's rendering of ``results``, every figure drawn to PNG bytes: all that can fail, done before any
+    file is written."""
+    import matplotlib.pyplot as plt
+
+    rendering = harness.load("render")(results)
+    figures = []
+    for figure in rendering.figures:
+        drawn = figure.draw()
+        try:
+            buffer = io.BytesIO()
+            drawn.savefig(buffer, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
+        finally:
+            plt.close(drawn)
+        figures.append((figure, buffer.getvalue()))
+    return rendering, figures
+
+
+def _why(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _render_readable(harness: Harness, results: list[Result], warn: Callable[[str], None]):
+    """Render ``results``; where that fails on what a file holds, find the results that fail alone, warn once for
+    each (naming its folder and files) and render the rest. None where the harness cannot render even so."""
+    try:
+        return _drawn(harness, results), results
+    except READ_ERRORS as error:
+        failure = error
+    readable = []
+    for result in results:
+        try:
+            _drawn(harness, [result])
+            readable.append(result)
+        except READ_ERRORS as error:
+            files = ", ".join(harness.results) or "its files"
+            warn(f"skipped {result.folder} ({files}): it cannot be read as {harness.name}'s result ({_why(error)})")
+    if readable and len(readable) < len(results):
+        try:
+            return _drawn(harness, readable), readable
+        except READ_ERRORS as error:
+            failure = error
+    warn(f"no {harness.name} tables or figures: its renderer failed on these results ({_why(failure)})")
+    return None
+
+
+def _warn(message: str) -> None:
+    print(f"metagrad report: warning: {message}", file=sys.stderr)
+
+
+def render_report(roots: list[Path], out: Path, warn: Callable[[str], None] = _warn) -> list[Path]:
     """Render every registered harness's results found below ``roots`` into ``out``; returns the files written.
-    Files of an earlier report that this one no longer produces are removed from figures/ and tables/."""
+    A result whose files cannot be read (damaged, from another tool, missing columns) is left out with one warning
+    naming it; everything is rendered and drawn before the first file is written, so that a failure leaves the
+    report as it was. Files of an earlier report that this one no longer produces are removed from figures/ and
+    tables/."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     found = discover(roots, [harness for harness in harnesses().values() if harness.render])
     # metagrad's own harnesses always render (their tables say what is missing); a plug-in's, where it has results
     rendered = [harness for harness in harnesses().values()
                 if harness.render and (harness.origin == "metagrad" or found[harness.name])]
-    renderings = []
+    renderings, drawings, kept, skipped = [], [], set(), set()
+
+    def warn_once(message: str) -> None:  # two harnesses reading one folder (train, curvature): one warning
+        if message.split(" (")[0] not in skipped:
+            skipped.add(message.split(" (")[0])
+            warn(message)
+
     for harness in rendered:
-        renderings.append((harness, found[harness.name], harness.load("render")(found[harness.name])))
+        outcome = _render_readable(harness, found[harness.name], warn_once)
+        if outcome is None:
+            kept.add(harness.name)  # its earlier tables and figures stay, rather than vanishing without a word
+            continue
+        (rendering, figures), results = outcome
+        renderings.append((harness, results, rendering))
+        drawings += figures
     written: list[Path] = []
     for _, _, rendering in renderings:
         for table in rendering.tables:
             path = out / TABLES_DIR / table.filename
             write_text(path, table.text)
             written.append(path)
-        for figure in rendering.figures:
-            path = out / FIGURES / figure.filename
-            drawn = figure.draw()
-            save_figure(drawn, path)
-            plt.close(drawn)
-            written.append(path)
+    for figure, png in drawings:
+        path = out / FIGURES / figure.filename
+        write_bytes(path, png)
+        written.append(path)
     index = out / "index.md"
     write_text(index, _index(renderings, notes=(out / "notes").is_dir()))
     written.append(index)
-    for folder in (out / FIGURES, out / TABLES_DIR):
-        for stale in sorted(folder.glob("*")):
-            if stale.suffix in (".png", ".md") and stale not in written:
-                stale.unlink()
+    if not kept:
+        for folder in (out / FIGURES, out / TABLES_DIR):
+            for stale in sorted(folder.glob("*")):
+                if stale.suffix in (".png", ".md") and stale not in written:
+                    stale.unlink()
     return written

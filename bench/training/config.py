@@ -10,7 +10,7 @@ from metagrad.bench.data.omniglot import SPLIT_PROTOCOLS
 from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from metagrad.bench.data.sources import ImageShape, TaskSource, dataset_names, image_shape, task_source
 from metagrad.bench.data.tasks import EpisodeSpec
-from metagrad.bench.options import option
+from metagrad.bench.options import MOST_FILTERS, MOST_IMAGE_SIDE, MOST_IMAGES, MOST_ITERATIONS, MOST_TASKS, option
 from metagrad.bench.training.engines import (
     CHANNELS_LAST_HELP,
     COMPILE_HELP,
@@ -35,28 +35,33 @@ SPLITS = ("train", "val", "test")
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str = option("omniglot", "the data set: omniglot, mini-imagenet (from --data-root), folder (--data-root "
-                          "DIR: one sub-folder of images per class) or a plug-in's", choices=dataset_names)
-    ways: int = option(5, "classes per task")
-    shots: int = option(1, "support images per class")
-    queries: int = option(15, "query images per class")
-    algorithm: str = option("imaml", "a registered algorithm", choices=algorithm_names)
+                          "DIR: one sub-folder of images per class) or a plug-in's", choices=dataset_names,
+                          shown="none: give it, or --preset")
+    ways: int = option(5, "classes per task", at_most=MOST_IMAGES)
+    shots: int = option(1, "support images per class", at_most=MOST_IMAGES)
+    queries: int = option(15, "query images per class", at_most=MOST_IMAGES)
+    algorithm: str = option("imaml", "a registered algorithm", choices=algorithm_names,
+                            shown="none: give it, or --preset")
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # the command line's --set KEY=VALUE
-    filters: int | None = option(None, "ConvNet filters", shown="64 on Omniglot, 32 elsewhere", at_most=4096)
-    image_size: int | None = option(None, "--dataset folder: images resized to this side", shown="84", at_most=1024)
-    channels: int | None = option(None, "--dataset folder: 1 (grey) or 3 (RGB)", shown="3")
-    meta_batch: int = option(32, "tasks per outer step")
+    filters: int | None = option(None, "ConvNet filters", shown="64 on Omniglot, 32 elsewhere", at_most=MOST_FILTERS)
+    image_size: int | None = option(None, "--dataset folder: images resized to this side", shown="84", at_most=MOST_IMAGE_SIDE)
+    channels: int | None = option(None, "--dataset folder: 1 (grey) or 3 (RGB)", shown="3", at_most=3)
+    class_split: tuple[float, ...] | None = option(None, "--dataset folder or a plug-in's: the fractions of the "
+                                                   "classes for meta-training and validation (the rest are test "
+                                                   "classes)", shown="0.64,0.16", metavar="TRAIN,VAL")
+    meta_batch: int = option(32, "tasks per outer step", at_most=MOST_IMAGES)
     meta_lr: float = option(1e-3, "outer step size")
     outer_optimizer: str = option("adam", "adam (the shared outer loop) or sgd (theta <- theta - meta_lr x mean "
                                   "meta-gradient; Nichol et al.'s Reptile)", choices=OUTER_OPTIMIZERS)
     meta_lr_final: float | None = option(None, "anneal the outer step size linearly to this at --iterations "
                                          "(Nichol et al.)", shown="constant")
     train_shots: int | None = option(None, "support images per class of the meta-training tasks (Nichol et al.'s "
-                                     "Reptile: 10)", shown="--shots")
-    train_queries: int | None = option(None, "query images per class of the meta-training tasks", shown="--queries")
-    iterations: int = option(1000, "outer steps")
-    validate_every: int = option(100, "iterations between validations")
-    validation_tasks: int = option(100, "validation pool size", at_most=1_000_000)
-    checkpoint_every: int = option(100, "iterations between checkpoints")
+                                     "Reptile: 10)", shown="--shots", at_most=MOST_IMAGES)
+    train_queries: int | None = option(None, "query images per class of the meta-training tasks", shown="--queries", at_most=MOST_IMAGES)
+    iterations: int = option(1000, "outer steps", at_most=MOST_ITERATIONS)
+    validate_every: int = option(100, "iterations between validations", at_most=MOST_ITERATIONS)
+    validation_tasks: int = option(100, "validation pool size", at_most=MOST_TASKS)
+    checkpoint_every: int = option(100, "iterations between checkpoints", at_most=MOST_ITERATIONS)
     max_minutes: float | None = option(None, "stop after this much training time (checkpointed)", shown="no limit")
     seed: int = option(0, "random seed")
     split_seed: int = 1
@@ -96,6 +101,13 @@ class TrainConfig:
         require(self.dataset == "folder" or (self.image_size is None and self.channels is None),
                 "--image-size and --channels are a folder data set's (--dataset folder)")
         require(self.channels in (None, 1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
+        if self.class_split is not None:
+            object.__setattr__(self, "class_split", tuple(self.class_split))  # read back from JSON as a list
+            require(self.dataset not in ("omniglot", "mini-imagenet"),
+                    f"--class-split is a folder's or a plug-in data set's; {self.dataset} has its own split")
+            require(len(self.class_split) == 2 and all(0 < f < 1 for f in self.class_split)
+                    and sum(self.class_split) < 1, "--class-split takes two fractions TRAIN,VAL above 0 whose sum is "
+                    f"below 1 (the rest are test classes), got {','.join(map(str, self.class_split))}")
         require(self.image_size is None or self.image_size >= 16,
                 f"image size must be >= 16 (the ConvNet halves it four times), got {self.image_size}")
         EpisodeSpec(self.ways, self.shots, self.queries)
@@ -139,7 +151,7 @@ class TrainConfig:
     def task_source(self, split: str, spec: EpisodeSpec | None = None) -> TaskSource:
         """The run's tasks of ``split`` (``spec``: the validation and evaluation episodes unless given)."""
         return task_source(self.dataset, split, spec or self.spec, self.data_root, self.split_seed, self.omniglot_split,
-                           self.image_size, self.channels)
+                           self.image_size, self.channels, self.class_split)
 
     def meta_lr_at(self, iteration: int) -> float:
         """The meta step size of iteration ``iteration`` (0-based): constant, or annealed linearly from
@@ -193,11 +205,13 @@ class EvalConfig:
     """What ``metagrad eval`` scores: ``tasks`` tasks of ``split`` drawn from a pool seeded by ``seed``."""
 
     split: str = option("test", "the split the tasks come from", choices=SPLITS)
-    tasks: int = option(600, "number of tasks", at_most=1_000_000)
+    tasks: int = option(600, "number of tasks", at_most=MOST_TASKS)
     seed: int = option(0, "seed of the task pool")
     device: str | None = option(None, "torch device: cpu or cuda[:N]", shown="the run's")
     engine: str | None = option(None, ENGINE_HELP + " (batched adapts chunks of the run's meta-batch); both score "
                                 "the same tasks", choices=ENGINES, auto=ENGINE_AUTO)
+    data_root: str | None = option(None, "where the run's data set is now, if it has moved since the run trained "
+                                   "(checked against the class split the run recorded)", shown="the run's")
 
     def __post_init__(self) -> None:
         require(self.tasks >= 1, f"tasks must be >= 1, got {self.tasks}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
 from metagrad.algorithms.batched import query_scores
-from metagrad.algorithms.registry import batched_adapt
+from metagrad.algorithms.registry import batched_adapt, check_returned
 from metagrad.bench.atomic import write_text
 from metagrad.bench.data.tasks import ImageClassTasks
 from metagrad.bench.measure.machine import run_environment
@@ -23,7 +23,7 @@ from metagrad.bench.training.config import EvalConfig, TrainConfig
 from metagrad.bench.training.distributed import ProcessGroup, process_group
 from metagrad.bench.training.engines import default_engine
 from metagrad.bench.training.run_folder import Run
-from metagrad.errors import DivergenceError
+from metagrad.errors import ConfigError, DivergenceError, require
 
 
 def mean_and_ci95(values: list[float]) -> tuple[float, float]:
@@ -53,7 +53,8 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Imag
         for number, batch in enumerate(tasks.fixed_pool_batches(count, seed, chunk, dtype)):
             if number % group.world_size == group.rank:
                 batch = batch.to(device)
-                phi = batched_adapt(algorithm, model, theta, batch)
+                phi = check_returned(algorithm, "batched_adapt", batched_adapt(algorithm, model, theta, batch), theta,
+                                     batch.size)
                 accuracy, _, support_loss = query_scores(model, phi, batch)
                 scores += [(number * chunk + i, a, s)
                            for i, (a, s) in enumerate(zip(accuracy.tolist(), support_loss.tolist()))]
@@ -62,7 +63,7 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Imag
         for index, task in enumerate(tasks.fixed_pool(count, seed, dtype)):
             if index % group.world_size == group.rank:
                 task = task.to(device)
-                phi = algorithm.adapt(model, theta, task.support)
+                phi = check_returned(algorithm, "adapt", algorithm.adapt(model, theta, task.support), theta)
                 with torch.no_grad():
                     _, accuracy = model.loss_and_accuracy(phi, task.query)
                     scores.append((index, accuracy, model.loss(phi, task.support).item()))
@@ -113,17 +114,35 @@ def load_trained(out: Path, device: str | None = None, dtype: torch.dtype | None
     return TrainedRun(config, algorithm, model, theta, int(state["iteration"]), state)
 
 
+def _check_moved_split(config: TrainConfig, source: Any, split: str, recorded: dict[str, str], root: str) -> None:
+    """A data set found at a new root must split into the classes the run recorded (its train and validation
+    splits' digests): the evaluated split's own where the run has it, else the validation split's."""
+    against = split if split in recorded else "val"
+    if against not in recorded:
+        return
+    digest = (source if against == split else config.task_source("val")).split.digest
+    require(digest == recorded[against], f"--data-root {root}: its {against} split holds other classes than the run "
+            f"trained with (digest {digest}, the run's {recorded[against]}); it is not the run's data set")
+
+
 def evaluate_run(out: Path, evaluation: EvalConfig | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate a run's last checkpoint on a fixed pool of tasks (``evaluation``, default ``EvalConfig()``); writes
     ``eval.json``."""
     evaluation = evaluation or EvalConfig()
     split, tasks, seed, device = evaluation.split, evaluation.tasks, evaluation.seed, evaluation.device
-    config, _ = Run(out).read_config()
+    config, record = Run(out).read_config()
+    root = None if evaluation.data_root is None else str(Path(evaluation.data_root).expanduser().resolve())
+    if root is None and config.data_root is not None and not Path(config.data_root).is_dir():
+        raise ConfigError(f"the run's data root {config.data_root} is not a folder: give --data-root where its data "
+                          "set is now")
     with process_group(device or config.device) as group:
         trained = load_trained(out, str(group.device(device or config.device)))
         config, state, dev = trained.config, trained.state, trained.theta.device
+        config = config if root is None else replace(config, data_root=root)
         engine = evaluation.engine or default_engine(str(dev), trained.algorithm, config.spec, evaluation=True)
         source = config.task_source(split)
+        if root is not None:
+            _check_moved_split(config, source, split, record.get("splits", {}), root)
         started = time.perf_counter()
         accuracy, ci95, n, support_loss = evaluate(trained.algorithm, trained.model, trained.theta, source.tasks, tasks,
                                                    seed, engine, config.meta_batch, trained.theta.dtype,

@@ -81,15 +81,20 @@ def algorithm_presets(dataset: str, ways: int, shots: int) -> dict[str, tuple[st
     return table
 
 
+def setting_defaults(setting: str, algorithm: str) -> dict[str, Any]:
+    """A setting's task shape and training defaults with ``algorithm`` at its default hyperparameters: what a preset
+    lays its own settings over, and what an algorithm without a preset runs (``metagrad throughput --algorithms``)."""
+    dataset, ways, shots, meta_batch = SETTINGS[setting]
+    return {"dataset": dataset, "ways": ways, "shots": shots, "queries": 15, "meta_batch": meta_batch,
+            "algorithm": algorithm, "hyperparameters": {}, "meta_lr": 1e-3, "iterations": 60_000,
+            "validate_every": 500, "checkpoint_every": 500}
+
+
 def presets() -> dict[str, dict[str, Any]]:
     table = {}
-    for setting, (dataset, ways, shots, meta_batch) in SETTINGS.items():
+    for setting, (dataset, ways, shots, _) in SETTINGS.items():
         for variant, (algorithm, settings) in algorithm_presets(dataset, ways, shots).items():
-            table[f"{setting}-{variant}"] = {
-                "dataset": dataset, "ways": ways, "shots": shots, "queries": 15, "meta_batch": meta_batch,
-                "algorithm": algorithm, "meta_lr": 1e-3, "iterations": 60_000, "validate_every": 500,
-                "checkpoint_every": 500, **settings,
-            }
+            table[f"{setting}-{variant}"] = {**setting_defaults(setting, algorithm), **settings}
     return table
 
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from metagrad.algorithms import FunctionalModel, TaskBatch
 from metagrad.algorithms.inner_solvers import prepare_for_compile
-from metagrad.algorithms.registry import batched_engine, records_as_diagnostics
+from metagrad.algorithms.registry import batched_engine, check_returned, records_as_diagnostics
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.training.distributed import ProcessGroup
 
@@ -123,6 +123,7 @@ class PerTaskStep:
         total, records = torch.zeros_like(self.theta), []
         for task in batch.tasks():
             result = self.algorithm.meta_gradient(self.model, self.theta, task.to(self.theta.device))
+            check_returned(self.algorithm, "meta_gradient", result, self.theta)
             total += result.gradient
             records.append(result.record)
         self.optimizer.zero_grad()
@@ -167,6 +168,7 @@ class BatchedStep:
         if self.source is not None:
             self.inputs = self.source.next()
         result = self.batched_meta_gradient(self.model, self.theta, self.inputs)
+        check_returned(self.algorithm, "batched_meta_gradient", result, self.theta, self.inputs.size)
         if self.group.active:
             total = result.gradients.sum(dim=0)
             self.group.sum_(total)

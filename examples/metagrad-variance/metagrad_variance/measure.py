@@ -31,8 +31,8 @@ COLUMNS = ["algorithm", "label", "tasks", "inner_steps", "mean_norm", "spread", 
 @dataclass(frozen=True)
 class VarianceConfig:
     task: LinearRegressionConfig = option(default_factory=LinearRegressionConfig, nested=True)
-    tasks: int = option(32, "tasks whose meta-gradients are compared")
-    inner_steps: int = option(20, "inner steps, for the algorithms that take them")
+    tasks: int = option(32, "tasks whose meta-gradients are compared", at_most=100_000)
+    inner_steps: int = option(20, "inner steps, for the algorithms that take them", at_most=100_000)
     seed: int = option(0, "seed of theta and the tasks")
     algorithms: tuple[str, ...] | None = option(None, "comma-separated registered algorithms",
                                                 shown="every registered algorithm", choices=algorithm_names)

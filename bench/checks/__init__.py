@@ -1,0 +1,1 @@
+"""Checks a user runs on their own code: an algorithm against the protocol (``contract``)."""
