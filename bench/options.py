@@ -22,6 +22,7 @@ MOST_ITERATIONS = 1_000_000_000  # outer steps of a training run
 MOST_DIMENSIONS = 10_000  # a linear-regression problem's dimension (its d x d matrices)
 MOST_FILTERS = 4096  # a ConvNet's channels
 MOST_IMAGE_SIDE = 1024  # a folder's images' side, in pixels
+MOST_MINUTES = 1e6  # a time limit, in minutes (about two years)
 
 
 def option(default: Any = MISSING, help: str = "", *, default_factory: Callable[[], Any] | Any = MISSING,
@@ -116,5 +117,10 @@ def out_of_domain(field: dataclasses.Field, value: Any) -> str | None:
         if (field.name == "seed" or field.name.endswith("_seed")) and item < 0:
             return f"must be from 0 to 2**63 - 1, got {item}"
         if limit is not None and item > limit:
-            return f"must be at most {limit:g}, got {item:g}"
+            return f"must be at most {_number(limit)}, got {_number(item)}"
     return None
+
+
+def _number(value: float) -> str:
+    """An integer as its digits (1000001, not 1e+06), any other number as %g."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"

@@ -19,7 +19,7 @@ CASES = [
     (["profile", "--filters", "100000000000"], "--filters must be at most 4096"),
     (["train", "--preset", "omniglot-5w1s-maml", "--max-minutes", "inf"], "--max-minutes must be a finite number"),
     (["train", "--preset", "omniglot-5w1s-maml", "--validation-tasks", "1000000000"],
-     "--validation-tasks must be at most 1e+06"),
+     "--validation-tasks must be at most 1000000, got 1000000000"),
     (["exact-solve", "--inner-steps", "99999999999999999999"], "--inner-steps must be at most 2**63 - 1 in size"),
     (["exact-solve", "--inner-steps", "1,200000"], "--inner-steps must be at most 100000"),
     (["exact-solve", "--algorithms", "maml,maml"], "--algorithms gives maml more than once"),
@@ -91,6 +91,8 @@ TABLE = [
     ("throughput --meta-batch 100000000000 --out {out}", "--meta-batch must be at most 10000"),
     ("variance --tasks 100000000000 --out {out}", "--tasks must be at most 100000"),
     ("report --seed 99999999999999999999 --quick --out {out}", "a seed is from 0 to 2**63 - 1"),
+    ("train --preset omniglot-5w1s-maml --max-minutes 1e308 --out {out}/run", "--max-minutes must be at most 1000000"),
+    ("eval {run} --tasks 1000001", "--tasks must be at most 1000000, got 1000001"),
     ("eval {run} --seed 99999999999999999999", "--seed must be at most 2**63 - 1 in size"),
     # arguments the parser refuses: one line too
     ("exact-solve --inner-steps , --out {out}", "expected comma-separated integers"),
@@ -100,6 +102,7 @@ TABLE = [
     ("exact-solve --out {file}/results", "is a file, so no folder can be made below it"),
     ("report --results {out} --out {file}/report", "is a file, so no folder can be made below it"),
     ("eval {file}", "is a file, not a run folder"),
+    ("train --dataset folder --data-root '' --algorithm maml --out {out}/run", "--data-root is empty"),
     # data that is hostile
     ("train --dataset folder --data-root {bomb} --algorithm maml --image-size 16 --ways 2 --queries 2 --out {out}/run",
      "is too large to decode (Image size (225000000 pixels)"),

@@ -24,6 +24,8 @@ def user_data_folder() -> Path:
 
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path:
     """``--data-root``, else ``$METAGRAD_DATA``, else the user's data folder."""
+    if data_root is not None and not str(data_root).strip():
+        raise ConfigError("--data-root is empty; give the folder that holds the data")
     if data_root is None:
         data_root = os.environ.get("METAGRAD_DATA") or user_data_folder()
     root = Path(data_root)

@@ -10,7 +10,7 @@ from metagrad.bench.data.omniglot import SPLIT_PROTOCOLS
 from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from metagrad.bench.data.sources import ImageShape, TaskSource, dataset_names, image_shape, task_source
 from metagrad.bench.data.tasks import EpisodeSpec
-from metagrad.bench.options import MOST_FILTERS, MOST_IMAGE_SIDE, MOST_IMAGES, MOST_ITERATIONS, MOST_TASKS, option
+from metagrad.bench.options import MOST_FILTERS, MOST_IMAGE_SIDE, MOST_IMAGES, MOST_ITERATIONS, MOST_MINUTES, MOST_TASKS, option
 from metagrad.bench.training.engines import (
     CHANNELS_LAST_HELP,
     COMPILE_HELP,
@@ -62,7 +62,8 @@ class TrainConfig:
     validate_every: int = option(100, "iterations between validations", at_most=MOST_ITERATIONS)
     validation_tasks: int = option(100, "validation pool size", at_most=MOST_TASKS)
     checkpoint_every: int = option(100, "iterations between checkpoints", at_most=MOST_ITERATIONS)
-    max_minutes: float | None = option(None, "stop after this much training time (checkpointed)", shown="no limit")
+    max_minutes: float | None = option(None, "stop after this much training time (checkpointed)", shown="no limit",
+                                      at_most=MOST_MINUTES)
     seed: int = option(0, "random seed")
     split_seed: int = 1
     omniglot_split: str = option("random", "Omniglot's classes: random (the paper's: 1200 of the 1623 characters for "
@@ -215,6 +216,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         require(self.tasks >= 1, f"tasks must be >= 1, got {self.tasks}")
+        require(self.data_root is None or bool(self.data_root.strip()),
+                "--data-root is empty; give the folder that holds the data")
         require(self.split in SPLITS, f"split must be train, val or test, got {self.split!r}")
         require(self.engine is None or self.engine in ENGINES,
                 f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")

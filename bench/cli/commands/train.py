@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> None:
                    if not args.preset and name not in options]
         if missing:
             raise ConfigError(f"give --preset, or {' and '.join(missing)} (see --help)")
-        if options.get("data_root") is not None:  # stored absolute, so that eval finds it from any folder
+        if options.get("data_root"):  # stored absolute, so that eval finds it from any folder
             options["data_root"] = str(Path(options["data_root"]).expanduser().resolve())
         config = train_config(args.preset, dict(args.set or []), **options)
     set_threads(args.threads)
