@@ -14,9 +14,18 @@ from .fomaml import FirstOrderMAML
 from .functional import Batch, FunctionalModel, Task, TaskBatch, cross_entropy_loss, squared_error_loss
 from .hessian_vector_product import HessianOperator, hessian_vector_product, value_and_gradient
 from .imaml import IMAML
+from .imaml_lambda import IMAMLLearnedLambda
 from .inner_solvers import InnerSolution, gradient_descent, newton_cg
 from .lanczos import lanczos_ritz_values
+from .learned_step_sizes import LSLR, MetaSGD
 from .maml import MAML, maml_meta_gradient_torch_func
+from .meta_parameters import (
+    MetaParameterGroup,
+    initial_meta_parameters,
+    learned_values,
+    network_part,
+    split_meta_parameters,
+)
 from .minres import masked_minres, minres
 from .protocol import MetaGradient, MetaGradientAlgorithm, MetaGradientRecord, proximal_objective
 from .registry import (
@@ -35,7 +44,9 @@ from .reptile import Reptile
 
 __all__ = [
     "ALGORITHMS", "Batch", "BatchedMetaGradient", "CGResult", "FirstOrderMAML", "FunctionalModel",
-    "HessianOperator", "IMAML", "InnerSolution", "MAML", "MetaGradient", "MetaGradientAlgorithm",
+    "HessianOperator", "IMAML", "IMAMLLearnedLambda", "InnerSolution", "LSLR", "MAML", "MetaGradient",
+    "MetaGradientAlgorithm", "MetaParameterGroup", "MetaSGD", "initial_meta_parameters", "learned_values",
+    "network_part", "split_meta_parameters",
     "MetaGradientRecord", "Reptile", "Task", "TaskBatch", "algorithm_label", "algorithm_names", "conjugate_gradient",
     "cross_entropy_loss", "gradient_descent", "hessian_vector_product", "lanczos_ritz_values", "make_algorithm",
     "maml_meta_gradient_torch_func", "masked_minres", "minres", "newton_cg", "proximal_objective",

@@ -93,6 +93,12 @@ class OptionalParts(Protocol):
         Nichol et al. ran it): the images per inner step that choose the CPU's engine (bench/training/engines.py)."""
         ...
 
+    def meta_parameters(self, model: FunctionalModel) -> tuple[Any, ...]:
+        """Meta-parameters it learns beside the network's (``algorithms.meta_parameters.MetaParameterGroup``: a name,
+        initial values, a parametrization): appended to theta, so that ``meta_gradient`` returns the gradient of the
+        whole vector and ``adapt`` reads the learned values from it. Without it, theta is the network's alone."""
+        ...
+
     def meta_solve(self, matvec: Callable[[Tensor], Tensor], v: Tensor) -> Any:
         """Its solve of the linear system behind the meta-gradient, where there is one (iMAML's (I + H/lambda) g = v,
         with ``lam`` its proximal weight): what ``metagrad spectrum`` studies (bench/harnesses/spectrum.py)."""

@@ -98,7 +98,7 @@ def check_parts(cls: type) -> None:
         value = getattr(cls, part, None)  # a property (iMAML's step-image limit depends on its solver) is read later
         require(value is None or isinstance(value, property) or (isinstance(value, kind) and not isinstance(value, bool)),
                 f"{name}.{part} must be {what}, got {value!r}")
-    for part in ("meta_objective", "preset_hyperparameters", "steps_and_batch", "meta_solve"):
+    for part in ("meta_objective", "preset_hyperparameters", "steps_and_batch", "meta_solve", "meta_parameters"):
         require(not hasattr(cls, part) or callable(getattr(cls, part)), f"{name}.{part} must be a method")
 
 
@@ -240,10 +240,12 @@ def _described(value: Any) -> str:
 
 
 def check_returned(algorithm: Any, method: str, value: Any, theta: Tensor, tasks: int | None = None) -> Tensor:
-    """``value``, what ``algorithm.method`` returned, checked at the boundary: a tensor of theta's dtype, device and
-    shape (with a leading task dimension for the batched methods, ``tasks`` not None), or an object whose ``gradient``
-    (``gradients``, batched) is. A ``PluginError`` naming the class, the method and what it must return otherwise,
-    instead of a shape error deep in the trainer. Metadata only: no host sync, nothing inside a captured graph."""
+    """``value``, what ``algorithm.method`` returned, checked at the boundary: a tensor laid out as ``theta`` (its
+    dtype, device and shape, with a leading task dimension for the batched methods, ``tasks`` not None), or an object
+    whose ``gradient`` (``gradients``, batched) is. A meta-gradient is laid out as the whole meta-parameter vector,
+    adapted parameters as the network's part of it: pass that part as ``theta`` for ``adapt``. A ``PluginError``
+    naming the class, the method and what it must return otherwise, instead of a shape error deep in the trainer.
+    Metadata only: no host sync, nothing inside a captured graph."""
     cls = type(algorithm).__qualname__
     entry = ENTRIES.get(getattr(algorithm, "name", ""))
     origin = f" (from {entry.origin})" if entry is not None and entry.origin != "metagrad" else ""

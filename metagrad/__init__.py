@@ -39,6 +39,14 @@ _EXPORTS = {
     "FirstOrderMAML": "metagrad.algorithms.fomaml",
     "Reptile": "metagrad.algorithms.reptile",
     "IMAML": "metagrad.algorithms.imaml",
+    "MetaSGD": "metagrad.algorithms.learned_step_sizes",
+    "LSLR": "metagrad.algorithms.learned_step_sizes",
+    "IMAMLLearnedLambda": "metagrad.algorithms.imaml_lambda",
+    # meta-parameters an algorithm learns beside the network's initialization (step sizes, lambda)
+    "MetaParameterGroup": "metagrad.algorithms.meta_parameters",
+    "initial_meta_parameters": "metagrad.algorithms.meta_parameters",
+    "split_meta_parameters": "metagrad.algorithms.meta_parameters",
+    "network_part": "metagrad.algorithms.meta_parameters",
     # what an algorithm works on: theta as one flat vector of a network, tasks, losses
     "FunctionalModel": "metagrad.algorithms.functional",
     "Batch": "metagrad.algorithms.functional",
@@ -113,8 +121,16 @@ if TYPE_CHECKING:  # what type checkers and editors see
     )
     from metagrad.algorithms.hessian_vector_product import hessian_vector_product
     from metagrad.algorithms.imaml import IMAML
+    from metagrad.algorithms.imaml_lambda import IMAMLLearnedLambda
+    from metagrad.algorithms.learned_step_sizes import LSLR, MetaSGD
     from metagrad.algorithms.inner_solvers import gradient_descent
     from metagrad.algorithms.maml import MAML
+    from metagrad.algorithms.meta_parameters import (
+        MetaParameterGroup,
+        initial_meta_parameters,
+        network_part,
+        split_meta_parameters,
+    )
     from metagrad.algorithms.minres import minres
     from metagrad.algorithms.protocol import (
         InnerGradientDescentConfig,

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from metagrad.algorithms import algorithm_names
+from metagrad.algorithms.registry import hyperparameter_defaults
 from metagrad.bench.cli import main
 from metagrad.bench.data.linear_regression import LinearRegressionConfig
 from metagrad.bench.harnesses.exact_solve import COLUMNS, ExactSolveConfig, run_exact_solve
@@ -67,8 +68,15 @@ def test_command_writes_the_csv_contract_and_a_figure(tmp_path):
     assert code == 0
     frame = pd.read_csv(out / "exact_solve.csv")
     assert list(frame.columns) == COLUMNS
-    # every registered algorithm, iMAML at each of its 3 CG budgets, x inner steps x seeds
-    assert len(frame) == (len(algorithm_names()) + 2) * 2 * 2
+    # every registered algorithm, those with a linear system (iMAML's) at each of the 3 CG budgets, x steps x seeds;
+    # a learned lambda's gradient besides, for each of its two shapes at each budget
+    with_system = [name for name in algorithm_names() if "cg_steps" in hyperparameter_defaults(name)]
+    assert "imaml" in with_system
+    theta = frame[frame["wrt"] == "theta"]
+    assert len(theta) == (len(algorithm_names()) + 2 * len(with_system)) * 2 * 2
+    learned = frame[frame["wrt"] == "lambda"]
+    assert set(learned["algorithm"]) == {"imaml-lambda"} and len(learned) == 2 * 3 * 2 * 2
+    assert len(frame) == len(theta) + len(learned)
     assert set(frame["algorithm"]) == set(algorithm_names())
     assert len(frame[frame["algorithm"] == "imaml"]["label"].unique()) == 3
     assert (out / "exact_solve.png").stat().st_size > 10_000
@@ -113,3 +121,46 @@ def test_a_divergent_inner_step_is_marked_and_said(tmp_path, capsys):
     assert main(["exact-solve", "--out", str(tmp_path / "ok"), "--inner-steps", "1,20", "--seeds", "1", "--tasks", "1",
                  "--no-progress"]) == 0
     assert not pd.read_csv(tmp_path / "ok" / "exact_solve.csv")["diverged"].any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["scalar", "parameter"])
+def test_a_learned_lambdas_gradient_reaches_its_closed_form_as_the_meta_gradient_does(sweep, shape):
+    """The lambda gradient from iMAML's one solve: its error against the closed form falls with inner steps as
+    d/dtheta's does, to round-off with CG run to convergence; with 5 CG steps a floor, as for theta."""
+    converged = sweep.loc[f"iMAML, learned lambda, d/dlambda ({shape}), CG to convergence"]
+    assert converged[500] <= 1e-8 and converged[1] > 1e-2
+    assert (converged.diff().dropna() < 0).all()
+    assert sweep.loc[f"iMAML, learned lambda, d/dlambda ({shape}), 5 CG steps", 500] > 1e3 * converged[500]
+    # its d/dtheta at the start, lambda the problem's, is iMAML's
+    for budget in ("2 CG steps", "5 CG steps", "CG to convergence"):
+        learned, fixed = sweep.loc[f"iMAML, learned lambda, {budget}"], sweep.loc[f"iMAML, {budget}"]
+        assert ((learned - fixed).abs() <= 1e-8 * fixed + 1e-12).all(), budget  # round-off apart
+
+
+def test_the_lambda_closed_form_is_the_derivative_of_the_test_loss_at_the_inner_minimizer():
+    """d/dlambda_i L_test((A + Lambda)^-1 (Lambda theta - b)) against central differences, lambda a vector."""
+    import torch
+
+    from metagrad.algorithms import FunctionalModel, squared_error_loss
+    from metagrad.bench.data.linear_regression import LinearRegressor, sample_linear_regression_task
+
+    config = LinearRegressionConfig(dim=6, n_support=12, n_query=12)
+    generator = torch.Generator().manual_seed(3)
+    task = sample_linear_regression_task(config, generator)
+    theta = torch.randn(6, generator=generator, dtype=torch.float64)
+    lam = 1.0 + torch.rand(6, generator=generator, dtype=torch.float64) * 4
+    model = FunctionalModel(LinearRegressor(6), squared_error_loss)
+
+    def test_loss(weights):
+        phi = torch.linalg.solve(task.A_train + torch.diag(weights), weights * theta - task.b_train)
+        return model.loss(phi, task.task.query).item()
+
+    step = 1e-6
+    differences = torch.tensor([(test_loss(lam + step * e) - test_loss(lam - step * e)) / (2 * step)
+                                for e in torch.eye(6, dtype=torch.float64)])
+    closed = task.exact_lambda_gradient(theta, lam)
+    assert ((closed - differences).norm() / closed.norm()).item() < 1e-7
+    # a scalar lambda: the same formula's sum is the derivative along (1, ..., 1)
+    along = (test_loss(lam + step) - test_loss(lam - step)) / (2 * step)
+    assert abs(closed.sum().item() - along) < 1e-7 * abs(along)

@@ -1,5 +1,5 @@
-"""The CI guard of paper Figure 2b on the CPU: iMAML's memory does not grow with inner or CG steps,
-MAML's grows linearly. Measured on the real 20-way 5-shot shapes (28x28 images, 100 support and 300
+"""The CI guard of paper Figure 2b on the CPU: iMAML's memory does not grow with inner or CG steps, nor does it
+with a learned lambda (the lambda gradient comes from the same solve), MAML's grows linearly. Measured on the real 20-way 5-shot shapes (28x28 images, 100 support and 300
 query images) with a 32-filter ConvNet and random pixels: memory depends on shapes, not pixel values.
 """
 from __future__ import annotations
@@ -33,6 +33,8 @@ def saved(problem):
     return {
         "imaml_steps": [saved_peak(problem, Measure("imaml", k, 5)) for k in (1, 64)],
         "imaml_cg": [saved_peak(problem, Measure("imaml", 16, cg)) for cg in (1, 20)],
+        "imaml_lambda_steps": [saved_peak(problem, Measure("imaml-lambda", k, 5)) for k in (1, 64)],
+        "imaml_lambda_cg": [saved_peak(problem, Measure("imaml-lambda", 16, cg)) for cg in (1, 20)],
         "maml": [saved_peak(problem, Measure("maml", k)) for k in MAML_STEPS],
         "gradient": max(saved_peak(problem, Measure("gradient", loss_set=s)) for s in ("support", "query")),
     }
@@ -48,6 +50,16 @@ def test_imaml_saved_bytes_do_not_grow_with_inner_or_cg_steps(saved):
     assert flat_within(saved["imaml_cg"], 0.05), saved["imaml_cg"]
     # and stay within Theorem 1's bound of twice one gradient's memory
     assert max(saved["imaml_steps"] + saved["imaml_cg"]) <= 2 * saved["gradient"]
+
+
+@pytest.mark.slow
+def test_a_learned_lambda_keeps_imamls_memory(saved):
+    """Learning lambda adds no saved tensor that grows: flat in inner and CG steps, within Theorem 1's bound, and
+    within 5 % of iMAML's own."""
+    assert flat_within(saved["imaml_lambda_steps"], 0.05), saved["imaml_lambda_steps"]
+    assert flat_within(saved["imaml_lambda_cg"], 0.05), saved["imaml_lambda_cg"]
+    assert max(saved["imaml_lambda_steps"] + saved["imaml_lambda_cg"]) <= 2 * saved["gradient"]
+    assert flat_within([max(saved["imaml_lambda_steps"]), max(saved["imaml_steps"])], 0.05)
 
 
 @pytest.mark.slow

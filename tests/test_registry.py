@@ -16,7 +16,8 @@ import torch
 import metagrad.algorithms.registry as registry
 from metagrad.algorithms import TaskBatch, algorithm_names, make_algorithm
 from metagrad.algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
-from metagrad.bench.checks.contract import tiny_problem
+from metagrad.algorithms.meta_parameters import initial_meta_parameters
+from metagrad.bench.checks.contract import difference_directions, tiny_problem
 from metagrad.errors import ConfigError
 from metagrad.plugins import DISABLE_PLUGINS
 from tests.installed_package import install_package
@@ -52,8 +53,9 @@ def test_every_registered_algorithm_has_a_batched_engine_equal_to_its_per_task_o
     """float64, the tiny ConvNet with BatchNorm in training mode, 6 tasks, the algorithm at its defaults: each
     task's meta-gradient, adapted parameters and work counts, batched against per task (tests/test_batched_engine.py
     adds each built-in algorithm's own configurations, on batches where CG meets negative curvature for some tasks)."""
-    model, theta, tasks = problem()
-    assert_batched_is_per_task(make_algorithm(name), model, theta, tasks)
+    model, _, tasks = problem()
+    algorithm = make_algorithm(name)
+    assert_batched_is_per_task(algorithm, model, initial_meta_parameters(algorithm, model), tasks)
 
 
 # The tiny problem's inner loop, for the algorithms that take these: a step below 2 / the largest curvature
@@ -64,20 +66,21 @@ TINY_INNER_LOOP = {"inner_lr": 0.02, "inner_steps": 3}
 @pytest.mark.parametrize("name", algorithm_names())
 def test_every_registered_algorithm_is_the_gradient_of_what_it_says_it_differentiates(name):
     """float64, the tiny ConvNet with BatchNorm in training mode: the meta-gradient against central differences of
-    the algorithm's ``meta_objective`` along 8 random directions, under its ``exact_when`` hyperparameters."""
+    the algorithm's ``meta_objective`` along 8 random directions, and 4 within each meta-parameter group where the
+    algorithm learns its own beside the network's (step sizes, lambda), under its ``exact_when`` hyperparameters."""
     cls = registry.ALGORITHMS[name]
     assert hasattr(cls, "meta_objective") and hasattr(cls, "exact_when"), (
         f"{name} declares no meta_objective and exact_when (algorithms.protocol.MetaGradientAlgorithm): "
         "what its meta-gradient differentiates, which the suite checks by finite differences")
     known = registry.hyperparameter_defaults(name)
     algorithm = make_algorithm(name, **{**{k: v for k, v in TINY_INNER_LOOP.items() if k in known}, **cls.exact_when})
-    model, theta, tasks = problem()
+    model, _, tasks = problem()
+    theta = initial_meta_parameters(algorithm, model)
     result = algorithm.meta_gradient(model, theta, tasks[0])
     objective = algorithm.meta_objective(model, theta, tasks[0])
-    directions = torch.randn(8, theta.numel(), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    directions = directions / directions.norm(dim=1, keepdim=True)
-    fd = directional_derivatives(objective.function, objective.point, directions, step=1e-5)
-    assert relative_error(directions @ result.gradient, fd) < 1e-6
+    for group, directions in difference_directions(model, algorithm, theta).items():
+        fd = directional_derivatives(objective.function, objective.point, directions, step=1e-5)
+        assert relative_error(directions @ result.gradient, fd) < 1e-6, group
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,7 @@ def test_without_plug_ins_nothing_mentions_them():
     listed = subprocess.run([sys.executable, "-m", "metagrad", "algorithms"], capture_output=True, text=True,
                             timeout=HANG_S, env=environment)
     names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
-    assert listed.returncode == 0 and names == ["maml", "fomaml", "reptile", "imaml"]
+    assert listed.returncode == 0 and names == ["maml", "fomaml", "reptile", "imaml", "meta-sgd", "maml-lslr", "imaml-lambda"]
     for command in ("train", "profile", "exact-solve"):
         shown = subprocess.run([sys.executable, "-m", "metagrad", command, "--help"], capture_output=True, text=True,
                                timeout=HANG_S, env=environment)

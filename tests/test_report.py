@@ -16,6 +16,7 @@ from metagrad.algorithms import algorithm_names
 from metagrad.bench.cli import main
 from metagrad.bench.cli import rerun as regenerate_module
 from metagrad.bench.cli.rerun import Experiment, exact_solve, regenerate
+from metagrad.bench.harnesses.exact_solve import ExactSolveConfig, variants
 from metagrad.bench.harnesses.registry import harness
 from metagrad.bench.reporting.paper import PAPER_ACCURACY
 from metagrad.bench.reporting.renderers.runs import read_runs, representative_run
@@ -112,6 +113,33 @@ def test_numbers_come_from_the_result_files_and_missing_cells_say_so(tmp_path):
     assert (tmp_path / "out" / "figures" / "validation-omniglot-20w5s.png").is_file()
 
 
+def test_algorithms_the_paper_did_not_run_show_their_own_papers_numbers_and_learned_values(tmp_path):
+    """Meta-SGD and MAML++'s LSLR below the paper's rows, with the number their own paper printed (named), where
+    there is one or a run of ours; a run's meta_parameters.json in the learned-values table and figure."""
+    results = tmp_path / "results"
+    _fake_run(results / "m", "omniglot-5w1s-meta-sgd", accuracy=0.9)
+    (results / "m" / "meta_parameters.json").write_text(json.dumps({
+        "iteration": 40, "groups": {"step_sizes": [{"label": "features.0.weight", "mean": 0.5, "min": 0.3,
+                                                    "max": 0.7, "count": 576}]},
+        "initial": {"step_sizes": [{"label": "features.0.weight", "mean": 0.4, "min": 0.4, "max": 0.4,
+                                    "count": 576}]}}))
+    render_report([results], tmp_path / "out")
+    table2 = (tmp_path / "out" / "tables" / "table2-omniglot.md").read_text()
+    assert _row(table2, "Omniglot 5-way 1-shot", "Meta-SGD")[2:5] == [
+        "99.53 ± 0.26 (Li et al. 2017, Meta-SGD)", "90.00", "-9.53"]
+    assert _row(table2, "Omniglot 5-way 1-shot", "MAML++ LSLR")[2:4] == [
+        "99.47 (Antoniou et al. 2019, MAML++ whole, not LSLR alone)", "missing"]
+    assert "Of 20 cells, 0 have an evaluated CPU run" in table2  # the paper's cells alone
+    with pytest.raises(AssertionError, match="no row"):  # neither a published number nor a run
+        _row(table2, "Omniglot 20-way 5-shot", "Meta-SGD")
+    table3 = (tmp_path / "out" / "tables" / "table3-mini-imagenet.md").read_text()
+    assert _row(table3, "Mini-ImageNet 5-way 1-shot", "Meta-SGD")[2:4] == ["50.47 ± 1.87 (Li et al. 2017, Meta-SGD)",
+                                                                           "missing"]
+    learned = (tmp_path / "out" / "tables" / "learned-meta-parameters.md").read_text()
+    assert "| `m` | step_sizes | features.0.weight | 576 | 0.4 | 0.5 | 0.3 to 0.7 |" in learned
+    assert (tmp_path / "out" / "figures" / "learned-meta-parameters.png").stat().st_size > 10_000
+
+
 @pytest.mark.slow
 def test_a_gpu_run_has_its_own_column_group_beside_a_longer_cpu_run(tmp_path):
     results = tmp_path / "results"
@@ -198,8 +226,10 @@ def test_rerun_replaces_a_result_only_when_its_commands_finished(tmp_path, monke
     monkeypatch.setattr(regenerate_module, "QUICK", (tiny,))
     assert regenerate(tmp_path, quick=True, overwrite=True, progress=False) == [target]
     assert sorted(p.name for p in target.iterdir()) == ["exact_solve.csv", "exact_solve.png"]
-    # 2 step counts x (each registered algorithm, iMAML at 3 CG budgets), one seed
-    assert len(pd.read_csv(target / "exact_solve.csv")) == 2 * (len(algorithm_names()) + 2)
+    # 2 step counts x (each registered algorithm, those with a linear system at 3 CG budgets, a learned lambda's
+    # gradient besides), one seed
+    swept = ExactSolveConfig()
+    assert len(pd.read_csv(target / "exact_solve.csv")) == 2 * len(variants(swept.swept, swept.cg_steps))
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from metagrad.algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm, registry
 from metagrad.algorithms.functional import Batch, Task
+from metagrad.algorithms.meta_parameters import groups_of, initial_meta_parameters, network_part
 from metagrad.algorithms.registry import (
     batched_adapt,
     batched_engine_of,
@@ -37,6 +38,7 @@ from metagrad.errors import PluginError
 
 TASKS = 4
 DIRECTIONS = 8
+GROUP_DIRECTIONS = 4  # more, within each group of an algorithm that learns several
 # the tiny problem's inner loop, for the algorithms that take these: a step below 2 / the largest curvature
 TINY_INNER_LOOP = {"inner_lr": 0.02, "inner_steps": 3}
 SAME = 1e-10  # relative difference between two engines' float64 results
@@ -87,11 +89,11 @@ def _returns(cls: str, algorithm: Any, model: FunctionalModel, theta: Tensor, ta
         if not hasattr(result, "record"):
             raise PluginError(f"{cls}.meta_gradient returned no record: return metagrad.MetaGradient(gradient, "
                               "MetaGradientRecord(...), adapted)")
-        check_returned(algorithm, "adapt", algorithm.adapt(model, theta, task.support), theta)
+        check_returned(algorithm, "adapt", algorithm.adapt(model, theta, task.support), network_part(model, theta))
     except Exception as error:  # a plug-in's own failure: reported, not raised
         return Check("returns", False, str(error) if isinstance(error, PluginError) else
                      f"{cls}.meta_gradient or adapt raised {_raised(error)} on a float64 task")
-    return Check("returns", True, "meta_gradient and adapt return tensors laid out as theta")
+    return Check("returns", True, "meta_gradient and adapt return tensors laid out as theta and the network")
 
 
 def _adapt_matches(cls: str, algorithm: Any, model: FunctionalModel, theta: Tensor, task: Task) -> Check:
@@ -115,8 +117,8 @@ def _engines_agree(cls: str, algorithm: Any, model: FunctionalModel, theta: Tens
         batch = TaskBatch.stack(tasks)
         result = check_returned(algorithm, "batched_meta_gradient", batched_meta_gradient(algorithm, model, theta,
                                                                                          batch), theta, len(tasks))
-        phi = check_returned(algorithm, "batched_adapt", batched_adapt(algorithm, model, theta, batch), theta,
-                             len(tasks))
+        phi = check_returned(algorithm, "batched_adapt", batched_adapt(algorithm, model, theta, batch),
+                             network_part(model, theta), len(tasks))
     except Exception as error:
         return Check("engines", False, str(error) if isinstance(error, PluginError) else
                      f"{engine} raised {_raised(error)}")
@@ -140,33 +142,56 @@ def _engines_agree(cls: str, algorithm: Any, model: FunctionalModel, theta: Tens
     return Check("engines", True, f"{engine} equals the per-task engine on {len(tasks)} tasks{note}")
 
 
-def _gradient_of_objective(cls: str, name: str, model: FunctionalModel, theta: Tensor, task: Task) -> Check:
+def difference_directions(model: FunctionalModel, algorithm: Any, theta: Tensor) -> dict[str, Tensor]:
+    """Unit directions along which to difference: across the whole vector, and where the algorithm learns groups of
+    its own, within each group (the network's and each of the algorithm's), so that a group whose gradient is dropped
+    cannot hide behind the others' larger ones."""
+    generator = torch.Generator().manual_seed(5)
+    found = {"all": torch.randn(DIRECTIONS, theta.numel(), generator=generator, dtype=theta.dtype)}
+    groups = groups_of(algorithm, model)
+    if groups:
+        spans, start = {"network": (0, model.num_parameters)}, model.num_parameters
+        for group in groups:
+            spans[group.name] = (start, start + group.size)
+            start += group.size
+        for name, (begin, end) in spans.items():
+            within = torch.zeros(GROUP_DIRECTIONS, theta.numel(), dtype=theta.dtype)
+            within[:, begin:end] = torch.randn(GROUP_DIRECTIONS, end - begin, generator=generator, dtype=theta.dtype)
+            found[name] = within
+    return {name: rows / rows.norm(dim=1, keepdim=True) for name, rows in found.items()}
+
+
+def _gradient_of_objective(cls: str, name: str, model: FunctionalModel, task: Task, **hyperparameters: Any) -> Check:
     algorithm_class = registry.ALGORITHMS[name]
     if not hasattr(algorithm_class, "meta_objective"):
         return Check("finite differences", None, f"{cls} declares no meta_objective, so nothing checks its "
                      "meta-gradient's value: add meta_objective(model, theta, task) -> metagrad.MetaObjective (what "
                      "the meta-gradient is the gradient of) and exact_when (the hyperparameters under which it is)")
     known = hyperparameter_defaults(name)
-    settings = {**{k: v for k, v in TINY_INNER_LOOP.items() if k in known}, **getattr(algorithm_class, "exact_when",
-                                                                                       {})}
+    settings = {**{k: v for k, v in TINY_INNER_LOOP.items() if k in known}, **hyperparameters,
+                **getattr(algorithm_class, "exact_when", {})}
     algorithm = make_algorithm(name, **settings)
+    theta = initial_meta_parameters(algorithm, model)
+    errors = {}
     try:
         gradient = algorithm.meta_gradient(model, theta, task).gradient
         objective = algorithm.meta_objective(model, theta, task)
-        directions = torch.randn(DIRECTIONS, theta.numel(), generator=torch.Generator().manual_seed(5),
-                                 dtype=theta.dtype)
-        directions = directions / directions.norm(dim=1, keepdim=True)
-        differences = directional_derivatives(objective.function, objective.point, directions, step=1e-5)
+        for group, directions in difference_directions(model, algorithm, theta).items():
+            differences = directional_derivatives(objective.function, objective.point, directions, step=1e-5)
+            errors[group] = relative_difference(directions @ gradient, differences)
     except Exception as error:
         return Check("finite differences", False, f"{cls}.meta_objective raised {_raised(error)}")
-    error = relative_difference(directions @ gradient, differences)
     words = ", ".join(f"{key}={value}" for key, value in settings.items()) or "its defaults"
-    if error > FINITE_DIFFERENCE:
+    wrong = {group: error for group, error in errors.items() if not error <= FINITE_DIFFERENCE}
+    if wrong:
+        where = ", ".join(f"{error:.1e} in the group {group}" if group != "all" else f"{error:.1e} across all"
+                          for group, error in wrong.items())
         return Check("finite differences", False, f"{cls}.meta_gradient is not the gradient of {cls}.meta_objective "
-                     f"(relative error {error:.1e} against central differences along {DIRECTIONS} directions, "
-                     f"with {words}): one of the two computes something else")
-    return Check("finite differences", True, f"meta_gradient is the gradient of meta_objective to {error:.1e} "
-                 f"({DIRECTIONS} directions, {words})")
+                     f"(relative error {where}, against central differences with {words}): one of the two computes "
+                     "something else")
+    within = f"; within {', '.join(group for group in errors if group != 'all')}" if len(errors) > 1 else ""
+    return Check("finite differences", True, f"meta_gradient is the gradient of meta_objective to "
+                 f"{max(errors.values()):.1e} ({DIRECTIONS} directions{within}; {words})")
 
 
 def directional_derivatives(f: Callable[[Tensor], float], x: Tensor, directions: Tensor, step: float) -> Tensor:
@@ -176,15 +201,17 @@ def directional_derivatives(f: Callable[[Tensor], float], x: Tensor, directions:
                         for u in directions])
 
 
-def check_algorithm(name: str) -> list[Check]:
-    """Every check of the registered algorithm ``name`` at its default hyperparameters (the finite differences under
-    its ``exact_when``), in order; after a failure of what it returns, the others are not made."""
+def check_algorithm(name: str, **hyperparameters: Any) -> list[Check]:
+    """Every check of the registered algorithm ``name`` at these hyperparameters (others at their defaults; the
+    finite differences under its ``exact_when``), in order; after a failure of what it returns, the others are not
+    made. theta is the network's parameters and the algorithm's own meta-parameters, at their start."""
     cls = registry.ALGORITHMS[name].__qualname__
-    model, theta, tasks = tiny_problem()
-    algorithm = make_algorithm(name)
+    model, _, tasks = tiny_problem()
+    algorithm = make_algorithm(name, **hyperparameters)
+    theta = initial_meta_parameters(algorithm, model)
     returns = _returns(cls, algorithm, model, theta, tasks[0])
     if not returns.passed:
         return [returns]
     return [returns, _adapt_matches(cls, algorithm, model, theta, tasks[0]),
             _engines_agree(cls, algorithm, model, theta, tasks),
-            _gradient_of_objective(cls, name, model, theta, tasks[0])]
+            _gradient_of_objective(cls, name, model, tasks[0], **hyperparameters)]

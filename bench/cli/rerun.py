@@ -197,6 +197,12 @@ CURVATURE = tuple(
 # the algorithms of the paper's results, as the committed ones ran (an algorithm installed since would join a default)
 PAPER_ALGORITHMS = ("maml", "fomaml", "reptile", "imaml")
 
+# learned meta-parameters and the fixed ones they extend: MAML and its learned step sizes, iMAML-GD (lambda = 2) and
+# its learned lambda of each shape
+LEARNED_META_PARAMETER_VARIANTS = ("maml", "meta-sgd", "maml-lslr", "imaml-gd", "imaml-lambda-scalar",
+                                   "imaml-lambda-layer", "imaml-lambda-parameter")
+EQUAL_TIME_MINUTES = 10
+
 # the first time-boxed runs, made before the batched engine existed: pinned to the per-task engine, which the CPU
 # default no longer is for most of them (bench/training/engines.py)
 _TIME_BOXED = {"max_minutes": 30, "validate_every": 25, "threads": 1, "engine": "per-task"}
@@ -253,6 +259,15 @@ FULL = (
         evaluation(threads=2), lake_runs(threads=2))),
     Experiment("throughput-cpu", (throughput(threads=2, iterations=3, check_tasks=8),)),
     *CURVATURE,
+    # learned meta-parameters against the fixed ones, at equal time (reports/notes/meta-parameters.md): the same seed
+    # and so the same initial network and tasks, 10 minutes of training each, one thread, two runs at a time, all on
+    # the per-task engine (the learned ones have no batched engine of their own: the same engine keeps it a
+    # comparison of the algorithms)
+    Experiment("exact-solve-learned-lambda", (exact_solve(algorithms=("imaml", "imaml-lambda")),), devices=("cpu",)),
+    *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", evaluate={"threads": 1},
+                folder="learned-meta-parameters", max_minutes=EQUAL_TIME_MINUTES, validate_every=50, threads=1,
+                engine="per-task")
+      for variant in LEARNED_META_PARAMETER_VARIANTS),
     Experiment("complexity", (complexity(threads=1),), devices=("cpu",)),
 )
 

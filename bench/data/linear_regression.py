@@ -113,6 +113,16 @@ class LinearRegressionTask:
         eye = torch.eye(theta.numel(), dtype=theta.dtype)
         return lam * torch.linalg.solve(self.A_train + lam * eye, grad_test)
 
+    def exact_lambda_gradient(self, theta: Tensor, lam: Tensor) -> Tensor:
+        """d/dlambda_i L_test(Alg*(theta, Lambda)) for a diagonal Lambda = diag(lam), lam one weight per parameter:
+        Alg* = (A + Lambda)^-1 (Lambda theta - b), and differentiating (A + Lambda) phi = Lambda theta - b in lambda_i,
+        (A + Lambda) dphi = e_i (theta - phi)_i, so the gradient is (theta - phi)_i g_i, g = (A + Lambda)^-1
+        grad L_test(phi)."""
+        system = self.A_train + torch.diag(lam)
+        phi = torch.linalg.solve(system, lam * theta - self.b_train)
+        g = torch.linalg.solve(system, self.A_test @ phi + self.b_test)
+        return (theta - phi) * g
+
 
 def _second_moments(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     n = x.shape[0]

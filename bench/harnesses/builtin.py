@@ -1,9 +1,10 @@
 """metagrad's own harnesses, in the order ``metagrad --help`` and the report list them.
 
 Each names its command module (``metagrad.bench.cli.commands``), the files that mark one of its results, and its
-renderer (``metagrad.bench.reporting.renderers``). Two entries only render: the saved pytest-benchmark runs, and the
+renderer (``metagrad.bench.reporting.renderers``). Three entries only render: the saved pytest-benchmark runs, the
 study of iMAML's indefinite systems (read from training runs: those whose system's spectrum was recorded at the start
-and at the end, beside the iMAML-GD presets' full-size runs).
+and at the end, beside the iMAML-GD presets' full-size runs), and the learned meta-parameters (read from the training
+runs of algorithms that learn their own).
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ BUILTIN_HARNESSES = (
             render=f"{RENDERERS}.complexity:render", order=30),
     Harness("train", command=f"{COMMANDS}.train", results=TRAINING_RUN, render=f"{RENDERERS}.training:render",
             result_label="training run", order=40),
+    Harness("meta-parameters", summary="the step sizes and lambda an algorithm learns beside theta, by layer",
+            results=("meta_parameters.json",), render=f"{RENDERERS}.meta_parameters:render",
+            result_label="run with learned meta-parameters", order=45),
     Harness("eval", command=f"{COMMANDS}.evaluate", out="none", order=50),
     Harness("throughput", command=f"{COMMANDS}.throughput", results=("throughput.csv",),
             render=f"{RENDERERS}.throughput:render", order=60),

@@ -3,10 +3,16 @@
 Error is Definition 3 of the paper: ||g - d/dtheta L_test(Alg*(theta))||, with Alg* the exact
 minimizer of the proximal inner objective, on linear-regression tasks where that is known in
 closed form. Every algorithm runs gradient descent on the same G with the same step size.
+
+An algorithm that learns the proximal weight too (a meta-parameter group ``lambda`` and a method ``lambdas`` giving
+every parameter's weight) gets rows for that gradient as well (``wrt`` "lambda"), against its closed form
+(``LinearRegressionTask.exact_lambda_gradient``), with lambda one value and one per parameter; those rows start
+lambda at the problem's, so the d/dtheta rows are iMAML's problem.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
+from metagrad.algorithms.meta_parameters import groups_of, initial_meta_parameters, network_part
 from metagrad.algorithms.registry import algorithm_color, hyperparameter_defaults
 from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 from metagrad.bench.options import MOST_REPEATS, MOST_STEPS, option
@@ -27,7 +34,8 @@ CONVERGED_CG_TOLERANCE = 1e-14
 
 COLUMNS = ["algorithm", "inner_steps", "cg_steps", "seed", "error", "rel_error", "label", "tasks",
            "cg_iterations", "grad_evals", "hvp_evals", "dim", "lam", "kappa", "distinct_eigenvalues", "inner_lr",
-           "diverged"]
+           "diverged", "wrt"]
+LAMBDA_SHAPES = ("scalar", "parameter")  # a learned lambda's rows: one weight, and one per parameter
 
 
 @dataclass(frozen=True)
@@ -36,23 +44,62 @@ class Variant:
     algorithm: str
     cg_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    wrt: str = "theta"  # the gradient compared: the network's (theta), or an algorithm's own group's (lambda)
 
 
 def variants(algorithms: tuple[str, ...], cg_steps: tuple[int, ...]) -> tuple[Variant, ...]:
     """Each algorithm once, and an algorithm with a linear system to solve (a ``cg_steps`` hyperparameter, as
-    iMAML's) once per CG budget, ``CONVERGED_CG_STEPS`` meaning CG run to convergence."""
+    iMAML's) once per CG budget, ``CONVERGED_CG_STEPS`` meaning CG run to convergence; an algorithm that learns
+    lambda, its lambda gradient's rows besides, for each of ``LAMBDA_SHAPES``."""
     out = []
     for name in algorithms:
-        if "cg_steps" not in hyperparameter_defaults(name):
-            out.append(Variant(algorithm_label(name), name))
-            continue
-        for steps in cg_steps:
-            if steps == CONVERGED_CG_STEPS:
-                out.append(Variant(f"{algorithm_label(name)}, CG to convergence", name, steps,
-                                   {"cg_tolerance": CONVERGED_CG_TOLERANCE}))
-            else:
-                out.append(Variant(f"{algorithm_label(name)}, {steps} CG steps", name, steps))
+        taken = hyperparameter_defaults(name)
+        budgets = [(None, {})] if "cg_steps" not in taken else [
+            (steps, {"cg_tolerance": CONVERGED_CG_TOLERANCE} if steps == CONVERGED_CG_STEPS else {})
+            for steps in cg_steps]
+        rows = [("theta", {}, "")]
+        if learns_lambda(name):
+            shapes = LAMBDA_SHAPES if "lambda_shape" in taken else (None,)
+            rows += [("lambda", {"lambda_shape": shape} if shape else {}, f" ({shape})" if shape else "")
+                     for shape in shapes]
+        for wrt, shape, words in rows:
+            prefix = algorithm_label(name) + (f", d/dlambda{words}" if wrt == "lambda" else "")
+            for steps, extra in budgets:
+                if steps is None:
+                    label = prefix
+                elif steps == CONVERGED_CG_STEPS:
+                    label = f"{prefix}, CG to convergence"
+                else:
+                    label = f"{prefix}, {steps} CG steps"
+                out.append(Variant(label, name, steps or 0, {**extra, **shape}, wrt))
     return tuple(out)
+
+
+def learns_lambda(name: str) -> bool:
+    """Whether the algorithm learns the proximal weight: a group ``lambda`` and every parameter's weight from it."""
+    algorithm = make_algorithm(name)
+    model = FunctionalModel(LinearRegressor(2), squared_error_loss)
+    return hasattr(algorithm, "lambdas") and "lambda" in [group.name for group in groups_of(algorithm, model)]
+
+
+def exact_gradient(variant: Variant, algorithm: Any, model: FunctionalModel, task: Any, full: torch.Tensor,
+                   lam: float) -> tuple[slice, torch.Tensor]:
+    """(where in the meta-gradient the compared part lies, its closed form): the network's, or the stored lambda
+    group's (every lambda_i's closed form, chained through the algorithm's map from its stored values to every
+    parameter's weight: the exponential and the sharing)."""
+    network = network_part(model, full)
+    if variant.wrt == "theta":
+        return slice(0, model.num_parameters), task.exact_meta_gradient(network, lam)
+    start = model.num_parameters
+    for group in groups_of(algorithm, model):
+        if group.name == "lambda":
+            break
+        start += group.size
+    stored = full[start:start + group.size].clone().requires_grad_(True)
+    with torch.enable_grad():
+        weights = algorithm.lambdas(model, group.values(stored))
+        (exact,) = torch.autograd.grad(weights, stored, task.exact_lambda_gradient(network, weights.detach()))
+    return slice(start, start + group.size), exact
 
 
 @dataclass(frozen=True)
@@ -109,16 +156,19 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True) -> pd.DataF
             for _ in range(config.tasks_per_seed):
                 task = sample_linear_regression_task(cfg, generator)
                 theta = torch.randn(cfg.dim, generator=generator, dtype=torch.float64) / math.sqrt(cfg.dim)
-                tasks.append((task, theta, task.exact_meta_gradient(theta, cfg.lam)))
+                tasks.append((task, theta))
             for variant in sweep:
                 taken = hyperparameter_defaults(variant.algorithm)
                 for steps in config.inner_steps:
                     kwargs = dict(inner_steps=steps, inner_lr=lr, lam=cfg.lam, cg_steps=variant.cg_steps, **variant.extra)
                     algorithm = make_algorithm(variant.algorithm, **{k: v for k, v in kwargs.items() if k in taken})
                     errors, rel_errors, records = [], [], []
-                    for task, theta, exact in tasks:
-                        result = algorithm.meta_gradient(model, theta, task.task)
-                        error = (result.gradient - exact).norm().item()
+                    for task, theta in tasks:
+                        # an algorithm's own meta-parameters (step sizes, lambda) at their start
+                        full = initial_meta_parameters(algorithm, model, theta)
+                        result = algorithm.meta_gradient(model, full, task.task)
+                        part, exact = exact_gradient(variant, algorithm, model, task, full, cfg.lam)
+                        error = (result.gradient[part] - exact).norm().item()
                         errors.append(error)
                         rel_errors.append(error / exact.norm().item())
                         records.append(result.record)
@@ -133,6 +183,7 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True) -> pd.DataF
                         "dim": cfg.dim, "lam": cfg.lam, "kappa": cfg.kappa,
                         "distinct_eigenvalues": cfg.distinct_eigenvalues, "inner_lr": lr,
                         "diverged": unstable or not (math.isfinite(error) and math.isfinite(rel_error)),
+                        "wrt": variant.wrt,
                     })
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -150,36 +201,60 @@ def exact_solve_title(frame: pd.DataFrame) -> str:
 
 
 def plot_exact_solve(frame: pd.DataFrame, title: str | None = None):
-    """Relative error against inner steps, log-log; the line is the mean over seeds, the band min to max."""
+    """Relative error against inner steps, log-log; the line is the mean over seeds, the band min to max. Where the
+    rows include a learned lambda's gradient (``wrt`` "lambda"), a second panel beside d/dtheta's draws those."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    wrt = frame["wrt"].fillna("theta") if "wrt" in frame.columns else pd.Series("theta", index=frame.index)
+    panels = [("theta", frame[wrt == "theta"])] + ([("lambda", frame[wrt == "lambda"])] if (wrt == "lambda").any()
+                                                   else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (part, rows) in zip(axes[0], panels):
+        _draw_errors(ax, rows)
+        ax.set_ylabel("relative error ||g - g*|| / ||g*||  (Definition 3)" if part == "theta" else
+                      "relative error of d/dlambda (stored log lambda)")
+        if len(panels) > 1:
+            ax.set_title("d/dtheta" if part == "theta" else "d/dlambda, against its closed form", fontsize=10)
+    title = title or "Meta-gradient accuracy on linear regression (paper Fig. 2a)"
+    if len(panels) == 1:
+        axes[0][0].set_title(title)
+    else:
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+    return fig
+
+
+def _draw_errors(ax: Any, frame: pd.DataFrame) -> None:
+    from matplotlib.colors import to_rgb
+
     groups = list(frame.groupby("label", sort=False))
     statistics = {label: group.groupby("inner_steps")["rel_error"].agg(["mean", "min", "max"]) for label, group in groups}
     same = coinciding([(label, list(stats.index), list(stats["mean"])) for label, stats in statistics.items()], 1e-6)
-    drawn: dict[str, int] = {}  # lines drawn so far per algorithm: its CG budgets after the first are dashed, dotted
+    drawn: dict[str, int] = {}  # lines drawn so far per family: its CG budgets after the first are dashed, dotted
+    families: dict[str, list[str]] = {}  # an algorithm's families of lines (a learned lambda's shapes): darker each
     for nth, (label, group) in enumerate(groups):
         algorithm = group["algorithm"].iloc[0]
-        index = drawn[algorithm] = drawn.get(algorithm, -1) + 1
+        family = re.sub(r", (\d+ CG steps|CG to convergence)$", "", label)
+        shades = families.setdefault(algorithm, [])
+        if family not in shades:
+            shades.append(family)
+        index = drawn[family] = drawn.get(family, -1) + 1
         stats = statistics[label]
         # each line thinner than the one before, its marker its own: equal curves (ANIL's and MAML's here) both show,
         # and the legend says they coincide
         shown = f"{label} (= {same[label]})" if label in same else label
+        color = [channel * (1 - 0.35 * shades.index(family)) for channel in to_rgb(algorithm_color(algorithm))]
         line, = ax.plot(stats.index, stats["mean"], marker=line_style(nth)[1], markersize=3, label=shown,
-                        color=algorithm_color(algorithm), linestyle=line_style(index)[0],
-                        linewidth=max(0.8, 2.6 - 0.3 * nth))
+                        color=color, linestyle=line_style(index)[0], linewidth=max(0.8, 2.6 - 0.3 * nth))
         ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.15)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("inner steps")
-    ax.set_ylabel("relative error ||g - g*|| / ||g*||  (Definition 3)")
-    ax.set_title(title or "Meta-gradient accuracy on linear regression (paper Fig. 2a)")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
-    return fig
 
 
 def write_exact_solve(config: ExactSolveConfig, out: Path, progress: bool = True) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from metagrad.algorithms import (
     make_algorithm,
     squared_error_loss,
 )
+from metagrad.algorithms.meta_parameters import initial_meta_parameters
 from metagrad.algorithms.registry import algorithm_color, batched_meta_gradient, hyperparameter_defaults
 from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
 from metagrad.bench.measure.machine import device_name
@@ -193,9 +194,10 @@ def runner(config: ProfileConfig, problem: Problem, measure: Measure) -> Callabl
 
         return gradient
     algorithm = profiled_algorithm(config, measure)
+    full = initial_meta_parameters(algorithm, model, theta)  # with the algorithm's own meta-parameters, if any
 
     def meta_gradient() -> dict[str, Any]:
-        record = algorithm.meta_gradient(model, theta, task).record
+        record = algorithm.meta_gradient(model, full, task).record
         return {"grad_evals": record.grad_evals, "hvp_evals": record.hvp_evals,
                 "cg_iterations": record.cg_iterations, "negative_curvature": record.negative_curvature}
 
@@ -226,7 +228,8 @@ def batched_tasks_per_second(config: ProfileConfig, problem: Problem, measure: M
     algorithm = profiled_algorithm(config, measure)
     batch = TaskBatch.stack([problem.task] * config.batched_tasks)
     try:
-        seconds, _ = median_time(lambda: batched_meta_gradient(algorithm, problem.model, problem.theta, batch),
+        full = initial_meta_parameters(algorithm, problem.model, problem.theta)
+        seconds, _ = median_time(lambda: batched_meta_gradient(algorithm, problem.model, full, batch),
                                  problem.device, config.repeats)
     except (RuntimeError, MemoryError) as error:
         if not is_out_of_memory(error):

@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.meta_parameters import initial_meta_parameters
 from metagrad.algorithms.registry import algorithm_names, batched_meta_gradient, has_batched_form
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.data.root import DATA_ROOT_DEFAULT, DATA_ROOT_HELP
@@ -192,7 +193,7 @@ def measure(config: ThroughputConfig, name: str, engine: str, tasks: ImageClassT
     layout = config.channels_last and engine == "batched"
     module = network(settings["dataset"], settings["ways"], config.filters, layout).to(device)
     model = FunctionalModel(module, cross_entropy_loss)
-    theta = model.flat_parameters().clone()
+    theta = initial_meta_parameters(algorithm, model).clone()
     graph = config.cuda_graph and engine == "batched"
     optimizer = torch.optim.Adam([theta], lr=settings["meta_lr"], capturable=graph)
     generator = torch.Generator().manual_seed(config.seed)

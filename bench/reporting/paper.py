@@ -48,3 +48,32 @@ TABLES = {
     "table2-omniglot": ("Table 2: Omniglot", _TABLE_2_COLUMNS),
     "table3-mini-imagenet": ("Table 3: Mini-ImageNet 5-way 1-shot", ("mini-imagenet-5w1s",)),
 }
+
+
+@dataclass(frozen=True)
+class OtherPaper:
+    """An accuracy printed in another paper, for an algorithm the iMAML paper did not run."""
+
+    mean: str  # percent, as printed
+    ci: str | None  # its +- as printed, where it prints one
+    source: str
+
+    @property
+    def value(self) -> float:
+        return float(self.mean)
+
+    def __str__(self) -> str:
+        return f"{self.mean}{f' ± {self.ci}' if self.ci else ''} ({self.source})"
+
+
+_LI = "Li et al. 2017, Meta-SGD"
+_ANTONIOU = "Antoniou et al. 2019, MAML++ whole, not LSLR alone"
+# (setting, variant) -> the number its own paper printed (Meta-SGD: Li et al.'s Omniglot and Mini-ImageNet tables;
+# MAML++: Antoniou et al.'s, for MAML++ with all its parts, of which metagrad's maml-lslr is one)
+OTHER_PAPERS: dict[tuple[str, str], OtherPaper] = {
+    ("omniglot-5w1s", "meta-sgd"): OtherPaper("99.53", "0.26", _LI),
+    ("mini-imagenet-5w1s", "meta-sgd"): OtherPaper("50.47", "1.87", _LI),
+    ("omniglot-5w1s", "maml-lslr"): OtherPaper("99.47", None, _ANTONIOU),
+    ("mini-imagenet-5w1s", "maml-lslr"): OtherPaper("52.15", "0.26", _ANTONIOU),
+}
+OTHER_VARIANTS = ("meta-sgd", "maml-lslr")  # rows of Tables 2 and 3 below the paper's, with their own papers' numbers

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.meta_parameters import initial_meta_parameters, network_part
 from metagrad.algorithms.batched import query_scores
 from metagrad.algorithms.registry import batched_adapt, check_returned
 from metagrad.bench.atomic import write_text
@@ -53,8 +54,8 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Imag
         for number, batch in enumerate(tasks.fixed_pool_batches(count, seed, chunk, dtype)):
             if number % group.world_size == group.rank:
                 batch = batch.to(device)
-                phi = check_returned(algorithm, "batched_adapt", batched_adapt(algorithm, model, theta, batch), theta,
-                                     batch.size)
+                phi = check_returned(algorithm, "batched_adapt", batched_adapt(algorithm, model, theta, batch),
+                                     network_part(model, theta), batch.size)
                 accuracy, _, support_loss = query_scores(model, phi, batch)
                 scores += [(number * chunk + i, a, s)
                            for i, (a, s) in enumerate(zip(accuracy.tolist(), support_loss.tolist()))]
@@ -63,7 +64,8 @@ def evaluate(algorithm, model: FunctionalModel, theta: torch.Tensor, tasks: Imag
         for index, task in enumerate(tasks.fixed_pool(count, seed, dtype)):
             if index % group.world_size == group.rank:
                 task = task.to(device)
-                phi = check_returned(algorithm, "adapt", algorithm.adapt(model, theta, task.support), theta)
+                phi = check_returned(algorithm, "adapt", algorithm.adapt(model, theta, task.support),
+                                     network_part(model, theta))
                 with torch.no_grad():
                     _, accuracy = model.loss_and_accuracy(phi, task.query)
                     scores.append((index, accuracy, model.loss(phi, task.support).item()))
@@ -106,7 +108,7 @@ def load_trained(out: Path, device: str | None = None, dtype: torch.dtype | None
     algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
     model = build_model(config, dev, dtype)
     if at_init:
-        return TrainedRun(config, algorithm, model, model.flat_parameters(), 0, {})
+        return TrainedRun(config, algorithm, model, initial_meta_parameters(algorithm, model), 0, {})
     state = run.load_checkpoint(dev)
     theta = state["theta"].to(device=dev, dtype=dtype)
     if not bool(torch.isfinite(theta).all()):

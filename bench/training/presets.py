@@ -60,7 +60,15 @@ def variant_algorithm(variant: str) -> str:
 
 
 def variant_label(variant: str) -> str:
-    return {**ALGORITHM_LABELS, **EXTRA_VARIANTS}.get(variant) or algorithm_label(variant)
+    """The paper's rows' and the named variants' labels; another preset variant's is its algorithm's label and the
+    rest of its name ("iMAML, learned lambda, layer" for imaml-lambda-layer)."""
+    named = {**ALGORITHM_LABELS, **EXTRA_VARIANTS}.get(variant)
+    if named:
+        return named
+    algorithm = variant_algorithm(variant)
+    if algorithm != variant and variant.startswith(f"{algorithm}-"):
+        return f"{algorithm_label(algorithm)}, {variant[len(algorithm) + 1:]}"
+    return algorithm_label(variant)
 
 
 def algorithm_presets(dataset: str, ways: int, shots: int) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -94,6 +94,17 @@ class Run:
             raise CorruptFileError(f"{self.checkpoint} is not a checkpoint of this metagrad version (missing keys)")
         return state
 
+    def write_learned(self, values: dict[str, list[dict[str, Any]]], initial: dict[str, list[dict[str, Any]]],
+                      iteration: int) -> None:
+        """meta_parameters.json: the algorithm's own learned values by group and label at the checkpoint's
+        iteration, and where they started (``algorithms.meta_parameters.learned_values``)."""
+        write_text(self.out / "meta_parameters.json", json.dumps({"iteration": iteration, "groups": values,
+                                                                  "initial": initial}, indent=1) + "\n")
+
+    def read_learned(self) -> dict[str, Any] | None:
+        path = self.out / "meta_parameters.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """The checkpoint (``CHECKPOINT_KEYS``), then the metrics it holds as metrics.csv."""
         with atomic_path(self.checkpoint) as tmp:

@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import make_algorithm
+from metagrad.algorithms.meta_parameters import groups_of, initial_meta_parameters, learned_values
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.measure.machine import run_environment
 from metagrad.bench.measure.timing import synchronize
@@ -148,7 +149,8 @@ class Trainer:
         self.val_source = config.task_source("val")
         self.algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
         self.model = build_model(config, device, self.dtype)
-        self.theta = theta = self.model.flat_parameters().clone()
+        # the network's parameters, then the algorithm's own meta-parameters (algorithms.meta_parameters)
+        self.theta = theta = initial_meta_parameters(self.algorithm, self.model).clone()
         if config.outer_optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD([theta], lr=config.meta_lr)
         else:
@@ -163,7 +165,9 @@ class Trainer:
             out.mkdir(parents=True, exist_ok=True)
             self.folder.write_config(config, {
                 "splits": {"train": self.train_source.split.digest, "val": self.val_source.split.digest},
-                "parameters": self.model.num_parameters, **run_environment(device), **group.describe(),
+                "parameters": self.model.num_parameters,
+                "meta_parameters": {g.name: g.size for g in groups_of(self.algorithm, self.model)},
+                **run_environment(device), **group.describe(),
                 "launches": [launch],
             })
         self.share = group.share(config.meta_batch)
@@ -260,6 +264,10 @@ class Trainer:
                 "theta": self.theta, "optimizer": self.optimizer.state_dict(), "sampler": self.generator.get_state(),
                 "iteration": self.iteration, "train_time_s": self.train_time, "tasks": self.tasks_done,
                 "rows": self.rows, "window": self.window.state()})
+            if groups_of(self.algorithm, self.model):  # the learned values by name, beside the checkpoint
+                start = initial_meta_parameters(self.algorithm, self.model)
+                self.folder.write_learned(learned_values(self.algorithm, self.model, self.theta),
+                                          learned_values(self.algorithm, self.model, start), self.iteration)
         self.last_saved = self.iteration
 
     # the loop, and when it stops

@@ -37,6 +37,7 @@ t metagrad spectrum runs/small/imaml --tasks 4 --steps 20
 t metagrad exact-solve --out runs/small/anil-exact-solve --algorithms maml,anil --inner-steps 1,10,100 --seeds 1 --tasks 2
 t metagrad profile --out runs/small/anil-profile --algorithms maml,anil --dataset random-images --ways 5 --shots 1 --queries 5 --filters 16 --inner-steps 1,4,16 --repeats 1 --no-rss
 t metagrad train --preset omniglot-5w1s-anil --out runs/small/anil --max-minutes 1 --validate-every 20 --validation-tasks 20
+t metagrad train --preset omniglot-5w1s-imaml-lambda-layer --out runs/small/lambda --iterations 10 --validate-every 10 --validation-tasks 10
 t metagrad variance --out runs/small/variance --tasks 8
 t metagrad train --dataset folder --data-root $METAGRAD_DATA/mini-imagenet/train --image-size 32 --algorithm maml --set inner_steps=1 --set inner_lr=0.1 --meta-batch 8 --iterations 20 --validate-every 20 --validation-tasks 20 --out runs/small/folder
 t metagrad report --out runs/small/report --results runs/small

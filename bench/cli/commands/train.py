@@ -85,4 +85,6 @@ def run(args: argparse.Namespace) -> None:
     if environment_rank() != 0:  # under torchrun, rank 0 speaks for the run
         return
     trained = f"{last['iteration']} iterations, {last['train_time_s']:.0f} s of training; " if last else ""
-    print(f"{trained}wrote {args.out / 'config.json'}, {args.out / 'metrics.csv'} and {args.out / 'checkpoint.pt'}")
+    written = [args.out / name for name in ("config.json", "metrics.csv", "meta_parameters.json")
+               if (args.out / name).is_file()]  # meta_parameters.json: an algorithm's own learned values
+    print(f"{trained}wrote {', '.join(map(str, written))} and {args.out / 'checkpoint.pt'}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from metagrad.bench.harnesses.harness import Figure, Rendering, Result, Table
-from metagrad.bench.reporting.paper import PAPER_ACCURACY, TABLES
+from metagrad.bench.reporting.paper import OTHER_PAPERS, OTHER_VARIANTS, PAPER_ACCURACY, TABLES
 from metagrad.bench.reporting.renderers.common import markdown_table, pyplot
 from metagrad.bench.reporting.renderers.runs import (
     TrainingRun,
@@ -29,10 +29,18 @@ def accuracy_table(runs: list[TrainingRun], key: str) -> str:
         header += [f"{group}: ours (%)", f"{group}: ours − paper", f"{group}: 95% CI (test tasks)", f"{group}: device",
                    f"{group}: training", f"{group}: run"]
     rows, filled = [], {group: 0 for group, _ in groups}
+    others = {variant: variant_label(variant) for variant in OTHER_VARIANTS}
     for setting in settings:
-        for variant, label in ALGORITHM_LABELS.items():
-            paper = PAPER_ACCURACY[(setting, variant)]
-            row = [setting_label(setting), label, f"{paper.mean} ± {paper.ci}"]
+        for variant, label in {**ALGORITHM_LABELS, **others}.items():
+            paper = PAPER_ACCURACY.get((setting, variant)) or OTHER_PAPERS.get((setting, variant))
+            if variant in others and paper is None and not any(representative_run(
+                    [r for r in table_runs(runs) if r.on_gpu == gpu], setting, variant) for _, gpu in groups):
+                continue  # an algorithm the paper did not run, with neither its own paper's number nor a run here
+            if paper is None:
+                row = [setting_label(setting), label, "—"]
+            else:
+                row = [setting_label(setting), label, f"{paper.mean} ± {paper.ci}" if variant in ALGORITHM_LABELS
+                       else str(paper)]
             for group, gpu in groups:
                 device_runs = [r for r in table_runs(runs) if r.on_gpu == gpu]
                 run = representative_run(device_runs, setting, variant)
@@ -41,11 +49,11 @@ def accuracy_table(runs: list[TrainingRun], key: str) -> str:
                     note = "not evaluated: " + ", ".join(unevaluated) if unevaluated else "no run"
                     row += ["missing", "—", "—", "—", "—", note]
                     continue
-                filled[group] += 1
+                filled[group] += variant in ALGORITHM_LABELS
                 ours = 100 * run.evaluation["accuracy"]
                 differences = run.differences
                 name = f"`{run.name}`" + (" (" + "; ".join(differences) + ")" if differences else "")
-                row += [f"{ours:.2f}", f"{ours - paper.value:+.2f}",
+                row += [f"{ours:.2f}", f"{ours - paper.value:+.2f}" if paper else "—",
                         f"± {100 * run.evaluation['ci95']:.2f} ({run.evaluation['tasks']})", run.device,
                         training_length(run), name]
             rows.append(row)
@@ -58,7 +66,9 @@ def accuracy_table(runs: list[TrainingRun], key: str) -> str:
         "half-width. Each device group shows one run per cell: where several exist, the one matching the preset "
         "as it stands today (bench/training/presets.py), then the longest; every run is listed in [runs.md](runs.md). The "
         "paper trained 60,000 meta-iterations; the \"training\" columns give ours: a short run is not a "
-        "reproduction.\n\n"
+        "reproduction. Below the paper's rows, algorithms it did not run: their \"Paper\" column is the number their "
+        "own paper printed, where it printed one (named beside it; MAML++'s is for all its parts, of which "
+        "metagrad's LSLR is one), not ours and not the iMAML paper's.\n\n"
     )
     return intro + markdown_table(header, rows)
 

@@ -1,4 +1,5 @@
-"""The measurement: per-task meta-gradients of every algorithm at one theta, and their spread."""
+"""The measurement: per-task meta-gradients of every algorithm at one theta, and their spread (with respect to the
+network's initialization, for every algorithm alike)."""
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ from metagrad import (
     algorithm_label,
     algorithm_names,
     hyperparameter_defaults,
+    initial_meta_parameters,
     make_algorithm,
+    network_part,
     option,
     require,
     sample_linear_regression_task,
@@ -56,7 +59,10 @@ def measure_variance(config: VarianceConfig) -> pd.DataFrame:
     for name in config.algorithms or algorithm_names():
         taken = hyperparameter_defaults(name)
         algorithm = make_algorithm(name, **{key: value for key, value in settings.items() if key in taken})
-        gradients = torch.stack([algorithm.meta_gradient(model, theta, task).gradient for task in tasks])
+        # the network's part: an algorithm that learns step sizes or lambda starts them at their initial values
+        full = initial_meta_parameters(algorithm, model, theta)
+        gradients = torch.stack([network_part(model, algorithm.meta_gradient(model, full, task).gradient)
+                                 for task in tasks])
         mean = gradients.mean(0)
         spread = (gradients - mean).pow(2).sum(1).mean().item()
         rows.append({"algorithm": name, "label": algorithm_label(name), "tasks": config.tasks,
