@@ -264,6 +264,11 @@ FULL = (
     # the per-task engine (the learned ones have no batched engine of their own: the same engine keeps it a
     # comparison of the algorithms)
     Experiment("exact-solve-learned-lambda", (exact_solve(algorithms=("imaml", "imaml-lambda")),), devices=("cpu",)),
+    # time and memory against inner steps for the three and the two they extend (20-way 5-shot Omniglot), reduced:
+    # one repeat, no RSS subprocess, no batched column (~6 min on two cores)
+    Experiment("profile-cpu-learned-meta-parameters", (profile(
+        algorithms=("maml", "meta-sgd", "maml-lslr", "imaml", "imaml-lambda"), inner_steps=(1, 4, 16, 64),
+        cg_sweep=(1, 5, 20), repeats=1, rss=False, batched_tasks=0),)),
     *(_training(f"omniglot-5w1s-{variant}", f"omniglot-5w1s-{variant}", evaluate={"threads": 1},
                 folder="learned-meta-parameters", max_minutes=EQUAL_TIME_MINUTES, validate_every=50, threads=1,
                 engine="per-task")
