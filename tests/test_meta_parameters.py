@@ -156,3 +156,37 @@ def test_adapt_uses_the_learned_values():
         moved[model.num_parameters:] *= 1.5
         assert relative_difference(algorithm.adapt(model, moved, tasks[0].support),
                                    algorithm.adapt(model, full, tasks[0].support)) > 1e-6
+
+
+@pytest.mark.parametrize("name", ["meta-sgd", "maml-lslr"])
+def test_k_step_step_size_gradients_have_the_closed_form_of_the_unrolled_quadratic(name):
+    """On linear regression G(phi) = L_train(phi) + lam/2 ||phi - theta||^2 has gradient M phi + b - lam theta,
+    M = A + lam I, so K steps of size alpha give phi_K = phi* + (I - alpha M)^K (theta - phi*), phi* = M^-1 (lam theta -
+    b). Differentiating the product in the step size of parameter i at step j: d L_test / d alpha_{j,i} =
+    -[(I - alpha M)^(K-1-j) g]_i [M (I - alpha M)^j (theta - phi*)]_i, g = grad L_test(phi_K). Meta-SGD's gradient
+    is its sum over the steps; LSLR's (one layer here) each step's sum over the parameters. Matrix powers, no
+    autograd: a closed form the unrolled loop's backward pass must meet for K > 1 too."""
+    from metagrad.algorithms import FunctionalModel, squared_error_loss
+    from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor
+    from metagrad.bench.data.linear_regression import sample_linear_regression_task
+
+    config = LinearRegressionConfig(dim=8, n_support=16, n_query=16)
+    generator = torch.Generator().manual_seed(4)
+    task = sample_linear_regression_task(config, generator)
+    theta = torch.randn(8, generator=generator, dtype=torch.float64)
+    model = FunctionalModel(LinearRegressor(8), squared_error_loss)
+    steps, alpha, lam = 5, config.default_inner_lr, config.lam
+    algorithm = make_algorithm(name, inner_steps=steps, inner_lr=alpha, lam=lam)
+    result = algorithm.meta_gradient(model, initial_meta_parameters(algorithm, model, theta), task.task)
+
+    eye = torch.eye(8, dtype=torch.float64)
+    m = task.A_train + lam * eye
+    step = eye - alpha * m
+    fixed_point = torch.linalg.solve(m, lam * theta - task.b_train)
+    phi = fixed_point + torch.linalg.matrix_power(step, steps) @ (theta - fixed_point)
+    g = task.A_test @ phi + task.b_test
+    per_step = torch.stack([-(torch.linalg.matrix_power(step, steps - 1 - j) @ g)
+                            * (m @ torch.linalg.matrix_power(step, j) @ (theta - fixed_point)) for j in range(steps)])
+    exact = per_step.sum(0) if name == "meta-sgd" else per_step.sum(1)
+    assert relative_difference(result.gradient[model.num_parameters:], exact) < 1e-10
+    assert relative_difference(result.adapted, phi) < 1e-12
