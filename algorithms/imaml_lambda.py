@@ -33,7 +33,14 @@ from .conjugate_gradient import conjugate_gradient
 from .functional import Batch, FunctionalModel, Task
 from .hessian_vector_product import HessianOperator
 from .inner_solvers import InnerSolution, gradient_descent
-from .meta_parameters import MetaParameterGroup, groups_of, layer_labels, per_layer, split_meta_parameters
+from .meta_parameters import (
+    MetaParameterGroup,
+    group_slices,
+    groups_of,
+    layer_labels,
+    per_layer,
+    split_meta_parameters,
+)
 from .protocol import MetaGradient, MetaGradientRecord, MetaObjective, query_loss_after_adaptation, query_loss_and_gradient
 from .registry import register
 
@@ -133,7 +140,7 @@ class IMAMLLearnedLambda:
         """dL/d(stored log lambda) from dL/dlambda_i of every parameter: the chain rule through the exponential and
         the sharing (a scalar's or a layer's lambda is every one of its parameters'), by autograd."""
         (group,) = groups_of(self, model)
-        stored = theta.detach()[model.num_parameters:].clone().requires_grad_(True)
+        stored = theta.detach()[group_slices(self, model)[group.name]].clone().requires_grad_(True)
         with torch.enable_grad():
             (gradient,) = torch.autograd.grad(self.lambdas(model, group.values(stored)), stored, d_lambdas)
         return gradient

@@ -84,6 +84,15 @@ def network_part(model: FunctionalModel, theta: Tensor) -> Tensor:
     return theta[..., :model.num_parameters]
 
 
+def group_slices(algorithm: Any, model: FunctionalModel) -> dict[str, slice]:
+    """Where each of the algorithm's groups lies in the flat vector, by name, in order after the network's part."""
+    slices, start = {}, model.num_parameters
+    for group in groups_of(algorithm, model):
+        slices[group.name] = slice(start, start + group.size)
+        start += group.size
+    return slices
+
+
 def split_meta_parameters(algorithm: Any, model: FunctionalModel, theta: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """The network's parameters and each group's values (not their parametrization), as views of ``theta``, so that
     what is computed from them is differentiable with respect to it."""
@@ -92,10 +101,8 @@ def split_meta_parameters(algorithm: Any, model: FunctionalModel, theta: Tensor)
     if theta.shape[-1] != expected:
         raise PluginError(f"{type(algorithm).__qualname__}: theta holds {theta.shape[-1]} values; the network and "
                           f"its meta-parameter groups ({', '.join(g.name for g in groups) or 'none'}) hold {expected}")
-    values, start = {}, model.num_parameters
-    for group in groups:
-        values[group.name] = group.values(theta[..., start:start + group.size])
-        start += group.size
+    slices = group_slices(algorithm, model)
+    values = {group.name: group.values(theta[..., slices[group.name]]) for group in groups}
     return network_part(model, theta), values
 
 

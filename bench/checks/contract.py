@@ -25,7 +25,7 @@ from torch import Tensor
 
 from metagrad.algorithms import FunctionalModel, TaskBatch, cross_entropy_loss, make_algorithm, registry
 from metagrad.algorithms.functional import Batch, Task
-from metagrad.algorithms.meta_parameters import groups_of, initial_meta_parameters, network_part
+from metagrad.algorithms.meta_parameters import group_slices, initial_meta_parameters, network_part
 from metagrad.algorithms.registry import (
     batched_adapt,
     batched_engine_of,
@@ -148,15 +148,12 @@ def difference_directions(model: FunctionalModel, algorithm: Any, theta: Tensor)
     cannot hide behind the others' larger ones."""
     generator = torch.Generator().manual_seed(5)
     found = {"all": torch.randn(DIRECTIONS, theta.numel(), generator=generator, dtype=theta.dtype)}
-    groups = groups_of(algorithm, model)
-    if groups:
-        spans, start = {"network": (0, model.num_parameters)}, model.num_parameters
-        for group in groups:
-            spans[group.name] = (start, start + group.size)
-            start += group.size
-        for name, (begin, end) in spans.items():
+    slices = group_slices(algorithm, model)
+    if slices:
+        for name, part in {"network": slice(0, model.num_parameters), **slices}.items():
             within = torch.zeros(GROUP_DIRECTIONS, theta.numel(), dtype=theta.dtype)
-            within[:, begin:end] = torch.randn(GROUP_DIRECTIONS, end - begin, generator=generator, dtype=theta.dtype)
+            within[:, part] = torch.randn(GROUP_DIRECTIONS, part.stop - part.start, generator=generator,
+                                          dtype=theta.dtype)
             found[name] = within
     return {name: rows / rows.norm(dim=1, keepdim=True) for name, rows in found.items()}
 

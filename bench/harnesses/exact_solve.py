@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, algorithm_label, algorithm_names, make_algorithm, squared_error_loss
-from metagrad.algorithms.meta_parameters import groups_of, initial_meta_parameters, network_part
+from metagrad.algorithms.meta_parameters import group_slices, groups_of, initial_meta_parameters, network_part
 from metagrad.algorithms.registry import algorithm_color, hyperparameter_defaults
 from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 from metagrad.bench.options import MOST_REPEATS, MOST_STEPS, option
@@ -82,24 +82,19 @@ def learns_lambda(name: str) -> bool:
     return hasattr(algorithm, "lambdas") and "lambda" in [group.name for group in groups_of(algorithm, model)]
 
 
-def exact_gradient(variant: Variant, algorithm: Any, model: FunctionalModel, task: Any, full: torch.Tensor,
-                   lam: float) -> tuple[slice, torch.Tensor]:
-    """(where in the meta-gradient the compared part lies, its closed form): the network's, or the stored lambda
-    group's (every lambda_i's closed form, chained through the algorithm's map from its stored values to every
-    parameter's weight: the exponential and the sharing)."""
-    network = network_part(model, full)
-    if variant.wrt == "theta":
-        return slice(0, model.num_parameters), task.exact_meta_gradient(network, lam)
-    start = model.num_parameters
-    for group in groups_of(algorithm, model):
-        if group.name == "lambda":
-            break
-        start += group.size
-    stored = full[start:start + group.size].clone().requires_grad_(True)
+def exact_lambda_gradient(algorithm: Any, model: FunctionalModel, task: Any, full: torch.Tensor
+                          ) -> tuple[slice, torch.Tensor]:
+    """(where the stored lambda group lies in the meta-gradient, its closed form): every lambda_i's closed form,
+    chained through the algorithm's map from its stored values to every parameter's weight (the exponential and the
+    sharing)."""
+    (group,) = [group for group in groups_of(algorithm, model) if group.name == "lambda"]
+    part = group_slices(algorithm, model)["lambda"]
+    stored = full[part].clone().requires_grad_(True)
     with torch.enable_grad():
         weights = algorithm.lambdas(model, group.values(stored))
-        (exact,) = torch.autograd.grad(weights, stored, task.exact_lambda_gradient(network, weights.detach()))
-    return slice(start, start + group.size), exact
+        (exact,) = torch.autograd.grad(weights, stored,
+                                       task.exact_lambda_gradient(network_part(model, full), weights.detach()))
+    return part, exact
 
 
 @dataclass(frozen=True)
@@ -156,18 +151,20 @@ def run_exact_solve(config: ExactSolveConfig, progress: bool = True) -> pd.DataF
             for _ in range(config.tasks_per_seed):
                 task = sample_linear_regression_task(cfg, generator)
                 theta = torch.randn(cfg.dim, generator=generator, dtype=torch.float64) / math.sqrt(cfg.dim)
-                tasks.append((task, theta))
+                tasks.append((task, theta, task.exact_meta_gradient(theta, cfg.lam)))
             for variant in sweep:
                 taken = hyperparameter_defaults(variant.algorithm)
                 for steps in config.inner_steps:
                     kwargs = dict(inner_steps=steps, inner_lr=lr, lam=cfg.lam, cg_steps=variant.cg_steps, **variant.extra)
                     algorithm = make_algorithm(variant.algorithm, **{k: v for k, v in kwargs.items() if k in taken})
                     errors, rel_errors, records = [], [], []
-                    for task, theta in tasks:
+                    for task, theta, exact in tasks:
                         # an algorithm's own meta-parameters (step sizes, lambda) at their start
                         full = initial_meta_parameters(algorithm, model, theta)
                         result = algorithm.meta_gradient(model, full, task.task)
-                        part, exact = exact_gradient(variant, algorithm, model, task, full, cfg.lam)
+                        part = slice(0, model.num_parameters)
+                        if variant.wrt == "lambda":
+                            part, exact = exact_lambda_gradient(algorithm, model, task, full)
                         error = (result.gradient[part] - exact).norm().item()
                         errors.append(error)
                         rel_errors.append(error / exact.norm().item())
