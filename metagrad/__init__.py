@@ -122,8 +122,8 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from metagrad.algorithms.hessian_vector_product import hessian_vector_product
     from metagrad.algorithms.imaml import IMAML
     from metagrad.algorithms.imaml_lambda import IMAMLLearnedLambda
-    from metagrad.algorithms.learned_step_sizes import LSLR, MetaSGD
     from metagrad.algorithms.inner_solvers import gradient_descent
+    from metagrad.algorithms.learned_step_sizes import LSLR, MetaSGD
     from metagrad.algorithms.maml import MAML
     from metagrad.algorithms.meta_parameters import (
         MetaParameterGroup,

@@ -22,8 +22,15 @@ warnings.filterwarnings("ignore", module="higher")
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--counter-baseline", metavar="JSON", default=None,
-        help="a saved pytest-benchmark run: fail a benchmark whose deterministic counters (gradient and "
-             "Hessian-vector-product evaluations, FLOPs, saved bytes, device operations) differ from that run's")
+        help="the work gate's counter file: fail a benchmark whose deterministic counters (gradient and "
+             "Hessian-vector-product evaluations, FLOPs, saved bytes, device operations, images) differ from it "
+             "(default: reports/benchmarks/counters-<device type>.json; none: no gate)")
+    parser.addoption(
+        "--time-ratio-baseline", metavar="JSON", default=None,
+        help="a saved timed run (--benchmark-save): with --benchmark-only, fail a benchmark whose time ratio (its "
+             "median over one gradient's) is more than --time-ratio-tolerance percent above that run's")
+    parser.addoption("--time-ratio-tolerance", metavar="PCT", type=float, default=25.0,
+                     help="the time-ratio gate's tolerance in percent (default 25)")
     parser.addoption(
         "--bench-device", default="cpu",
         help="where the tasks-per-second and sampler benchmarks run: cpu (default) or cuda (tools/gpu_checks.py)")

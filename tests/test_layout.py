@@ -13,7 +13,8 @@ LAYERS = {"metagrad.errors": 0, "metagrad.plugins": 0, "metagrad.algorithms": 0,
           "metagrad.bench.options": 0, "metagrad.bench.plotting": 0, "metagrad.bench.nets": 1, "metagrad.bench.data": 1,
           "metagrad.bench.measure": 1, "metagrad.bench.training": 2, "metagrad.bench.checks": 2,
           "metagrad.bench.harnesses": 3,
-          "metagrad.bench.diagnostics": 3, "metagrad.bench.reporting": 4, "metagrad.bench.cli": 5, "metagrad": 6}
+          "metagrad.bench.diagnostics": 3, "metagrad.bench.regression": 4,
+          "metagrad.bench.reporting": 4, "metagrad.bench.cli": 5, "metagrad": 6}
 # where each installed package's source lies in the checkout (pyproject.toml's package-dir)
 SOURCES = {"metagrad": "metagrad", "metagrad.algorithms": "algorithms", "metagrad.bench": "bench"}
 

@@ -1,6 +1,7 @@
 """The CI guard of paper Figure 2b on the CPU: iMAML's memory does not grow with inner or CG steps, nor does it
-with a learned lambda (the lambda gradient comes from the same solve), MAML's grows linearly. Measured on the real 20-way 5-shot shapes (28x28 images, 100 support and 300
-query images) with a 32-filter ConvNet and random pixels: memory depends on shapes, not pixel values.
+with a learned lambda (the lambda gradient comes from the same solve), MAML's grows linearly. Measured on the real
+20-way 5-shot shapes (28x28 images, 100 support and 300 query images) with a 32-filter ConvNet and random pixels:
+memory depends on shapes, not pixel values.
 """
 from __future__ import annotations
 

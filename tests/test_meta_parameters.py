@@ -167,8 +167,7 @@ def test_k_step_step_size_gradients_have_the_closed_form_of_the_unrolled_quadrat
     is its sum over the steps; LSLR's (one layer here) each step's sum over the parameters. Matrix powers, no
     autograd: a closed form the unrolled loop's backward pass must meet for K > 1 too."""
     from metagrad.algorithms import FunctionalModel, squared_error_loss
-    from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor
-    from metagrad.bench.data.linear_regression import sample_linear_regression_task
+    from metagrad.bench.data.linear_regression import LinearRegressionConfig, LinearRegressor, sample_linear_regression_task
 
     config = LinearRegressionConfig(dim=8, n_support=16, n_query=16)
     generator = torch.Generator().manual_seed(4)

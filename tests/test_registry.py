@@ -15,8 +15,8 @@ import torch
 
 import metagrad.algorithms.registry as registry
 from metagrad.algorithms import TaskBatch, algorithm_names, make_algorithm
-from metagrad.algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
 from metagrad.algorithms.meta_parameters import initial_meta_parameters
+from metagrad.algorithms.protocol import InnerGradientDescentConfig, MetaGradient, MetaGradientRecord, query_loss_and_gradient
 from metagrad.bench.checks.contract import difference_directions, tiny_problem
 from metagrad.errors import ConfigError
 from metagrad.plugins import DISABLE_PLUGINS

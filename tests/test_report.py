@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from metagrad.algorithms import algorithm_names
 from metagrad.bench.cli import main
 from metagrad.bench.cli import rerun as regenerate_module
 from metagrad.bench.cli.rerun import Experiment, exact_solve, regenerate

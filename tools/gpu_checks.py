@@ -14,7 +14,8 @@ Phases (--phases, in the order given; default measure,imaml,imaml-minres,bench):
   imaml         the iMAML-GD preset for the time left (at most --imaml-minutes), then its test tasks; a run already
                 in DIR resumes toward the preset's 60,000 iterations.
   imaml-minres  the same with MINRES for the meta-gradient; with imaml, the two share the time left.
-  bench         the pytest-benchmark baseline of the benchmarks that run on the device (DIR/benchmarks).
+  bench         the pytest-benchmark baseline of the benchmarks that run on the device, and their work counters
+                (DIR/benchmarks: counters-cuda.json is the GPU's file for the work gate).
   compile       first-order MAML and MAML through torch.compile (inductor) instead of the captured graph.
 
 Every step has its own time limit inside --budget-s (seconds for the whole run), so one that hangs or fails leaves the
@@ -291,6 +292,13 @@ def benchmarks(checks: Checks) -> None:
                                     "--bench-device", checks.device, "-p", "no:cacheprovider",
                                     f"--benchmark-storage=file://{checks.out / 'benchmarks'}",
                                     f"--benchmark-save=gpu-{checks.device}", "-k", selection, "-q"], reserve_s=10)
+    # the work counters on this device type (its device operations among them): reports/benchmarks/counters-cuda.json
+    # once committed, the file the benchmarks' work gate reads on a GPU
+    only = ["--algorithms", "maml", "--problems", "synthetic"] if checks.dry_run else []
+    checks.step(120, "work counters", checks.metagrad("counters", "--device", checks.device, *only, "--save",
+                                                      str(checks.out / "benchmarks" /
+                                                          f"counters-{checks.device.split(':')[0]}.json")),
+                reserve_s=10)
 
 
 def compiled(checks: Checks) -> None:

@@ -1,10 +1,10 @@
 """metagrad's own harnesses, in the order ``metagrad --help`` and the report list them.
 
 Each names its command module (``metagrad.bench.cli.commands``), the files that mark one of its results, and its
-renderer (``metagrad.bench.reporting.renderers``). Three entries only render: the saved pytest-benchmark runs, the
-study of iMAML's indefinite systems (read from training runs: those whose system's spectrum was recorded at the start
-and at the end, beside the iMAML-GD presets' full-size runs), and the learned meta-parameters (read from the training
-runs of algorithms that learn their own).
+renderer (``metagrad.bench.reporting.renderers``). Two entries only render: the study of iMAML's indefinite systems
+(read from training runs: those whose system's spectrum was recorded at the start and at the end, beside the iMAML-GD
+presets' full-size runs), and the learned meta-parameters (read from the training runs of algorithms that learn their
+own). ``history`` renders the saved benchmark runs, which pytest writes.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ BUILTIN_HARNESSES = (
     Harness("curvature", summary="iMAML's meta-gradient system when it is indefinite: lambda and solver",
             results=TRAINING_RUN, render=f"{RENDERERS}.curvature:render",
             result_label="curvature-study run", order=200),
-    Harness("benchmarks", summary="saved pytest-benchmark runs, with their work counters",
-            results=("[0-9][0-9][0-9][0-9]_*.json",), render=f"{RENDERERS}.benchmarks:render",
-            result_label="benchmark run", order=210),
+    Harness("counters", command=f"{COMMANDS}.counters", out="none", order=205),
+    Harness("history", command=f"{COMMANDS}.history", results=("[0-9][0-9][0-9][0-9]_*.json",),
+            render=f"{RENDERERS}.history:render", result_label="benchmark run", order=210),
 )

@@ -126,6 +126,21 @@ def _render_readable(harness: Harness, results: list[Result], warn: Callable[[st
     return None
 
 
+def render_harness(name: str, folders: list[Path], out: Path) -> list[Path]:
+    """One harness's tables and figures from results in ``folders`` (each one of its results), written under ``out``
+    once all are drawn; returns the files written."""
+    harness = harnesses()[name]
+    rendering, figures = _drawn(harness, [Result(str(folder), folder) for folder in folders])
+    written = []
+    for table in rendering.tables:
+        write_text(out / TABLES_DIR / table.filename, table.text)
+        written.append(out / TABLES_DIR / table.filename)
+    for figure, png in figures:
+        write_bytes(out / FIGURES / figure.filename, png)
+        written.append(out / FIGURES / figure.filename)
+    return written
+
+
 def _warn(message: str) -> None:
     print(f"metagrad report: warning: {message}", file=sys.stderr)
 

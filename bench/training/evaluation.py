@@ -13,8 +13,8 @@ import torch
 from tqdm import tqdm
 
 from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
-from metagrad.algorithms.meta_parameters import initial_meta_parameters, network_part
 from metagrad.algorithms.batched import query_scores
+from metagrad.algorithms.meta_parameters import initial_meta_parameters, network_part
 from metagrad.algorithms.registry import batched_adapt, check_returned
 from metagrad.bench.atomic import write_text
 from metagrad.bench.data.tasks import ImageClassTasks

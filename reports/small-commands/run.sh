@@ -41,5 +41,5 @@ t metagrad train --preset omniglot-5w1s-imaml-lambda-layer --out runs/small/lamb
 t metagrad variance --out runs/small/variance --tasks 8
 t metagrad train --dataset folder --data-root $METAGRAD_DATA/mini-imagenet/train --image-size 32 --algorithm maml --set inner_steps=1 --set inner_lr=0.1 --meta-batch 8 --iterations 20 --validate-every 20 --validation-tasks 20 --out runs/small/folder
 t metagrad report --out runs/small/report --results runs/small
-t python -m pytest tests/benchmarks/test_meta_gradient.py --benchmark-only -k synthetic
+t metagrad history --out runs/small/history
 mv "$tmp" "$times"
