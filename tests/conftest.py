@@ -48,6 +48,18 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """One line where tests were skipped for want of the real data: how many, and the commands that get it."""
+    from tests.data_paths import MISSING
+
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if MISSING in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: they need the real data under {DATA_ROOT}; get it with `metagrad data "
+            f"fetch omniglot --data-root {DATA_ROOT}` (then one-shot-runs; Mini-ImageNet: `metagrad data import "
+            "mini-imagenet SOURCE`), or point METAGRAD_DATA at a copy", yellow=True)
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """The machine fingerprint saved with every benchmark run (and shown when two runs differ)."""
     from metagrad.bench.measure.machine import fingerprint

@@ -480,7 +480,8 @@ def test_a_run_prints_each_validation_once(tmp_path, capsys):
             "--validate-every", "1", "--validation-tasks", "2", "--data-root", str(root), "--no-progress"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split(":")[0] for line in lines[:-1]] == ["iteration 1", "iteration 2"]
+    assert lines[0].startswith("data: omniglot from ") and ": train 4,400 classes, val 400 classes, 20 images" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:-1]] == ["iteration 1", "iteration 2"]
     assert "validation accuracy" not in lines[-1] and lines[-1].startswith("2 iterations,")
 
 

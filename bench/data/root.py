@@ -46,6 +46,22 @@ def cache_dir() -> Path | None:
     return path
 
 
+# cache file -> what its first use in this process did: "read" (a hit), "written" (decoded, then kept) or "off" (decoded,
+# no cache to keep it in); the start of a training run says which
+cache_events: dict[str, str] = {}
+
+
+def cache_outcome() -> str:
+    """The first cache use of this process in words, for the line a training run starts with."""
+    if not cache_events:
+        return "no decoded-image cache used"
+    first = next(iter(cache_events.values()))
+    where = cache_dir()
+    return {"read": f"decoded images read from the cache ({where})",
+            "written": f"images decoded now and cached in {where}",
+            "off": "images decoded, no cache"}[first]
+
+
 def cached(name: str, make: Callable[[], T]) -> T:
     """What ``make`` returns (decoded images), kept as ``name`` in the cache folder: read back while it is there and
     whole; a damaged file is decoded again and rewritten (a cache is disposable); a cache that cannot be written is a
@@ -56,10 +72,13 @@ def cached(name: str, make: Callable[[], T]) -> T:
     path = None if folder is None else folder / name
     if path is not None and path.is_file():
         try:
-            return torch.load(path)
+            value = torch.load(path)
+            cache_events.setdefault(name, "read")
+            return value
         except Exception as error:  # torch.load raises many kinds on a truncated or foreign file
             _warn_once(f"the cached {path} is damaged ({type(error).__name__}); decoding again")
     value = make()
+    cache_events.setdefault(name, "off" if path is None else "written")
     if path is not None:
         try:
             with atomic_path(path) as tmp:

@@ -123,3 +123,17 @@ def seeded_split_source(images, names: tuple[str, ...], split: str, spec: Episod
         raise ConfigError(f"{spec.shots} shots + {spec.queries} queries need {spec.shots + spec.queries} images per "
                           f"class; the data set has {images.shape[1]} (its smallest class's count)")
     return TaskSource(ImageClassTasks(images, classes.classes, spec), classes)
+
+
+def read_line(dataset: str, data_root: str | None, sources: dict[str, TaskSource]) -> str:
+    """What a run read, in one line: the data set and where from, each split's classes, the images per class kept,
+    and whether the decoded images came from the cache."""
+    from metagrad.bench.data.root import cache_outcome, resolve_data_root
+
+    try:
+        where = data_root if data_root is not None else resolve_data_root(None)
+    except ConfigError:
+        where = "its own source"  # a plug-in data set that reads no data root
+    splits = ", ".join(f"{name} {len(source.tasks.classes):,} classes" for name, source in sources.items())
+    per_class = next(iter(sources.values())).tasks.images.shape[1]
+    return f"data: {dataset} from {where}: {splits}, {per_class} images per class kept; {cache_outcome()}"

@@ -35,6 +35,7 @@ BUILTIN_HARNESSES = (
     Harness("curvature", summary="iMAML's meta-gradient system when it is indefinite: lambda and solver",
             results=TRAINING_RUN, render=f"{RENDERERS}.curvature:render",
             result_label="curvature-study run", order=200),
+    Harness("data", command=f"{COMMANDS}.data", out="none", order=200),
     Harness("counters", command=f"{COMMANDS}.counters", out="none", order=205),
     Harness("history", command=f"{COMMANDS}.history", results=("[0-9][0-9][0-9][0-9]_*.json",),
             render=f"{RENDERERS}.history:render", result_label="benchmark run", order=210),

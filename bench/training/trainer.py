@@ -32,6 +32,7 @@ from tqdm import tqdm
 from metagrad.algorithms import make_algorithm
 from metagrad.algorithms.meta_parameters import groups_of, initial_meta_parameters, learned_values
 from metagrad.bench.data.device_tasks import DeviceTasks
+from metagrad.bench.data.sources import read_line
 from metagrad.bench.measure.machine import run_environment
 from metagrad.bench.measure.timing import synchronize
 from metagrad.bench.training.config import TrainConfig
@@ -147,6 +148,9 @@ class Trainer:
         state = self.folder.load_checkpoint(device) if self.resume else None
         self.train_source = config.task_source("train", config.train_spec)
         self.val_source = config.task_source("val")
+        if group.is_main:
+            print(read_line(config.dataset, config.data_root, {"train": self.train_source, "val": self.val_source}),
+                  flush=True)
         self.algorithm = make_algorithm(config.algorithm, **config.hyperparameters)
         self.model = build_model(config, device, self.dtype)
         # the network's parameters, then the algorithm's own meta-parameters (algorithms.meta_parameters)
