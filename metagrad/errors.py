@@ -11,7 +11,10 @@ error               exit  meaning
 ``PluginError``     2     an algorithm returned what the protocol does not allow (the wrong shape, type or dtype)
 ``DivergenceError`` 3     the numbers left the finite range (training, or a trained run's parameters)
 ``RerunError``      4     a step of ``metagrad report --rerun`` failed; the earlier results are untouched
+``FetchError``      5     ``metagrad data fetch`` could not get a data set (network, checksum, disk); nothing half-written
 ==================  ====  ==========================================================================================
+
+``metagrad counters --gate`` exits 1 where the work changed (``WorkChanged``), as a failed check does.
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from metagrad.bench.harnesses.harness import Figure, Rendering, Result, Table
+from metagrad.bench.plotting import line_style
 from metagrad.bench.reporting.paper import OTHER_PAPERS, OTHER_VARIANTS, PAPER_ACCURACY, TABLES
 from metagrad.bench.reporting.renderers.common import markdown_table, pyplot
 from metagrad.bench.reporting.renderers.runs import (
@@ -160,8 +161,11 @@ def plot_validation(runs: list[TrainingRun], setting: str):
     minutes: list[float] = []
     iterations: list[float] = []
     papers = False
+    sharing: dict[str, int] = {}  # colour -> variants drawn in it so far: each its own line style and marker
     for variant in sorted(groups, key=_variant_order):
         color, shown = variant_color(variant), shown_run(groups[variant])
+        style, marker = line_style(sharing.get(color, 0))
+        sharing[color] = sharing.get(color, 0) + 1
         for run in sorted(groups[variant], key=lambda r: r is shown):  # the shown run on top
             metrics = run.metrics.dropna(subset=["val_accuracy"])
             x_time = metrics["train_time_s"] / 60
@@ -173,7 +177,7 @@ def plot_validation(runs: list[TrainingRun], setting: str):
                     others = len(groups[variant]) - 1
                     label = (f"{variant_label(variant)}: {run.name} ({run.device})"
                              + (f"; thin: {others} other run{'s' if others > 1 else ''}" if others else ""))
-                    ax.plot(x, y, color=color, linewidth=2, marker="o", markersize=3,
+                    ax.plot(x, y, color=color, linewidth=2, linestyle=style, marker=marker, markersize=3,
                             label=label if ax is axes[0] else None)
                     band = 100 * metrics["val_ci95"]
                     if len(metrics) > 1:
@@ -181,7 +185,7 @@ def plot_validation(runs: list[TrainingRun], setting: str):
                     else:  # one validation: its interval as an error bar
                         ax.errorbar(x, y, yerr=band, color=color, capsize=3)
                 else:
-                    ax.plot(x, y, color=color, linewidth=0.8, alpha=0.45)
+                    ax.plot(x, y, color=color, linewidth=0.8, linestyle=style, alpha=0.45)
         paper = PAPER_ACCURACY.get((setting, variant))
         if paper:
             papers = True
