@@ -115,6 +115,11 @@ def test_fetch_places_omniglot_where_the_reader_finds_it_and_a_second_fetch_asks
     assert not list((tmp_path / ".downloads").iterdir())  # each archive removed once extracted
     asked = len(served.ranges)
     assert fetch("omniglot", tmp_path, say=lambda line: None) == [] and len(served.ranges) == asked
+    shown = _metagrad("data", "check", "--data-root", str(tmp_path))  # what a user runs next: it reads the same
+    assert shown.returncode == 0, shown.stderr
+    assert "omniglot images_background  2 alphabets, 4 characters, 80 images" in shown.stdout
+    assert "omniglot images_evaluation  1 alphabets, 2 characters, 40 images" in shown.stdout
+    assert "need more than 1200" in shown.stdout  # six characters are not enough for the paper's split, and it says so
 
 
 def test_a_checksum_that_does_not_match_removes_the_download_and_leaves_nothing(served, monkeypatch, tmp_path):
