@@ -244,6 +244,7 @@ NAMES_MAY_APPEAR = {
     "bench/reporting/paper.py": "the paper's published numbers, by row",
     "bench/cli/rerun.py": "the commands that made the committed results",
     "bench/harnesses/complexity.py": "Table 1: the paper's methods and their complexity bounds",
+    "bench/harnesses/peers.py": "other libraries' implementations of two named algorithms, beside metagrad's",
     "bench/diagnostics/": "studies of the built-in algorithms' engines",
 }
 

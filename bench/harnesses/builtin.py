@@ -35,6 +35,15 @@ BUILTIN_HARNESSES = (
     Harness("curvature", summary="iMAML's meta-gradient system when it is indefinite: lambda and solver",
             results=TRAINING_RUN, render=f"{RENDERERS}.curvature:render",
             result_label="curvature-study run", order=200),
+    Harness("peers", summary="metagrad's meta-gradients beside torchopt's and higher's: agreement, time, memory",
+            description="The same tasks and initial weights through metagrad's per-task and batched engines, higher "
+                        "and torchopt (MetaSGD for MAML, custom_root with solve_cg for iMAML; pip install -e "
+                        "'.[peers]'): each meta-gradient against metagrad's per-task one in float64, time per task, "
+                        "saved bytes and tasks per second in float32. Writes OUT/peers.csv and OUT/peers.png.",
+            config="metagrad.bench.harnesses.peers:PeersConfig", write="metagrad.bench.harnesses.peers:write_peers",
+            results=("peers.csv",), render=f"{RENDERERS}.peers:render", rerun=("--lam", "20"),
+            quick=("--lam", "20", "--repeats", "2"),
+            order=95),
     Harness("data", command=f"{COMMANDS}.data", out="none", order=200),
     Harness("counters", command=f"{COMMANDS}.counters", out="none", order=205),
     Harness("history", command=f"{COMMANDS}.history", results=("[0-9][0-9][0-9][0-9]_*.json",),
