@@ -264,7 +264,8 @@ def measure_peers(config: PeersConfig, say: Callable[[str], None] = print) -> pd
             say(f"{peer} ({name}): {settings}")
             rows.append({"algorithm": name, "peer": peer, "version": "", "device": str(device), "settings": settings})
             continue
-        difference = _relative(run(exact, exact.tasks[:1])[0], reference[name])
+        # the reference row is the reference: computing it again would only show 0 again
+        difference = 0.0 if peer == "metagrad per-task" else _relative(run(exact, exact.tasks[:1])[0], reference[name])
         one, spread = median_time(lambda run=run: run(timed, timed.tasks[:1]), device, config.repeats)
         saved_bytes = None
         try:  # torch.func's transforms (the batched engine) refuse saved-tensor hooks: that column stays empty
