@@ -48,6 +48,20 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test skipped for want of the real data must say so by its mark (``real_data``), so that ``-m real_data`` and
+    the count below are every such test: one that is not marked fails, naming the mark."""
+    from tests.data_paths import MISSING
+
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and MISSING in str(report.longrepr) and item.get_closest_marker("real_data") is None:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} reads the real data but is not marked real_data: mark it, or give it "
+                           "the tests' small data (the small_data_root fixture, tests/small_data.py)")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     """One line where tests were skipped for want of the real data: how many, and the commands that get it."""
     from tests.data_paths import MISSING
@@ -58,6 +72,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             f"{len(skipped)} tests skipped: they need the real data under {DATA_ROOT}; get it with `metagrad data "
             f"fetch omniglot --data-root {DATA_ROOT}` (then one-shot-runs; Mini-ImageNet: `metagrad data import "
             "mini-imagenet SOURCE`), or point METAGRAD_DATA at a copy", yellow=True)
+
+
+@pytest.fixture(scope="session")
+def small_data_root(tmp_path_factory: pytest.TempPathFactory):
+    """A data root of small data in the real layouts (tests/small_data.py), one copy shared by the test workers."""
+    from tests.small_data import small_data
+
+    base = tmp_path_factory.getbasetemp()
+    return small_data((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "small-data")
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -1,4 +1,5 @@
-"""Loaders and task samplers on the real data, and their errors on broken data."""
+"""Loaders and task samplers on data in the real layouts (the tests' own small copy, and the real data where it is),
+and their errors on broken data."""
 from __future__ import annotations
 
 import shutil
@@ -16,16 +17,16 @@ from .data_paths import require_data
 
 
 @pytest.fixture(scope="module")
-def omniglot():
-    return load_omniglot(require_data("omniglot-py"))
+def omniglot(small_data_root):
+    return load_omniglot(small_data_root)
 
 
 def test_omniglot_protocol(omniglot):
     images, names = omniglot
-    assert images.shape == (1623, 20, 28, 28) and images.dtype == torch.uint8
+    assert images.shape == (len(names), 20, 28, 28) and images.dtype == torch.uint8
     splits = omniglot_splits(names)
     characters = {k: set(v.characters) for k, v in splits.items()}
-    assert [len(characters[k]) for k in ("train", "val", "test")] == [1100, 100, 423]
+    assert [len(characters[k]) for k in ("train", "val", "test")] == [1100, 100, len(names) - 1200]
     assert not (characters["train"] & characters["test"]) and not (characters["val"] & characters["test"])
     assert len(splits["train"].classes) == 4 * 1100  # each rotation a class
     # strokes are bright on a dark background after resizing
@@ -35,14 +36,24 @@ def test_omniglot_protocol(omniglot):
     assert omniglot_splits(names, seed=2)["test"].digest != splits["test"].digest
 
 
-def test_packed_omniglot_is_the_same_data(omniglot, tmp_path):
-    pack_omniglot(require_data("omniglot-py"), tmp_path)
+@pytest.mark.real_data
+def test_the_real_omniglot_is_lakes_1623_characters_split_as_the_committed_runs_record():
+    images, names = load_omniglot(require_data("omniglot-py"))
+    assert images.shape == (1623, 20, 28, 28)
+    splits = omniglot_splits(names)
+    assert [len(splits[k].characters) for k in ("train", "val", "test")] == [1100, 100, 423]
+    assert splits["test"].digest == "1850c89679f8795d"  # the hash every committed eval.json records
+
+
+def test_packed_omniglot_is_the_same_data(omniglot, small_data_root, tmp_path):
+    pack_omniglot(small_data_root, tmp_path)
     images, names = load_omniglot(tmp_path)
     assert torch.equal(images, omniglot[0]) and names == omniglot[1]
 
 
-def test_mini_imagenet_split():
-    root = require_data("mini-imagenet")
+@pytest.mark.parametrize("data", ["small", pytest.param("real", marks=pytest.mark.real_data)])
+def test_mini_imagenet_split(data, small_data_root):
+    root = small_data_root if data == "small" else require_data("mini-imagenet")
     counts = {}
     for split in ("train", "val", "test"):
         images, classes = load_mini_imagenet(root, split)
@@ -86,7 +97,7 @@ def test_impossible_episodes_are_refused(omniglot, spec, fragment):
         ImageClassTasks(images, tuple((i, 0) for i in range(20)), spec)
 
 
-def test_missing_and_broken_data_name_the_path(tmp_path):
+def test_missing_and_broken_data_name_the_path(tmp_path, small_data_root):
     with pytest.raises(ConfigError, match=str(tmp_path / "nowhere")):
         resolve_data_root(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="images_background"):
@@ -94,7 +105,7 @@ def test_missing_and_broken_data_name_the_path(tmp_path):
     with pytest.raises(ConfigError, match="train.csv"):
         load_mini_imagenet(tmp_path, "train")
     # an empty class, then an unreadable image
-    root = require_data("omniglot-py")
+    root = small_data_root
     fake = tmp_path / "omni"
     for part in ("images_background", "images_evaluation"):
         (fake / "omniglot-py" / part / "Alpha" / "character01").mkdir(parents=True)
@@ -111,10 +122,10 @@ def test_missing_and_broken_data_name_the_path(tmp_path):
         load_omniglot(fake)
 
 
-def test_an_image_changed_after_decoding_is_noticed(tmp_path, monkeypatch):
+def test_an_image_changed_after_decoding_is_noticed(tmp_path, monkeypatch, small_data_root):
     """The decode cache is keyed by every image's size and modification time, not the folder listing."""
     monkeypatch.setenv("METAGRAD_CACHE", str(tmp_path / "cache"))
-    root = require_data("omniglot-py")
+    root = small_data_root
     fake = tmp_path / "omni"
     source = next((root / "omniglot-py" / "images_background").glob("*/character01"))
     for part in ("images_background", "images_evaluation"):

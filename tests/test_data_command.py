@@ -285,6 +285,7 @@ def test_import_from_imagenet_takes_the_image_each_csv_line_names(tmp_path):
         assert image.size == (84, 84) and abs(int(np.asarray(image)[40, 40, 0]) - 10) <= 2  # file number 10
 
 
+@pytest.mark.real_data
 def test_check_lists_the_shared_data_with_its_counts_and_every_preset_ready():
     root = require_data()
     require_data("omniglot-py")
@@ -296,6 +297,16 @@ def test_check_lists_the_shared_data_with_its_counts_and_every_preset_ready():
     assert "omniglot images_evaluation  20 alphabets, 659 characters, 13180 images" in out
     assert "one-shot-runs -" in out and "md5 e8996daecdf12afeeb4a53a179f06b19" in out
     assert "mini-imagenet train" in out and "64 classes, 3840 images" in out and "20 classes, 1200 images" in out
+    assert out.count(", ready") == 5 and "missing" not in out
+
+
+def test_check_lists_data_in_the_real_layouts_with_its_counts(small_data_root):
+    shown = _metagrad("data", "check", "--data-root", str(small_data_root))
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "omniglot images_background  12 alphabets, 720 characters, 14400 images" in out
+    assert "omniglot images_evaluation  10 alphabets, 500 characters, 10000 images" in out
+    assert "one-shot-runs -" in out and "mini-imagenet train" in out and "64 classes, 1280 images" in out
     assert out.count(", ready") == 5 and "missing" not in out
 
 

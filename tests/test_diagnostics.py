@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from metagrad.bench.diagnostics import channels_last_float32, newton_line_search, shorter_products, staged_products
-from tests.data_paths import require_data
 from tests.limits import HANG_S
 
 
@@ -38,8 +37,8 @@ def test_channels_last_float32_gives_a_float32_sized_difference_per_layout(capsy
 
 
 @pytest.mark.slow
-def test_newton_line_search_reaches_the_same_iterate_with_each_search(capsys):
-    root = require_data("omniglot-py")
+def test_newton_line_search_reaches_the_same_iterate_with_each_search(capsys, small_data_root):
+    root = small_data_root
     newton_line_search.main(["--tasks", "2", "--filters", "4", "--data-root", str(root)])
     out = capsys.readouterr().out
     differences = [float(v) for v in re.findall(r"phi against vmap's: (\S+)\)", out)]
@@ -50,8 +49,8 @@ def test_newton_line_search_reaches_the_same_iterate_with_each_search(capsys):
 
 
 @pytest.mark.slow
-def test_line_search_memory_measures_both_forms_in_processes_of_their_own():
-    root = require_data("omniglot-py")
+def test_line_search_memory_measures_both_forms_in_processes_of_their_own(small_data_root):
+    root = small_data_root
     done = subprocess.run([sys.executable, "-m", "metagrad.bench.diagnostics.line_search_memory", "--settings", "omniglot-5w1s",
                            "--tasks", "1", "--data-root", str(root)], capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr

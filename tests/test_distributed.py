@@ -23,7 +23,6 @@ from metagrad.bench.training.distributed import ProcessGroup
 from metagrad.bench.training.evaluation import evaluate_run
 from metagrad.bench.training.trainer import train
 
-from .data_paths import require_data
 from .limits import HANG_S
 
 
@@ -122,8 +121,8 @@ sys.exit(code)
     # float32: the two sums of 5 meta-gradients round differently (1e-5 relative, measured 1e-7 after 4 steps)
     ("per-task", "float32", 1e-5, "host"),
 ])
-def test_two_processes_give_the_one_process_run(tmp_path, engine, dtype, tolerance, sampler):
-    root = require_data("omniglot-py")
+def test_two_processes_give_the_one_process_run(tmp_path, engine, dtype, tolerance, sampler, small_data_root):
+    root = small_data_root
     run = config(root, engine=engine, dtype=dtype, sampler=sampler,
                  algorithm="imaml" if engine == "batched" else "maml",
                  hyperparameters={"inner_steps": 3, "inner_lr": 0.1, "cg_steps": 3} if engine == "batched"
@@ -161,10 +160,10 @@ def test_two_processes_give_the_one_process_run(tmp_path, engine, dtype, toleran
 
 
 @pytest.mark.slow
-def test_an_interrupted_two_process_run_resumes_with_one_process(tmp_path):
+def test_an_interrupted_two_process_run_resumes_with_one_process(tmp_path, small_data_root):
     """SIGINT to torchrun (Ctrl-C): it forwards the signal, both processes stop after the same iteration and
     rank 0 writes the checkpoint; one process then finishes the run, which equals the uninterrupted one."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     # 100 iterations: the interruption comes a few iterations in, and the replays below cost what the run does
     run = config(root, iterations=100, validate_every=50, checkpoint_every=1)
     launch = torchrun(["--standalone"], ["-m", "metagrad", *command_line(run, tmp_path / "two")])
@@ -203,11 +202,11 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_process_writes_the_checkpoint_and_resumes_exactly(tmp_path):
+def test_sigterm_to_one_process_writes_the_checkpoint_and_resumes_exactly(tmp_path, small_data_root):
     """A scheduler's SIGTERM to a plain ``metagrad train``: like Ctrl-C, a checkpoint, exit 130, exact resume. The
     signal is the process's own, sent in its 7th iteration, so that where it lands does not depend on the machine's
     load: the step finishes, and the checkpoint holds 7 iterations, between checkpoints every 100."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     run = config(root, iterations=300, validate_every=150, checkpoint_every=100)
     script = tmp_path / "signalled.py"
     script.write_text(SIGTERM_IN_STEP)
@@ -240,8 +239,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-def test_one_failing_process_stops_the_run_without_hanging(tmp_path):
-    root = require_data("omniglot-py")
+def test_one_failing_process_stops_the_run_without_hanging(tmp_path, small_data_root):
+    root = small_data_root
     run = config(root, iterations=50, validate_every=25)
     script = tmp_path / "failing.py"
     script.write_text(FAILING)
@@ -256,9 +255,9 @@ def test_one_failing_process_stops_the_run_without_hanging(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path):
+def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path, small_data_root):
     """Two ``torchrun --nnodes 2`` launches meeting at a c10d rendezvous on localhost: two "nodes"."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     run = config(root)
     torch.set_num_threads(1)
     train(run, tmp_path / "one", progress=False)
@@ -273,8 +272,8 @@ def test_two_nodes_by_rendezvous_give_the_one_process_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_meta_batch_smaller_than_the_world_is_one_clear_error(tmp_path):
-    root = require_data("omniglot-py")
+def test_a_meta_batch_smaller_than_the_world_is_one_clear_error(tmp_path, small_data_root):
+    root = small_data_root
     run = config(root, meta_batch=1)
     code, output = finish(torchrun(["--standalone"], ["-m", "metagrad", *command_line(run, tmp_path / "run")]))
     assert code != 0
@@ -291,8 +290,8 @@ def test_shares_cover_the_meta_batch_once():
 
 
 @pytest.mark.slow
-def test_one_process_records_no_distribution(tmp_path):
-    root = require_data("omniglot-py")
+def test_one_process_records_no_distribution(tmp_path, small_data_root):
+    root = small_data_root
     run = config(root, iterations=2)
     assert main(command_line(run, tmp_path / "run")) == 0
     saved = pd.read_json(tmp_path / "run" / "config.json", typ="series")

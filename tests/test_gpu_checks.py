@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.data_paths import require_data
 from tests.limits import HANG_S
 
 TOOL = Path(__file__).resolve().parent.parent / "tools" / "gpu_checks.py"
@@ -25,14 +24,15 @@ def test_an_unknown_phase_is_one_line_and_exit_2_before_anything_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_dry_run_trains_evaluates_and_resumes_in_its_folder(tmp_path):
+def test_a_dry_run_trains_evaluates_and_resumes_in_its_folder(tmp_path, small_data_root):
     """The maml phase trains the preset (tiny), evaluates it; run again, it resumes the run it finds."""
-    require_data("omniglot-py")
     out = tmp_path / "out"
-    first = run_tool("--out", str(out), "--phases", "maml", "--device", "cpu", "--dry-run", "--budget-s", "600")
+    first = run_tool("--out", str(out), "--phases", "maml", "--device", "cpu", "--dry-run", "--budget-s", "600",
+                     "--data-root", str(small_data_root))
     assert first.returncode == 0, first.stderr
     run = out / "train-omniglot-5w1s-maml-batched"
     assert json.loads((run / "eval.json").read_text())["tasks"] == 20
-    second = run_tool("--out", str(out), "--phases", "maml", "--device", "cpu", "--dry-run", "--budget-s", "600")
+    second = run_tool("--out", str(out), "--phases", "maml", "--device", "cpu", "--dry-run", "--budget-s", "600",
+                      "--data-root", str(small_data_root))
     assert second.returncode == 0, second.stderr
     assert "resume maml at iteration" in second.stdout

@@ -58,10 +58,8 @@ def test_every_integer_option_of_every_command_has_a_largest_value():
 
 
 @pytest.mark.slow
-def test_a_resume_that_would_train_nothing_is_refused_and_the_run_left_as_it_was(tmp_path, capsys):
-    from tests.data_paths import require_data
-
-    root = require_data("omniglot-py")
+def test_a_resume_that_would_train_nothing_is_refused_and_the_run_left_as_it_was(tmp_path, capsys, small_data_root):
+    root = small_data_root
     out = tmp_path / "run"
     argv = ["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "fomaml", "--ways",
             "5", "--shots", "1", "--queries", "2", "--filters", "4", "--meta-batch", "2", "--iterations", "2",

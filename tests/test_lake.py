@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import replace
 
 import pytest
@@ -9,40 +10,51 @@ import torch
 
 from metagrad.bench.cli import main
 from metagrad.bench.data.omniglot import BACKGROUND, EVALUATION, decode_image, load_omniglot, omniglot_splits
-from metagrad.bench.harnesses.lake_runs import load_lake_runs, score_runs
+from metagrad.bench.harnesses.lake_runs import RUNS_ZIP, load_lake_runs, score_runs
 from metagrad.bench.training.trainer import train
 
 from .data_paths import require_data
 from .test_training import float64_config
 
 
-def test_lake_split_trains_on_background_alphabets_and_tests_on_evaluation_ones():
-    root = require_data("omniglot-py")
-    _, names = load_omniglot(root)
+def test_lake_split_trains_on_background_alphabets_and_tests_on_evaluation_ones(small_data_root):
+    _, names = load_omniglot(small_data_root)
     splits = omniglot_splits(names, protocol="lake")
     counts = {split: len(s.characters) for split, s in splits.items()}
-    assert counts["train"] + counts["val"] == 964 and counts["val"] == 100 and counts["test"] == 659
+    background = sum(name.startswith(BACKGROUND + "/") for name in names)
+    assert counts["train"] + counts["val"] == background and counts["val"] == 100
+    assert counts["test"] == len(names) - background
     for split in ("train", "val"):
         assert all(name.startswith(BACKGROUND + "/") for name in splits[split].characters)
     assert all(name.startswith(EVALUATION + "/") for name in splits["test"].characters)
     assert not set(splits["train"].characters) & set(splits["val"].characters)
     assert len(splits["train"].classes) == 4 * counts["train"]  # rotations as classes, as the paper's protocol
-    # the default split is untouched (the hash every committed eval.json records)
-    assert omniglot_splits(names)["test"].digest == "1850c89679f8795d"
+
+
+@pytest.mark.real_data
+def test_lakes_own_split_and_runs_are_964_and_659_characters_and_his_answer_key():
+    root = require_data("omniglot-py")
+    _, names = load_omniglot(root)
+    counts = {split: len(s.characters) for split, s in omniglot_splits(names, protocol="lake").items()}
+    assert (counts["train"] + counts["val"], counts["test"]) == (964, 659)
+    assert load_lake_runs(root)[0].answers[0].item() == 7  # run01's key: item01 is class08 (class_labels.txt)
 
 
 @pytest.fixture(scope="module")
-def runs():
-    return load_lake_runs(require_data("omniglot-py"))
+def runs(small_data_root):
+    return load_lake_runs(small_data_root)
 
 
-def test_lake_runs_parse_into_twenty_runs_of_twenty_classes(runs):
+def test_lake_runs_parse_into_twenty_runs_of_twenty_classes(runs, small_data_root):
     assert [run.name for run in runs] == [f"run{k:02d}" for k in range(1, 21)]
     for run in runs:
         assert run.training.shape == run.test.shape == (20, 28, 28) and run.training.dtype == torch.uint8
         assert sorted(run.answers.tolist()) == list(range(20))  # each class has one test image
-    # run01's key: item01 is class08 (class_labels.txt), decoded as the loader decodes Omniglot's bitmaps
-    assert runs[0].answers[0].item() == 7
+    # each answer is the key's (class_labels.txt: "runNN/test/itemKK.png runNN/training/classCC.png"), counted from 0
+    with zipfile.ZipFile(small_data_root / RUNS_ZIP) as archive:
+        for run in (runs[0], runs[-1]):
+            key = dict(line.split() for line in archive.read(f"{run.name}/class_labels.txt").decode().splitlines())
+            assert run.answers.tolist() == [int(key[f"{run.name}/test/item{k:02d}.png"][-6:-4]) - 1 for k in range(1, 21)]
     assert runs[0].training.float().mean() < 128  # strokes bright on a dark background, as in training
 
 
@@ -59,8 +71,8 @@ def test_scoring_counts_exactly_the_wrong_answers(runs):
 
 
 @pytest.mark.slow
-def test_lake_runs_command_scores_a_lake_run_and_refuses_others(tmp_path, capsys):
-    root = require_data("omniglot-py")
+def test_lake_runs_command_scores_a_lake_run_and_refuses_others(tmp_path, capsys, small_data_root):
+    root = small_data_root
     config = replace(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), ways=20,
                      omniglot_split="lake", dtype="float32")
     train(config, tmp_path / "lake", progress=False)
@@ -75,18 +87,17 @@ def test_lake_runs_command_scores_a_lake_run_and_refuses_others(tmp_path, capsys
     assert not (tmp_path / "random" / "lake_runs.json").exists()
 
 
-def test_decode_image_is_the_loaders_processing():
-    root = require_data("omniglot-py")
+def test_decode_image_is_the_loaders_processing(small_data_root):
+    root = small_data_root
     images, _ = load_omniglot(root)
     alphabet = sorted(p for p in (root / "omniglot-py" / BACKGROUND).iterdir() if p.is_dir())[0]
     first = sorted(p for p in alphabet.iterdir() if p.is_dir())[0]  # the loader's first character
     assert torch.equal(torch.from_numpy(decode_image(sorted(first.glob("*.png"))[0])), images[0, 0])
 
 
-def test_lakes_runs_use_only_characters_of_the_lake_test_split(runs):
-    """Each run image is one of the dataset's images (matched exactly after decoding): its 200 characters are
-    all in the lake split's test set, while the paper's split meta-trains on 127 of them."""
-    root = require_data("omniglot-py")
+def run_characters(root, runs) -> tuple[set[int], list[str]]:
+    """The characters the runs' images are drawings of: each run image is one of the data set's images, matched
+    exactly after decoding, and once only."""
     images, names = load_omniglot(root)
     index: dict[bytes, list[int]] = {}
     for position, image in enumerate(images.reshape(len(images) * 20, -1).numpy()):
@@ -97,7 +108,21 @@ def test_lakes_runs_use_only_characters_of_the_lake_test_split(runs):
             match = index.get(image.reshape(-1).numpy().tobytes(), [])
             assert len(match) == 1
             characters.add(match[0] // 20)
+    return characters, names
+
+
+def test_lakes_runs_use_only_characters_of_the_lake_test_split(runs, small_data_root):
+    """The runs' 200 characters are all in the lake split's test set, while the paper's split meta-trains on some."""
+    characters, names = run_characters(small_data_root, runs)
     assert len(characters) == 200
-    lake = omniglot_splits(names, protocol="lake")
-    assert characters <= {c for c, _ in lake["test"].classes}
+    assert characters <= {c for c, _ in omniglot_splits(names, protocol="lake")["test"].classes}
+    assert characters & {c for c, _ in omniglot_splits(names)["train"].classes}
+
+
+@pytest.mark.real_data
+def test_the_paper_split_meta_trains_on_127_of_lakes_200_run_characters():
+    root = require_data("omniglot-py")
+    characters, names = run_characters(root, load_lake_runs(root))
+    assert len(characters) == 200
+    assert characters <= {c for c, _ in omniglot_splits(names, protocol="lake")["test"].classes}
     assert len(characters & {c for c, _ in omniglot_splits(names)["train"].classes}) == 127

@@ -2,6 +2,7 @@
 and its small commands are the ones reports/small-commands/run.sh runs and times."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.limits import HANG_S
-
-from .data_paths import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -30,10 +29,10 @@ def test_every_relative_link_and_named_path_resolves():
 
 
 @pytest.mark.slow
-def test_the_api_snippet_runs_as_written():
-    require_data("omniglot-py")
+def test_the_api_snippet_runs_as_written(small_data_root):
     snippet = re.findall(r"```python\n(.*?)```", README, re.S)[0]
-    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=ROOT, timeout=HANG_S)
+    done = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=ROOT, timeout=HANG_S,
+                          env={**os.environ, "METAGRAD_DATA": str(small_data_root)})
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no warning from a dependency either
     first, second, difference = done.stdout.strip().splitlines()

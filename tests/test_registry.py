@@ -23,7 +23,6 @@ from metagrad.plugins import DISABLE_PLUGINS
 from tests.installed_package import install_package
 from tests.limits import HANG_S
 
-from .data_paths import require_data
 from .finite_differences import directional_derivatives, relative_error
 
 TASKS = 6
@@ -205,7 +204,7 @@ class Plugged(InnerGradientDescentConfig):
 
 
 @pytest.mark.slow
-def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_is_one_line(tmp_path):
+def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_is_one_line(tmp_path, small_data_root):
     """A package on the path with a ``metagrad.algorithms`` entry point (here a dist-info written by hand, as pip
     writes one) shows in ``metagrad algorithms`` with its origin and engines; an entry whose module is missing is
     one line on stderr naming it, and every command still runs."""
@@ -222,7 +221,7 @@ def test_an_installed_package_adds_an_algorithm_by_entry_point_and_a_broken_one_
     shown = subprocess.run([sys.executable, "-m", "metagrad", "train", "--help"], capture_output=True, text=True,
                            timeout=HANG_S, env=environment)
     assert shown.returncode == 0 and "plugged" in shown.stdout.split("--algorithm", 1)[1].split("\n")[0]
-    root = require_data("omniglot-py")  # and it trains, with either engine, as a user would run it
+    root = small_data_root  # and it trains, with either engine, as a user would run it
     for engine in ("per-task", "batched"):
         trained = subprocess.run(
             [sys.executable, "-m", "metagrad", "train", "--out", str(tmp_path / engine), "--dataset", "omniglot",

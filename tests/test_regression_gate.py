@@ -157,6 +157,7 @@ def _readme_commands() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 def test_the_readme_regression_commands_gate_save_and_draw(tmp_path):
     """The README's section: the gate (this suite's own benchmarks run it), the save that writes the committed file
     (here into an empty file, which comes out equal to the committed one entry by entry), the timed save (the test

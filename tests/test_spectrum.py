@@ -15,7 +15,6 @@ from metagrad.bench.harnesses.spectrum import COLUMNS
 from metagrad.bench.nets.convnet import network
 from metagrad.bench.training.trainer import train
 
-from .data_paths import require_data
 from .test_batched_engine import random_symmetric
 from .test_training import float64_config
 
@@ -39,8 +38,8 @@ def test_lanczos_stops_when_the_krylov_space_stops_growing():
 
 
 @pytest.mark.slow
-def test_spectrum_matches_the_explicit_hessian_and_flags_the_indefinite_system(tmp_path, capsys):
-    root = require_data("omniglot-py")
+def test_spectrum_matches_the_explicit_hessian_and_flags_the_indefinite_system(tmp_path, capsys, small_data_root):
+    root = small_data_root
     config = replace(float64_config(root, iterations=2, validate_every=2, validation_tasks=2), filters=2,
                      hyperparameters={"lam": 0.05, "inner_steps": 3, "inner_lr": 0.1, "cg_steps": 3})
     train(config, tmp_path / "run", progress=False)
@@ -88,9 +87,9 @@ def test_spectrum_matches_the_explicit_hessian_and_flags_the_indefinite_system(t
 
 
 @pytest.mark.slow
-def test_the_next_meta_batch_is_the_one_the_run_trains_on_next(tmp_path, capsys):
+def test_the_next_meta_batch_is_the_one_the_run_trains_on_next(tmp_path, capsys, small_data_root):
     """The spectrum's solves of the next meta-batch give the residuals the run records for that iteration."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     config = float64_config(root, iterations=1, validate_every=1, validation_tasks=2, meta_batch=3)
     run = tmp_path / "run"
     train(config, run, progress=False)
@@ -112,8 +111,8 @@ def test_the_next_meta_batch_is_the_one_the_run_trains_on_next(tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_the_next_meta_batch_needs_the_host_sampler_and_set_the_runs_algorithm(tmp_path, capsys):
-    root = require_data("omniglot-py")
+def test_the_next_meta_batch_needs_the_host_sampler_and_set_the_runs_algorithm(tmp_path, capsys, small_data_root):
+    root = small_data_root
     train(float64_config(root, iterations=1, validate_every=1, validation_tasks=2, sampler="device"), tmp_path / "run",
           progress=False)
     assert main(["spectrum", str(tmp_path / "run"), "--next-meta-batch", "--no-progress"]) == 2
@@ -135,8 +134,8 @@ def test_the_next_meta_batch_needs_the_host_sampler_and_set_the_runs_algorithm(t
 
 
 @pytest.mark.slow
-def test_spectrum_at_initialization_uses_the_runs_initial_parameters(tmp_path):
-    root = require_data("omniglot-py")
+def test_spectrum_at_initialization_uses_the_runs_initial_parameters(tmp_path, small_data_root):
+    root = small_data_root
     config = replace(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), filters=2)
     train(config, tmp_path / "run", progress=False)
     assert main(["spectrum", str(tmp_path / "run"), "--tasks", "1", "--steps", "5", "--at-init", "--no-progress"]) == 0

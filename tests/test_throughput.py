@@ -7,12 +7,10 @@ import pytest
 from metagrad.bench.cli import main
 from metagrad.bench.harnesses.throughput import COLUMNS
 
-from .data_paths import require_data
-
 
 @pytest.mark.slow
-def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, capsys):
-    root = require_data("omniglot-py")
+def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, capsys, small_data_root):
+    root = small_data_root
     out = tmp_path / "tp"
     assert main(["throughput", "--out", str(out), "--presets", "omniglot-5w1s-maml,omniglot-5w1s-imaml-gd",
                  "--filters", "4", "--meta-batch", "2", "--iterations", "1", "--warmup", "0",
@@ -41,7 +39,7 @@ def test_throughput_writes_its_csv_and_plot_and_the_engines_agree(tmp_path, caps
 
 
 @pytest.mark.slow
-def test_any_registered_algorithm_is_measured_at_its_defaults_presets_or_none(tmp_path, monkeypatch):
+def test_any_registered_algorithm_is_measured_at_its_defaults_presets_or_none(tmp_path, monkeypatch, small_data_root):
     """--algorithms: a plug-in with no preset (the simplest one) gets a row at its default hyperparameters on the
     default setting's tasks, beside a built-in's."""
     from dataclasses import dataclass
@@ -65,7 +63,7 @@ def test_any_registered_algorithm_is_measured_at_its_defaults_presets_or_none(tm
     out = tmp_path / "tp"
     assert main(["throughput", "--out", str(out), "--algorithms", "test-no-presets,maml", "--filters", "4",
                  "--meta-batch", "2", "--iterations", "1", "--warmup", "0", "--data-root",
-                 str(require_data("omniglot-py")), "--no-progress"]) == 0
+                 str(small_data_root), "--no-progress"]) == 0
     frame = pd.read_csv(out / "throughput.csv")
     assert list(frame["preset"]) == ["omniglot-5w1s-test-no-presets-defaults"] * 2 + ["omniglot-5w1s-maml-defaults"] * 2
     assert (frame["tasks_per_s"] > 0).all() and (frame["max_rel_diff_vs_per_task"].fillna(0) < 1e-10).all()
@@ -95,8 +93,8 @@ def test_throughput_out_naming_a_file_is_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path):
-    root = require_data("omniglot-py")
+def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path, small_data_root):
+    root = small_data_root
     out = tmp_path / "tp"
     assert main(["throughput", "--out", str(out), "--presets", "omniglot-5w1s-fomaml", "--filters", "4",
                  "--meta-batch", "2", "--iterations", "2", "--warmup", "0", "--sampler", "device", "--trace",
@@ -117,12 +115,12 @@ def test_traced_rows_with_the_device_sampler_say_where_the_time_goes(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_stopped_throughput_run_keeps_its_finished_rows_and_the_check_can_be_skipped(tmp_path, monkeypatch):
+def test_a_stopped_throughput_run_keeps_its_finished_rows_and_the_check_can_be_skipped(tmp_path, monkeypatch, small_data_root):
     """The CSV is rewritten after every row (tools/gpu_checks.py stops a run at its timeout); --check-tasks 0
     leaves the comparison's columns empty, a positive count compares that many tasks."""
     import metagrad.bench.harnesses.throughput
 
-    root = require_data("omniglot-py")
+    root = small_data_root
     measure, calls = metagrad.bench.harnesses.throughput.measure, []
 
     def measure_then_stop(*args, **kwargs):

@@ -1,4 +1,5 @@
-"""Meta-training on real data: brief runs of each algorithm, exact resume, evaluation, bad input."""
+"""Meta-training: brief runs of each algorithm on the real data, and on the tests' small data exact resume,
+evaluation, bad input."""
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ def brief_config(dataset: str, variant: str, iterations: int, root) -> TrainConf
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 @pytest.mark.parametrize("variant", sorted(BRIEF))
 def test_brief_omniglot_training_beats_chance_on_test_characters(tmp_path, variant):
     root = require_data("omniglot-py")
@@ -53,6 +55,7 @@ def test_brief_omniglot_training_beats_chance_on_test_characters(tmp_path, varia
 
 
 @pytest.mark.slow
+@pytest.mark.real_data
 @pytest.mark.parametrize("variant", ["maml", "imaml-gd"])
 def test_brief_mini_imagenet_training_beats_chance(tmp_path, variant):
     """On the per-task engine, the faster at this size on an Intel Xeon CI machine (both cases 128 s against
@@ -66,8 +69,8 @@ def test_brief_mini_imagenet_training_beats_chance(tmp_path, variant):
 
 
 @pytest.mark.slow
-def test_resume_continues_exactly(tmp_path):
-    root = require_data("omniglot-py")
+def test_resume_continues_exactly(tmp_path, small_data_root):
+    root = small_data_root
     config = replace(brief_config("omniglot", "imaml-gd", 4, root), validate_every=2, checkpoint_every=1,
                      validation_tasks=5)
     train(config, tmp_path / "straight", progress=False)
@@ -87,10 +90,10 @@ def test_resume_continues_exactly(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine,sampler", [("per-task", "host"), ("batched", "host"), ("batched", "device")])
-def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch, engine, sampler):
+def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, monkeypatch, engine, sampler, small_data_root):
     """Ctrl-C in the third iteration: the checkpoint holds two, and resuming gives the uninterrupted run
     (with the device sampler the interrupted step had already advanced its counter: resuming seeks)."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     config = replace(brief_config("omniglot", "imaml-gd", 3, root), validate_every=3, checkpoint_every=10,
                      validation_tasks=5, engine=engine, sampler=sampler)
     train(config, tmp_path / "straight", progress=False)
@@ -142,10 +145,9 @@ def test_presets_cover_tables_2_and_3():
     (["--dataset", "omniglot", "--algorithm", "imaml", "--data-root", "/nonexistent"], "/nonexistent"),
     (["--algorithm", "imaml"], "--dataset"),
 ])
-def test_bad_training_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, fragment):
-    require_data("omniglot-py")
+def test_bad_training_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, argv, fragment, small_data_root):
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--no-progress", *argv]) == 2
+    assert main(["train", "--out", str(out), "--no-progress", "--data-root", str(small_data_root), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and err.count("\n") == 0, err
     assert not out.exists()
@@ -165,9 +167,9 @@ def float64_config(root, variant: str = "imaml-gd", iterations: int = 4, **chang
 @pytest.mark.slow
 @pytest.mark.parametrize("variant,sampler", [("maml", "host"), ("imaml-gd", "host"), ("imaml-hf", "host"),
                                              ("imaml-gd", "device")])
-def test_batched_training_is_the_per_task_run(tmp_path, variant, sampler):
+def test_batched_training_is_the_per_task_run(tmp_path, variant, sampler, small_data_root):
     """Same task stream, same steps: the two engines' runs agree up to summation order (float64)."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     for engine in ("per-task", "batched"):
         train(float64_config(root, variant, engine=engine, sampler=sampler), tmp_path / engine, progress=False)
     a = torch.load(tmp_path / "per-task" / "checkpoint.pt")["theta"]
@@ -188,9 +190,9 @@ def test_batched_training_is_the_per_task_run(tmp_path, variant, sampler):
 
 
 @pytest.mark.slow
-def test_metrics_record_how_often_the_meta_gradient_system_was_indefinite(tmp_path):
+def test_metrics_record_how_often_the_meta_gradient_system_was_indefinite(tmp_path, small_data_root):
     """A small lambda makes I + H/lambda indefinite: the fraction is recorded, and it is not zero."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     hyperparameters = {"lam": 0.05, "inner_steps": 4, "inner_lr": 0.1, "cg_steps": 5}
     train(float64_config(root, iterations=2, hyperparameters=hyperparameters, engine="batched"), tmp_path / "run",
           progress=False)
@@ -201,8 +203,8 @@ def test_metrics_record_how_often_the_meta_gradient_system_was_indefinite(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_path, capsys):
-    root = require_data("omniglot-py")
+def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_path, capsys, small_data_root):
+    root = small_data_root
     out = tmp_path / "run"
     argv = ["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "maml",
             "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4", "--meta-batch", "2",
@@ -216,9 +218,9 @@ def test_a_diverging_run_stops_with_an_error_and_keeps_a_finite_checkpoint(tmp_p
 
 
 @pytest.mark.slow
-def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, capsys):
+def test_a_finite_run_stuck_far_from_learning_stops_with_an_error(tmp_path, capsys, small_data_root):
     """First-order MAML with inner_lr 1e4: finite numbers, but a query loss of ~7e3 (1e5 and more overflow)."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     out = tmp_path / "run"
     argv = ["train", "--out", str(out), "--no-progress", "--dataset", "omniglot", "--algorithm", "fomaml",
             "--ways", "5", "--shots", "1", "--queries", "5", "--filters", "16", "--meta-batch", "4",
@@ -250,8 +252,8 @@ def test_stuck_names_what_is_wrong(loss, accuracy, ci, tasks, expected):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "config"])
 @pytest.mark.parametrize("command", ["resume", "eval"])
-def test_a_damaged_run_folder_is_a_one_line_error_and_is_left_alone(tmp_path, capsys, damage, command):
-    root = require_data("omniglot-py")
+def test_a_damaged_run_folder_is_a_one_line_error_and_is_left_alone(tmp_path, capsys, damage, command, small_data_root):
+    root = small_data_root
     out = tmp_path / "run"
     train(float64_config(root, iterations=1, validate_every=1, validation_tasks=2), out, progress=False)
     target = out / ("config.json" if damage == "config" else "checkpoint.pt")
@@ -290,10 +292,10 @@ def test_out_naming_a_file_is_one_line_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_resume_restores_the_threads_the_run_was_started_with(tmp_path):
+def test_resume_restores_the_threads_the_run_was_started_with(tmp_path, small_data_root):
     """Float sums depend on the thread count, so an exact resume needs the run's own (issue: 1.4825801879
     against 1.4825801075 when they differed)."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     out = tmp_path / "run"
     before = torch.get_num_threads()
     common = ["--no-progress", "--dataset", "omniglot", "--algorithm", "fomaml", "--ways", "5", "--shots", "1",
@@ -308,13 +310,13 @@ def test_resume_restores_the_threads_the_run_was_started_with(tmp_path):
         torch.set_num_threads(before)
 
 
-def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_annealed_step(tmp_path):
+def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_annealed_step(tmp_path, small_data_root):
     """Outer SGD on theta - phi with the step annealed linearly from 1 to 0 (Nichol et al.), meta-training
     tasks with train_shots: replayed by hand from the same task stream, the run's parameters agree."""
     from metagrad.bench.data.sources import task_source
     from metagrad.bench.training.evaluation import load_trained
 
-    root = require_data("omniglot-py")
+    root = small_data_root
     config = replace(float64_config(root, "reptile", iterations=4), algorithm="reptile", outer_optimizer="sgd",
                      meta_lr=1.0, meta_lr_final=0.0, train_shots=4, train_queries=2,
                      hyperparameters={"inner_optimizer": "adam", "inner_steps": 3, "inner_batch": 6, "inner_lr": 0.01,
@@ -339,14 +341,14 @@ def test_nichol_outer_loop_steps_toward_the_mean_adapted_parameters_with_an_anne
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["per-task", "batched"])
-def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine):
+def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine, small_data_root):
     """A run with the device sampler meta-trains on ``DeviceTasks.draw(i)`` at iteration i (the seed's
     stream, on the run's device): replayed by hand with outer SGD, the parameters agree."""
     from metagrad.bench.data.device_tasks import DeviceTasks
     from metagrad.bench.data.sources import task_source
     from metagrad.bench.training.evaluation import load_trained
 
-    root = require_data("omniglot-py")
+    root = small_data_root
     config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
                      meta_lr=0.5, sampler="device", engine=engine)
     train(config, tmp_path / "run", progress=False)
@@ -365,8 +367,8 @@ def test_the_device_sampler_run_is_its_draws_replayed_by_hand(tmp_path, engine):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["sampler"] == "device"
 
 
-def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys):
-    root = require_data("omniglot-py")
+def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys, small_data_root):
+    root = small_data_root
     train(float64_config(root, "fomaml", iterations=1), tmp_path / "run", progress=False)
     assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--sampler", "device", "--no-progress"]) == 2
     assert "would not honour --sampler" in capsys.readouterr().err
@@ -384,11 +386,11 @@ def test_a_resumed_run_keeps_its_sampler(tmp_path, capsys):
     (["--preset", "omniglot-5w1s-maml"], "--preset"),
     (["--dtype", "float32"], "--dtype"),
 ])
-def test_a_resume_refuses_every_option_it_would_not_honour(tmp_path, capsys, argv, refused):
+def test_a_resume_refuses_every_option_it_would_not_honour(tmp_path, capsys, argv, refused, small_data_root):
     """--resume continues a run with its own settings: an option that would change what it computes is a one-line
     error naming it and saying what a resume may change, and the run's files stay as they were (an option that
     repeats the run's own setting is honoured: test below)."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     run = tmp_path / "run"
     train(float64_config(root, "fomaml", iterations=1), run, progress=False)
     before = {path.name: path.read_bytes() for path in run.iterdir()}
@@ -401,8 +403,8 @@ def test_a_resume_refuses_every_option_it_would_not_honour(tmp_path, capsys, arg
 
 
 @pytest.mark.slow
-def test_a_resume_may_change_how_long_and_how_it_is_computed(tmp_path):
-    root = require_data("omniglot-py")
+def test_a_resume_may_change_how_long_and_how_it_is_computed(tmp_path, small_data_root):
+    root = small_data_root
     run = tmp_path / "run"
     train(float64_config(root, "fomaml", iterations=1), run, progress=False)
     assert main(["train", "--out", str(run), "--resume", "--iterations", "2", "--max-minutes", "5", "--engine",
@@ -415,10 +417,10 @@ def test_a_resume_may_change_how_long_and_how_it_is_computed(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
+def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys, small_data_root):
     """--channels-last (the stacked network's memory order) trains and evaluates the same run, is kept in the
     run's config, is given again on --resume like the capture, and has no meaning for the per-task engine."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     config = float64_config(root, "imaml-gd", iterations=2, engine="batched")
     train(config, tmp_path / "plain", progress=False)
     train(replace(config, channels_last=True), tmp_path / "nhwc", progress=False)
@@ -439,14 +441,14 @@ def test_a_channels_last_run_is_the_batched_run(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch):
+def test_a_compiled_run_is_the_eager_run(tmp_path, monkeypatch, small_data_root):
     """--compile (dynamo's tracing here; inductor's numerics: tests/test_batched_engine.py) trains the same
     run as the eager batched engine (outer SGD: the compiled Adam rounds its bias correction in float32)."""
     import metagrad.bench.training.steps
 
     monkeypatch.setattr(metagrad.bench.training.steps, "COMPILE_OPTIONS", {"backend": "eager", "fullgraph": True})
     torch._dynamo.reset()
-    root = require_data("omniglot-py")
+    root = small_data_root
     config = replace(float64_config(root, "fomaml", iterations=3), algorithm="fomaml", outer_optimizer="sgd",
                      meta_lr=0.5, sampler="device", engine="batched")
     train(config, tmp_path / "eager", progress=False)
@@ -473,8 +475,8 @@ def test_the_progress_bar_counts_to_what_ends_the_run():
     assert (resumed.bar.total, resumed.bar.n, resumed.bar.unit) == (50, 10, "it")
 
 
-def test_a_run_prints_each_validation_once(tmp_path, capsys):
-    root = require_data("omniglot-py")
+def test_a_run_prints_each_validation_once(tmp_path, capsys, small_data_root):
+    root = small_data_root
     argv = ["train", "--out", str(tmp_path / "run"), "--dataset", "omniglot", "--algorithm", "fomaml", "--ways", "5",
             "--shots", "1", "--queries", "2", "--filters", "4", "--meta-batch", "2", "--iterations", "2",
             "--validate-every", "1", "--validation-tasks", "2", "--data-root", str(root), "--no-progress"]
@@ -487,7 +489,7 @@ def test_a_run_prints_each_validation_once(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["imaml", "reptile"])
-def test_a_divergent_run_in_its_own_process_says_so_on_the_first_line_of_stderr(tmp_path, algorithm):
+def test_a_divergent_run_in_its_own_process_says_so_on_the_first_line_of_stderr(tmp_path, algorithm, small_data_root):
     """As a user runs it: a new process, whose forward-mode products load torch's jit decompositions (and, with
     --compile, dynamo's notes), writes nothing to stderr but the one-line error."""
     import subprocess
@@ -495,7 +497,7 @@ def test_a_divergent_run_in_its_own_process_says_so_on_the_first_line_of_stderr(
 
     from tests.limits import HANG_S
 
-    root = require_data("omniglot-py")
+    root = small_data_root
     argv = [sys.executable, "-m", "metagrad", "train", "--out", str(tmp_path / "run"), "--no-progress", "--dataset",
             "omniglot", "--algorithm", algorithm, "--ways", "5", "--shots", "1", "--queries", "2", "--filters", "4",
             "--meta-batch", "2", "--iterations", "4", "--validate-every", "2", "--validation-tasks", "2",

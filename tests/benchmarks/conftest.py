@@ -27,6 +27,15 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_ROUNDS = 10
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Cases on a real data set are real-data tests: their committed counters (CG steps that stop early, images
+    decoded) were counted on it."""
+    for item in items:
+        case = getattr(item, "callspec", None) and item.callspec.params.get("case")
+        if isinstance(case, Case) and case.data:
+            item.add_marker(pytest.mark.real_data)
+
+
 @pytest.fixture
 def bench_device(request) -> torch.device:
     """``--bench-device``: the device the benchmarks run on."""
