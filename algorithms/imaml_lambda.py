@@ -21,6 +21,7 @@ value is lambda_i dL/dlambda_i, summed over the parameters that share a value.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,10 +30,11 @@ from torch import Tensor
 
 from metagrad.errors import require
 
-from .conjugate_gradient import conjugate_gradient
-from .functional import Batch, FunctionalModel, Task
-from .hessian_vector_product import HessianOperator
-from .inner_solvers import InnerSolution, gradient_descent
+from . import batched
+from .conjugate_gradient import MaskedCGResult, conjugate_gradient, masked_conjugate_gradient
+from .functional import Batch, FunctionalModel, Task, TaskBatch
+from .hessian_vector_product import HessianOperator, forward_over_reverse_hvp
+from .inner_solvers import InnerSolution, gradient_descent, gradient_steps
 from .meta_parameters import (
     MetaParameterGroup,
     group_slices,
@@ -54,6 +56,7 @@ class IMAMLLearnedLambda:
     label: ClassVar[str] = "iMAML, learned lambda"
     order: ClassVar[int] = 6
     color: ClassVar[str] = "#f08a8b"  # iMAML's red, lighter: its family
+    cpu_batched_max_step_images: ClassVar[int] = 5  # bench/training/engines.py says how it was measured
     # the inner problem solved to convergence and the system to machine precision: the meta-gradient is exact
     exact_when: ClassVar[dict] = {"lam": 10.0, "inner_steps": 300, "cg_steps": 200, "cg_tolerance": 1e-14}
     lam: float = 2.0  # every lambda's initial value
@@ -127,14 +130,18 @@ class IMAMLLearnedLambda:
             hessian = HessianOperator(lambda p: model.loss(p, task.support), phi)
             record.grad_evals += 1
             record.inner_loss = hessian.value.item()
-            solve = conjugate_gradient(lambda u: u + scale * hessian(scale * u), scale * v, self.cg_steps,
-                                       self.cg_tolerance)
+            solve = conjugate_gradient(self.system(scale, hessian), scale * v, self.cg_steps, self.cg_tolerance)
             record.hvp_evals, record.cg_iterations = hessian.products, solve.iterations
             record.cg_residual, record.negative_curvature = solve.relative_residual, solve.negative_curvature
             y = solve.x if solve.iterations > 0 else scale * v
         d_lambdas = -(phi - network) * (scale * y)  # -(phi - theta)_i g_i, g = Lambda^{-1/2} y
         d_theta = lam.sqrt() * y
         return MetaGradient(torch.cat([d_theta, self._stored_gradient(model, theta, d_lambdas)]), record, phi)
+
+    @staticmethod
+    def system(scale: Tensor, hessian_product: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        """u -> (I + Lambda^{-1/2} H Lambda^{-1/2}) u from products with H, ``scale`` = Lambda^{-1/2} (a P-vector)."""
+        return lambda u: u + scale * hessian_product(scale * u)
 
     def _stored_gradient(self, model: FunctionalModel, theta: Tensor, d_lambdas: Tensor) -> Tensor:
         """dL/d(stored log lambda) from dL/dlambda_i of every parameter: the chain rule through the exponential and
@@ -144,3 +151,87 @@ class IMAMLLearnedLambda:
         with torch.enable_grad():
             (gradient,) = torch.autograd.grad(self.lambdas(model, group.values(stored)), stored, d_lambdas)
         return gradient
+
+    def _stored_pullback(self, model: FunctionalModel, theta: Tensor) -> Callable[[Tensor], Tensor]:
+        """``_stored_gradient`` as a pure function of dL/dlambda (``torch.func``'s pullback), for the batched engine."""
+        (group,) = groups_of(self, model)
+        stored = theta.detach()[group_slices(self, model)[group.name]]
+        _, pullback = torch.func.vjp(lambda s: self.lambdas(model, group.values(s)), stored)
+        return lambda d_lambdas: pullback(d_lambdas)[0]
+
+    def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
+        with torch.no_grad():
+            if model.stacks:
+                return model.unpack(self._stacked_inner_solution(model, theta, tasks.support), tasks.size)
+            return batched.adapt_over_tasks(lambda th, x, y: self._functional_inner_solution(model, th, x, y), theta,
+                                            tasks)
+
+    def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor,
+                              tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        """``meta_gradient`` for every task at once: the inner steps and the masked CG on the stacked network where
+        the model has one (every task's Hessian-vector products in one forward-over-reverse pass), else per task
+        under ``vmap``; the gradients of theta and lambda from the one solve, as per task."""
+        network, values = split_meta_parameters(self, model, theta.detach())
+        lam = self.lambdas(model, values["lambda"])
+        scale, stored_gradient = lam.rsqrt(), self._stored_pullback(model, theta)
+
+        def finish(phi: Tensor, v: Tensor, solve: MaskedCGResult | None) -> Tensor:
+            """The whole vector's meta-gradient from phi, grad L_test(phi) and the solve (one task's, or a stack)."""
+            y = scale * v if solve is None else torch.where((solve.iterations > 0).unsqueeze(-1), solve.x, scale * v)
+            d_lambdas = -(phi - network) * (scale * y)
+            d_stored = stored_gradient(d_lambdas) if d_lambdas.dim() == 1 else torch.func.vmap(stored_gradient)(d_lambdas)
+            return torch.cat([lam.sqrt() * y, d_stored], dim=-1)
+
+        def counts(solve: MaskedCGResult | None, **scores: Tensor) -> dict[str, Tensor]:
+            if solve is None:
+                return batched.record(**scores, grad_evals=self.inner_steps + 1)
+            return batched.record(**scores, grad_evals=self.inner_steps + 2, hvp_evals=solve.matvecs,
+                                  cg_iterations=solve.iterations, cg_residual=solve.relative_residual,
+                                  negative_curvature=solve.negative_curvature)
+
+        if model.stacks:
+            packed = self._stacked_inner_solution(model, theta, tasks.support)
+            phi = model.unpack(packed, tasks.size)
+            query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, packed, tasks.query)
+            solve = None
+            if self.cg_steps == 0:
+                with torch.no_grad():
+                    inner_loss = model.stacked_losses(packed, tasks.support)[0]
+            else:
+                inner_loss, hessian_product = batched.stacked_losses_and_hessian_product(model, tasks.support, packed)
+                solve = masked_conjugate_gradient(self.system(scale, hessian_product), scale * v, self.cg_steps,
+                                                  self.cg_tolerance)
+            return batched.BatchedMetaGradient(finish(phi, v, solve), counts(
+                solve, inner_loss=inner_loss, query_loss=query_loss, query_accuracy=accuracy), phi)
+
+        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            phi = self._functional_inner_solution(model, theta, sx, sy)
+            query_loss, v, accuracy = batched.query_loss_and_gradient(model, phi, qx, qy)
+            solve = None
+            if self.cg_steps:
+                products_of = batched.support_loss(model, sx, sy, second_order=True)
+                solve = masked_conjugate_gradient(
+                    self.system(scale, lambda u: forward_over_reverse_hvp(products_of, phi, u)), scale * v,
+                    self.cg_steps, self.cg_tolerance)
+            return finish(phi, v, solve), counts(solve, inner_loss=batched.support_loss(model, sx, sy)(phi),
+                                                 query_loss=query_loss, query_accuracy=accuracy), phi
+
+        return batched.over_tasks(per_task, theta, tasks)
+
+    def _functional_inner_solution(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """``inner_solution``'s phi as a pure function of one task's support tensors (batchable with ``vmap``)."""
+        network, values = split_meta_parameters(self, model, theta)
+        lam, loss = self.lambdas(model, values["lambda"]), batched.support_loss(model, x, y)
+        return gradient_steps(torch.func.grad(lambda phi: loss(phi) + 0.5 * (lam * (phi - network).pow(2)).sum()),
+                              network, self.inner_steps, self.inner_lr)
+
+    def _stacked_inner_solution(self, model: FunctionalModel, theta: Tensor, support: Batch) -> Tensor:
+        """Every task's phi on the stacked network, packed: the gradient steps on G_t, whose proximal term's gradient
+        Lambda (phi - theta) is written out (``batched.with_proximal_term``'s, with a vector of weights)."""
+        network, values = split_meta_parameters(self, model, theta.detach())
+        tasks = support.x.shape[0]
+        start = batched.stacked_start(model, network, tasks)
+        weights = model.pack(self.lambdas(model, values["lambda"]).expand(tasks, -1))
+        losses_gradient = torch.func.grad(lambda phi: model.stacked_losses(phi, support)[0].sum())
+        return gradient_steps(lambda phi: losses_gradient(phi) + weights * (phi - start), start, self.inner_steps,
+                              self.inner_lr)

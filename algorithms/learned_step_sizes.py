@@ -26,9 +26,10 @@ from torch import Tensor
 
 from metagrad.errors import require
 
-from .functional import Batch, FunctionalModel, Task
+from . import batched
+from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .maml import finn_inner_loop
-from .meta_parameters import MetaParameterGroup, layer_labels, per_layer, split_meta_parameters
+from .meta_parameters import MetaParameterGroup, group_slices, groups_of, layer_labels, per_layer, split_meta_parameters
 from .protocol import MetaGradient, MetaGradientRecord, MetaObjective, query_loss_after_adaptation
 from .registry import register
 
@@ -99,6 +100,105 @@ class MetaSGD:
     def meta_objective(self, model: FunctionalModel, theta: Tensor, task: Task) -> MetaObjective:
         """(theta, step sizes) -> L_test(phi_K): the unrolled loop, as a function of the whole vector."""
         return MetaObjective(query_loss_after_adaptation(self, model, task), theta)
+
+    def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
+        with torch.no_grad():
+            if model.stacks:
+                return model.unpack(self._stacked_inner_loop(model, theta, tasks.support)[0], tasks.size)
+            return batched.adapt_over_tasks(lambda th, x, y: self._functional_inner_loop(model, th, x, y, False)[0],
+                                            theta, tasks)
+
+    def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor,
+                              tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        """On the stacked network where the model has one (``_stacked_meta_gradient``), else nested ``torch.func.grad``
+        through the unrolled steps of the whole vector, per task under ``vmap``."""
+        if model.stacks:
+            return self._stacked_meta_gradient(model, theta, tasks)
+
+        def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            def query_loss_of(th: Tensor):
+                phi = self._functional_inner_loop(model, th, sx, sy, True)[0]
+                logits = model.forward(phi, qx, second_order=True)
+                loss = model.mapped_loss_fn(logits, qy)
+                return loss, (loss, logits, phi)
+
+            gradient, (loss, logits, phi) = torch.func.grad(query_loss_of, has_aux=True)(theta)
+            return gradient, self._record(batched.support_loss(model, sx, sy)(phi), loss,
+                                          batched.accuracy(logits, qy)), phi
+
+        return batched.over_tasks(per_task, theta, tasks)
+
+    def _record(self, inner_loss: Tensor, query_loss: Tensor, accuracy: Tensor) -> dict[str, Tensor]:
+        return batched.record(inner_loss=inner_loss, query_loss=query_loss, query_accuracy=accuracy,
+                              grad_evals=self.inner_steps + 1, hvp_evals=self.inner_steps)
+
+    def _functional_inner_loop(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor,
+                               second_order: bool) -> tuple[Tensor, Tensor]:
+        """One task's phi_K from the whole vector, as a pure function (differentiable in it), and the network's part."""
+        network, values = split_meta_parameters(self, model, theta)
+        step = torch.func.grad(batched.proximal(model, x, y, network, self.lam, second_order))
+        phi = network
+        for alpha in self.step_sizes(model, values["step_sizes"]):
+            phi = phi - alpha * step(phi)
+        return phi, network
+
+    def _stacked_inner_loop(self, model: FunctionalModel, theta: Tensor, support: Batch,
+                            products: list | None = None) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor]:
+        """Every task's phi_K on the stacked network, packed; each step's gradient of G (packed) and step sizes
+        (P-vectors); the packed start. With ``products``, each step takes its gradient from the staged products' first
+        stage and appends u -> H_k u at phi_k there (``batched.stacked_gradient_and_hessian_product``)."""
+        network, values = split_meta_parameters(self, model, theta.detach())
+        tasks = support.x.shape[0]
+        start = batched.stacked_start(model, network, tasks)
+        if products is None:
+            losses_gradient = torch.func.grad(lambda phi: model.stacked_losses(phi, support)[0].sum())
+        else:
+            def losses_gradient(phi: Tensor) -> Tensor:
+                gradient, product = batched.stacked_gradient_and_hessian_product(model, support, phi)
+                products.append(product)
+                return gradient
+        step_gradient = batched.with_proximal_term(losses_gradient, start, self.lam)
+        alphas = self.step_sizes(model, values["step_sizes"])
+        phi, gradients = start, []
+        for alpha in alphas:
+            gradients.append(step_gradient(phi))
+            phi = phi - model.pack(alpha.expand(tasks, -1)) * gradients[-1]
+        return phi, gradients, alphas, start
+
+    def _stacked_meta_gradient(self, model: FunctionalModel, theta: Tensor,
+                               tasks: TaskBatch) -> batched.BatchedMetaGradient:
+        """The meta-gradient of the whole meta-batch on the stacked network, the chain rule through the steps written
+        out. Step k maps phi_k to phi_k - alpha_k * g_k, g_k = grad L(phi_k) + lam (phi_k - theta): a cotangent v of
+        phi_{k+1} is v - H_k (alpha_k * v) - lam alpha_k * v for phi_k, lam alpha_k * v for theta through the
+        proximal anchor and -g_k * v for alpha_k; each H_k u one forward-over-reverse pass for every task, bound as the
+        step took its gradient (as MAML's ``_stacked_meta_gradient``)."""
+        products: list = []
+        phi, gradients, alphas, _ = self._stacked_inner_loop(model, theta, tasks.support, products)
+        query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
+        anchor = torch.zeros_like(v) if self.lam else None
+        step_cotangents = [None] * len(alphas)
+        for k in reversed(range(len(alphas))):
+            step_cotangents[k] = -model.unpack(gradients[k], tasks.size) * v
+            scaled = alphas[k] * v
+            v = v - products[k](scaled)
+            if self.lam:
+                anchor = torch.add(anchor, scaled, alpha=self.lam)
+                v = torch.add(v, scaled, alpha=-self.lam)
+        network_gradient = v if anchor is None else v + anchor
+        with torch.no_grad():
+            inner_loss = model.stacked_losses(phi, tasks.support)[0]
+        gradients_all = torch.cat([network_gradient, self._stored_gradients(model, theta, torch.stack(step_cotangents, 1))],
+                                  dim=-1)
+        return batched.BatchedMetaGradient(gradients_all, self._record(inner_loss, query_loss, accuracy),
+                                           model.unpack(phi, tasks.size))
+
+    def _stored_gradients(self, model: FunctionalModel, theta: Tensor, cotangents: Tensor) -> Tensor:
+        """The gradient of every task with respect to the stored step sizes, from each step's cotangent of its step
+        sizes ([tasks, steps, parameters]): the chain rule through ``step_sizes`` (sharing over steps and layers)."""
+        (group,) = groups_of(self, model)
+        stored = theta.detach()[group_slices(self, model)[group.name]]
+        _, pullback = torch.func.vjp(lambda s: torch.stack(self.step_sizes(model, group.values(s))), stored)
+        return torch.func.vmap(pullback)(cotangents)[0]
 
 
 @register

@@ -124,9 +124,11 @@ def learned_values(algorithm: Any, model: FunctionalModel, theta: Tensor) -> dic
 
 
 def per_layer(model: FunctionalModel, values: Tensor) -> Tensor:
-    """One value per parameter tensor ("layer", as MAML++ names them), spread over its elements: a P-vector."""
-    counts = torch.tensor(model.numels, device=values.device)
-    return values.repeat_interleave(counts, dim=-1)
+    """One value per parameter tensor ("layer", as MAML++ names them), spread over its elements: a P-vector (each
+    value expanded and the pieces joined: ``repeat_interleave`` with a tensor of counts would read its size back from
+    the device)."""
+    return torch.cat([values[..., i:i + 1].expand(*values.shape[:-1], count) for i, count in enumerate(model.numels)],
+                     dim=-1)
 
 
 def layer_labels(model: FunctionalModel, prefix: str = "") -> tuple[tuple[str, int], ...]:

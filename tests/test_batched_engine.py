@@ -6,11 +6,14 @@ iterations, residual, curvature flags) to the same precision or exactly.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from metagrad.algorithms import Batch, FunctionalModel, TaskBatch, batched, conjugate_gradient, cross_entropy_loss, make_algorithm
 from metagrad.algorithms.conjugate_gradient import masked_conjugate_gradient
+from metagrad.algorithms.meta_parameters import groups_of
 from metagrad.bench.nets.convnet import ConvNet
 
 from .conftest import classification_task, tiny_convnet, tiny_mlp
@@ -41,6 +44,20 @@ CONFIGS = {
     # the two engines' 1e-16 differences in one Hessian-vector product to 1e-9 (phi still agrees to 1e-16)
     "imaml-newton-cg": ("imaml", {"lam": 3.0, "inner_solver": "newton-cg", "inner_steps": 3, "newton_cg_steps": 5,
                                   "cg_steps": 5}),
+    # the algorithms that learn more than theta, at learned values that differ parameter by parameter
+    # (``learned_start``), so that a value read from the wrong place in either engine shows
+    "meta-sgd": ("meta-sgd", {"inner_steps": 3, "inner_lr": 0.1}),
+    "meta-sgd-proximal": ("meta-sgd", {"inner_steps": 3, "inner_lr": 0.02, "lam": 10.0}),
+    "maml-lslr": ("maml-lslr", {"inner_steps": 3, "inner_lr": 0.1}),
+    "imaml-lambda-scalar": ("imaml-lambda", {"lam": 2.0, "inner_steps": 5, "inner_lr": 0.1, "cg_steps": 8}),
+    "imaml-lambda-layer": ("imaml-lambda", {"lam": 2.0, "lambda_shape": "layer", "inner_steps": 5, "inner_lr": 0.1,
+                                            "cg_steps": 8}),
+    "imaml-lambda-parameter": ("imaml-lambda", {"lam": 2.0, "lambda_shape": "parameter", "inner_steps": 5,
+                                                "inner_lr": 0.1, "cg_steps": 8}),
+    "imaml-lambda-tolerance": ("imaml-lambda", {"lam": 5.0, "lambda_shape": "parameter", "inner_steps": 5,
+                                                "inner_lr": 0.1, "cg_steps": 8, "cg_tolerance": 1e-2}),
+    "imaml-lambda-0-cg": ("imaml-lambda", {"lam": 2.0, "lambda_shape": "layer", "inner_steps": 5, "inner_lr": 0.1,
+                                           "cg_steps": 0}),
 }
 # Newton-CG's code with fewer unrolled steps, for torch.compile's trace alone (dynamo unrolls every loop: the
 # full configuration took 47 s to trace on an Intel Xeon); the engines are compared on the full one above
@@ -60,12 +77,25 @@ def problem(kind: str):
     return model, model.flat_parameters(), tasks
 
 
+def learned_start(algorithm, model: FunctionalModel, theta: torch.Tensor) -> torch.Tensor:
+    """The whole vector the algorithm meta-learns: theta, then each of its own groups (none for most) at its start
+    values times a factor from exp(-0.3) to exp(0.3), drawn per element with a fixed seed."""
+    parts = [theta]
+    generator = torch.Generator().manual_seed(2)
+    for group in groups_of(algorithm, model):
+        factor = torch.exp(0.3 * (2 * torch.rand(group.size, generator=generator, dtype=torch.float64) - 1))
+        moved = replace(group, initial=group.initial * factor).stored()
+        parts.append(moved.to(dtype=theta.dtype, device=theta.device))
+    return torch.cat(parts)
+
+
 @pytest.mark.parametrize("kind", ["mlp", "convnet", "convnet-channels-last"])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_batched_equals_per_task_task_by_task(kind, config):
     model, theta, tasks = problem(kind)
     name, hyperparameters = CONFIGS[config]
     algorithm = make_algorithm(name, **hyperparameters)
+    theta = learned_start(algorithm, model, theta)
     result = algorithm.batched_meta_gradient(model, theta, TaskBatch.stack(tasks))
     assert result.gradients.shape == (TASKS, theta.numel())
     tolerance = 1e-10
@@ -90,6 +120,7 @@ def test_batched_adapt_equals_per_task_adapt(config):
     model, theta, tasks = problem("convnet")
     name, hyperparameters = CONFIGS[config]
     algorithm = make_algorithm(name, **hyperparameters)
+    theta = learned_start(algorithm, model, theta)
     phi = algorithm.batched_adapt(model, theta, TaskBatch.stack(tasks))
     for i, task in enumerate(tasks):
         assert relative_error(phi[i], algorithm.adapt(model, theta, task.support)) < 1e-10
@@ -97,12 +128,16 @@ def test_batched_adapt_equals_per_task_adapt(config):
 
 @pytest.mark.parametrize("config, flag", [("imaml-gd", "negative_curvature"),
                                           ("imaml-newton-cg", "negative_curvature"),
-                                          ("imaml-gd-tolerance", "converged")])
+                                          ("imaml-gd-tolerance", "converged"),
+                                          ("imaml-lambda-parameter", "negative_curvature"),
+                                          ("imaml-lambda-tolerance", "converged")])
 def test_the_batch_mixes_curvature_and_convergence(config, flag):
     """The equality tests above are only worth something if the masks act on some tasks and not others."""
     model, theta, tasks = problem("convnet")
     name, hyperparameters = CONFIGS[config]
-    diagnostics = make_algorithm(name, **hyperparameters).batched_meta_gradient(model, theta, TaskBatch.stack(tasks)).diagnostics
+    algorithm = make_algorithm(name, **hyperparameters)
+    theta = learned_start(algorithm, model, theta)
+    diagnostics = algorithm.batched_meta_gradient(model, theta, TaskBatch.stack(tasks)).diagnostics
     if flag == "negative_curvature":
         met = diagnostics["negative_curvature"]
     else:  # stopped on the tolerance before the budget, without meeting curvature

@@ -34,7 +34,9 @@ def test_bad_hyperparameters_raise_a_clear_error(name, kwargs, fragment):
 
 @pytest.mark.parametrize("variant,cpu_engine", [("maml", "batched"), ("fomaml", "per-task"), ("reptile", "batched"),
                                                 ("reptile-shared", "batched"), ("imaml-gd", "batched"),
-                                                ("imaml-hf", "batched")])
+                                                ("imaml-hf", "batched"), ("meta-sgd", "per-task"),
+                                                ("maml-lslr", "per-task"), ("imaml-lambda-scalar", "batched"),
+                                                ("imaml-lambda-parameter", "batched")])
 def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cpu_engine):
     """bench/training/engines.py: batched on CUDA; on the CPU, batched only where it measured faster (README, "Two
     engines"), and a given engine is kept."""
@@ -51,6 +53,7 @@ def test_the_default_engine_is_the_one_measured_faster_on_the_device(variant, cp
     ("omniglot-5w5s-imaml-gd", 25, "batched"), ("mini-imagenet-5w1s-maml", 5, "batched"),
     ("omniglot-20w5s-reptile", 20, "batched"),  # Nichol et al.'s inner minibatch, not the 200-image support set
     ("omniglot-20w5s-reptile-shared", 100, "per-task"),
+    ("omniglot-20w1s-imaml-lambda-layer", 20, "per-task"), ("mini-imagenet-5w1s-imaml-lambda-layer", 5, "batched"),
 ])
 def test_the_cpu_default_engine_follows_the_size_of_an_inner_step(preset_name, images, cpu_engine):
     """On the CPU the batched engine is the default only up to the inner step's size at which it measured faster

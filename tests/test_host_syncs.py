@@ -16,7 +16,7 @@ from metagrad.bench.training.steps import Window
 
 from .conftest import classification_task, tiny_convnet
 from .host_sync import HostWork
-from .test_batched_engine import CONFIGS
+from .test_batched_engine import CONFIGS, learned_start
 from .test_device_tasks import coded_tasks
 
 
@@ -38,7 +38,7 @@ def test_batched_meta_gradients_do_no_host_work(config):
     algorithm = make_algorithm(name, **hyperparameters)
     torch.manual_seed(0)
     model = FunctionalModel(tiny_convnet().double().to("meta"), cross_entropy_loss)
-    theta = model.flat_parameters()
+    theta = learned_start(algorithm, model, model.flat_parameters())
     generator = torch.Generator().manual_seed(1)
     batch = TaskBatch.stack([classification_task(generator, (1, 6, 6)) for _ in range(4)]).to("meta")
     window = Window(torch.device("meta"))

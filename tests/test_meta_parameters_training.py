@@ -18,7 +18,6 @@ from metagrad.bench.training.config import EvalConfig
 from metagrad.bench.training.evaluation import evaluate_run, load_trained
 from metagrad.bench.training.trainer import train
 
-from .data_paths import require_data
 from .test_distributed import assert_same_run, command_line, config, finish, standalone
 
 RUNS = {
@@ -50,8 +49,8 @@ def run_of(name: str, root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_kill_9_after_a_checkpoint_resumes_to_the_uninterrupted_run_in_every_group(tmp_path, name):
-    root = require_data("omniglot-py")
+def test_kill_9_after_a_checkpoint_resumes_to_the_uninterrupted_run_in_every_group(tmp_path, name, small_data_root):
+    root = small_data_root
     run = run_of(name, root)
     script = tmp_path / "killed.py"
     script.write_text(KILLED_AFTER_SECOND_CHECKPOINT)
@@ -83,8 +82,8 @@ def test_kill_9_after_a_checkpoint_resumes_to_the_uninterrupted_run_in_every_gro
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["maml-lslr", "imaml-lambda"])
-def test_two_processes_give_the_one_process_run_in_every_group(tmp_path, name):
-    root = require_data("omniglot-py")
+def test_two_processes_give_the_one_process_run_in_every_group(tmp_path, name, small_data_root):
+    root = small_data_root
     run = run_of(name, root)
     torch.set_num_threads(1)
     train(run, tmp_path / "one", progress=False)
@@ -96,10 +95,10 @@ def test_two_processes_give_the_one_process_run_in_every_group(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_evaluation_adapts_with_the_learned_values(tmp_path):
+def test_evaluation_adapts_with_the_learned_values(tmp_path, small_data_root):
     """The trained run's accuracy, and the same network evaluated with the step sizes put back to their start: the
     two differ, so evaluation read the learned ones."""
-    root = require_data("omniglot-py")
+    root = small_data_root
     run = replace(run_of("meta-sgd", root), iterations=6)
     train(run, tmp_path / "run", progress=False)
     learned = evaluate_run(tmp_path / "run", EvalConfig(split="val", tasks=9), progress=False)
@@ -110,3 +109,19 @@ def test_evaluation_adapts_with_the_learned_values(tmp_path):
     reset = evaluate_run(tmp_path / "run", EvalConfig(split="val", tasks=9), progress=False)
     key = "support_loss_after_adaptation"
     assert abs(learned[key] - reset[key]) > 1e-9 * abs(reset[key]), (learned, reset)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_batched_engine_trains_the_per_task_run_in_every_group(tmp_path, name, small_data_root):
+    """Each of the three through the trainer with its own batched engine and with the per-task one: the same task
+    stream and steps, so the same parameters (the algorithm's own group on its own too) up to summation order."""
+    run = run_of(name, small_data_root)
+    for engine in ("per-task", "batched"):
+        train(replace(run, engine=engine), tmp_path / engine, progress=False)
+    assert_same_run(tmp_path / "per-task", tmp_path / "batched", 1e-10)
+    model = load_trained(tmp_path / "per-task").model
+    a, b = (torch.load(tmp_path / engine / "checkpoint.pt")["theta"][model.num_parameters:]
+            for engine in ("per-task", "batched"))
+    assert ((a - b).norm() / a.norm()).item() < 1e-10
+    assert json.loads((tmp_path / "batched" / "config.json").read_text())["launches"][0]["engine"] == "batched"

@@ -8,7 +8,7 @@ import torch
 from metagrad.algorithms import TaskBatch, batched, make_algorithm
 from metagrad.bench.measure.operations import count_operations
 
-from .test_batched_engine import CONFIGS, problem
+from .test_batched_engine import CONFIGS, learned_start, problem
 
 
 def test_computing_operations_count_and_views_allocations_and_no_ops_do_not():
@@ -33,6 +33,7 @@ def test_the_batched_engine_runs_as_many_operations_for_six_tasks_as_for_two(con
     model, theta, tasks = problem(kind)
     name, hyperparameters = CONFIGS[config]
     algorithm = make_algorithm(name, **hyperparameters)
+    theta = learned_start(algorithm, model, theta)
     small, large = TaskBatch.stack(tasks[:2]), TaskBatch.stack(tasks)
     for batch in (small, large):  # caches filled, once per meta-batch size (Reptile's minibatch indices, pack's order)
         algorithm.batched_meta_gradient(model, theta, batch)

@@ -15,8 +15,9 @@ SAMPLERS = ("host", "device")
 ENGINE_HELP = ("per-task (the reference: one task after another) or batched (the meta-batch at once: on the ConvNet's "
                "stacked network, Nesterov's steps under vmap)")
 ENGINE_AUTO = ("the one measured faster on the device, algorithm and task size: batched on CUDA; on the CPU batched "
-               "for MAML, Reptile and iMAML with GD or Newton-CG where an inner step takes few images (at most 5 for "
-               "MAML and Newton-CG, 20 for Reptile, 25 for GD: bench/training/engines.py), per-task otherwise")
+               "for MAML, Reptile, iMAML with GD or Newton-CG and iMAML with a learned lambda where an inner step "
+               "takes few images (at most 5 for MAML, Newton-CG and the learned lambda, 20 for Reptile, 25 for GD: "
+               "bench/training/engines.py), per-task otherwise")
 # training only: an option of the batched engine alone asks for it
 ENGINE_AUTO_TRAINING = ENGINE_AUTO + "; batched where --channels-last, --cuda-graph or --compile asks for it"
 SAMPLER_HELP = ("who draws the meta-training tasks: host (a torch.Generator, task by task) or device (the split's "
@@ -51,8 +52,10 @@ def default_engine(device: str, algorithm: Any = None, spec: EpisodeSpec | None 
 # An algorithm's ``cpu_batched_max_step_images`` (its attribute; 0 where it has none) is the most support images one
 # task's inner step may take for the batched engine to be the CPU's default: the largest size at which it measured
 # faster than the per-task engine; an algorithm without one (first-order MAML, iMAML with Nesterov's method, whose
-# steps run under ``vmap``, any plug-in that has not measured its own) is per task at every size. MAML's is 5,
-# Reptile's 20, iMAML's 25 with gradient descent and 5 with Newton-CG. Why there: on small tasks the per-task
+# steps run under ``vmap``, Meta-SGD and MAML++'s LSLR, whose per-task engines measured faster at every size, any
+# plug-in that has not measured its own) is per task at every size. MAML's is 5, Reptile's 20, iMAML's 25 with
+# gradient descent and 5 with Newton-CG, the learned lambda's 5 (1.8 to 2.1 times per task at 5 images, 0.96 to 1.27
+# at 20: reports/throughput-cpu-amd-epyc/learned-*). Why there: on small tasks the per-task
 # engine's convolutions are too small to keep two cores busy; on larger ones they are not, and the stacked network's
 # grouped convolutions cost more than they save. The ratios by task size, on two kinds of 2-core CPU:
 # reports/throughput-cpu-task-sizes/, reports/throughput-cpu/ and reports/throughput-cpu-amd-epyc/ (commands.sh).
