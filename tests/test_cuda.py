@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from metagrad.algorithms import FunctionalModel, cross_entropy_loss, make_algorithm
+from metagrad.algorithms.meta_parameters import initial_meta_parameters
 from metagrad.bench.data.device_tasks import DeviceTasks
 from metagrad.bench.data.sources import task_source
 from metagrad.bench.data.tasks import EpisodeSpec
@@ -38,7 +39,7 @@ def replayed(variant: str, graph: bool, iterations: int = 6) -> list[torch.Tenso
     algorithm = make_algorithm(settings["algorithm"], **settings["hyperparameters"])
     torch.manual_seed(0)
     model = FunctionalModel(network("omniglot", 5, FILTERS).to("cuda", torch.float64), cross_entropy_loss)
-    theta = model.flat_parameters().clone()
+    theta = initial_meta_parameters(algorithm, model).clone()  # the network's, then the algorithm's own groups
     optimizer = torch.optim.Adam([theta], lr=0.01, capturable=True)
     source = DeviceTasks(tasks, "cuda", torch.float64, seed=0, count=4)
     step = BatchedStep(algorithm, model, theta, optimizer, Window(theta.device), graph=graph, source=source)
@@ -49,7 +50,8 @@ def replayed(variant: str, graph: bool, iterations: int = 6) -> list[torch.Tenso
     return thetas
 
 
-@pytest.mark.parametrize("variant", ["maml", "fomaml", "reptile", "imaml-gd", "imaml-gd-minres", "imaml-hf"])
+@pytest.mark.parametrize("variant", ["maml", "fomaml", "reptile", "imaml-gd", "imaml-gd-minres", "imaml-hf", "meta-sgd",
+                                     "maml-lslr", "imaml-lambda-layer"])
 def test_the_captured_iteration_is_the_eager_iteration(variant):
     """Replaying the CUDA graph (draw, meta-gradients, Adam step) is the eager batched step, iteration for
     iteration (float64, the same capturable Adam): a graph that read a stale input or missed an update would

@@ -1,4 +1,4 @@
-"""Lanczos, and `metagrad spectrum` against the explicit Hessian of a small real-data network (float64)."""
+"""Lanczos, and `metagrad spectrum` against the explicit Hessian of a small network on Omniglot-layout data (float64)."""
 from __future__ import annotations
 
 from dataclasses import replace
