@@ -52,8 +52,9 @@ ENTRIES: dict[str, Entry] = {}
 _plugins_loaded = False
 # Each batched method, and the per-task methods it computes again in its own form: a class that overrides one of them
 # below the class that wrote the batched method has a batched engine that does not compute what it wrote.
-MIRRORS = {"batched_meta_gradient": ("meta_gradient", "inner_solution", "functional_inner_solution"),
-           "batched_adapt": ("adapt", "inner_solution", "functional_inner_solution")}
+# (``_inner_loop``: Meta-SGD's unrolled steps, which its batched engine writes again on the stacked network.)
+MIRRORS = {"batched_meta_gradient": ("meta_gradient", "inner_solution", "functional_inner_solution", "_inner_loop"),
+           "batched_adapt": ("adapt", "inner_solution", "functional_inner_solution", "_inner_loop")}
 
 
 def _owner(cls: type, name: str) -> type | None:

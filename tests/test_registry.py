@@ -129,6 +129,7 @@ def test_registering_changes_no_class_and_an_inherited_engine_that_misses_an_ove
     MAML's: it gets the task-by-task engine, and says why; a subclass that overrides nothing keeps the engine."""
     from metagrad.algorithms import FirstOrderMAML
     from metagrad.algorithms.inner_solvers import gradient_descent
+    from metagrad.algorithms.learned_step_sizes import MetaSGD
     from metagrad.algorithms.protocol import proximal_objective
 
     @dataclass(frozen=True)
@@ -145,6 +146,27 @@ def test_registering_changes_no_class_and_an_inherited_engine_that_misses_an_ove
         name: ClassVar[str] = "renamed-fomaml"
         label: ClassVar[str] = "first-order MAML, renamed"
 
+    @dataclass(frozen=True)
+    class ClippedMetaSGD(MetaSGD):  # Meta-SGD's unrolled steps changed, which its batched engine writes again
+        name: ClassVar[str] = "clipped-meta-sgd"
+        label: ClassVar[str] = "Meta-SGD, clipped steps"
+
+        def _inner_loop(self, model, theta, support, create_graph):
+            return super()._inner_loop(model, theta, support, create_graph).clamp(-1, 1)
+
+    @dataclass(frozen=True)
+    class HalvedStepSizes(MetaSGD):  # the step sizes, which both engines read through step_sizes
+        name: ClassVar[str] = "halved-meta-sgd"
+        label: ClassVar[str] = "Meta-SGD, halved step sizes"
+
+        def step_sizes(self, model, values):
+            return [alpha / 2 for alpha in super().step_sizes(model, values)]
+
+    assert not registry.batched_engine_of(ClippedMetaSGD)[0]
+    assert registry.batched_engine_of(HalvedStepSizes) == (True, "")
+    halved = HalvedStepSizes(inner_steps=2, inner_lr=0.1)
+    model, theta, tasks = problem()
+    assert_batched_is_per_task(halved, model, initial_meta_parameters(halved, model), tasks)
     before = dict(vars(HalfStepFOMAML))
     batched, note = registry.batched_engine_of(HalfStepFOMAML)
     assert not batched and "HalfStepFOMAML.inner_solution overrides" in note and "FirstOrderMAML" in note
