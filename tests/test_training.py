@@ -1,5 +1,5 @@
-"""Meta-training: brief runs of each algorithm on the real data, and on the tests' small data exact resume,
-evaluation, bad input."""
+"""Meta-training: brief runs of each algorithm on the real data (the accuracy they reach); exact resume, evaluation
+and bad input on the tests' small data."""
 from __future__ import annotations
 
 import json

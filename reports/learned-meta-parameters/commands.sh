@@ -11,3 +11,9 @@ done | xargs -P 2 -I{} sh -c {}
 # a 90-s test run for part of its 10 minutes (336 iterations then, 352 now; the same validation accuracies where both
 # reached); the committed folder is the second:
 metagrad train --preset omniglot-5w1s-maml --out reports/learned-meta-parameters/omniglot-5w1s-maml --max-minutes 10 --validate-every 50 --threads 1 --engine per-task --data-root ../shared/data --no-progress && metagrad eval reports/learned-meta-parameters/omniglot-5w1s-maml --threads 1 --no-progress
+# A second seed for the comparison the first one made most of (iMAML-GD at lambda = 2 against one learned lambda):
+# seed 1 (another initial network and other training tasks, the same classes), otherwise as above, the two runs side by
+# side on the same AMD EPYC on 2026-12-07:
+for variant in imaml-gd imaml-lambda-scalar; do
+  echo "metagrad train --preset omniglot-5w1s-$variant --seed 1 --out reports/learned-meta-parameters/omniglot-5w1s-$variant-seed1 --max-minutes 10 --validate-every 50 --threads 1 --engine per-task --data-root ../shared/data --no-progress && metagrad eval reports/learned-meta-parameters/omniglot-5w1s-$variant-seed1 --threads 1 --no-progress"
+done | xargs -P 2 -I{} sh -c {}
