@@ -42,6 +42,7 @@ from .meta_parameters import (
     layer_labels,
     per_layer,
     split_meta_parameters,
+    stored_pullback,
 )
 from .protocol import MetaGradient, MetaGradientRecord, MetaObjective, query_loss_after_adaptation, query_loss_and_gradient
 from .registry import register
@@ -152,13 +153,6 @@ class IMAMLLearnedLambda:
             (gradient,) = torch.autograd.grad(self.lambdas(model, group.values(stored)), stored, d_lambdas)
         return gradient
 
-    def _stored_pullback(self, model: FunctionalModel, theta: Tensor) -> Callable[[Tensor], Tensor]:
-        """``_stored_gradient`` as a pure function of dL/dlambda (``torch.func``'s pullback), for the batched engine."""
-        (group,) = groups_of(self, model)
-        stored = theta.detach()[group_slices(self, model)[group.name]]
-        _, pullback = torch.func.vjp(lambda s: self.lambdas(model, group.values(s)), stored)
-        return lambda d_lambdas: pullback(d_lambdas)[0]
-
     def batched_adapt(self, model: FunctionalModel, theta: Tensor, tasks: TaskBatch) -> Tensor:
         with torch.no_grad():
             if model.stacks:
@@ -173,7 +167,8 @@ class IMAMLLearnedLambda:
         under ``vmap``; the gradients of theta and lambda from the one solve, as per task."""
         network, values = split_meta_parameters(self, model, theta.detach())
         lam = self.lambdas(model, values["lambda"])
-        scale, stored_gradient = lam.rsqrt(), self._stored_pullback(model, theta)
+        scale = lam.rsqrt()
+        stored_gradient = stored_pullback(self, model, theta, lambda group_values: self.lambdas(model, group_values))
 
         def finish(phi: Tensor, v: Tensor, solve: MaskedCGResult | None) -> Tensor:
             """The whole vector's meta-gradient from phi, grad L_test(phi) and the solve (one task's, or a stack)."""

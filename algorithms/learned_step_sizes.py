@@ -29,7 +29,7 @@ from metagrad.errors import require
 from . import batched
 from .functional import Batch, FunctionalModel, Task, TaskBatch
 from .maml import finn_inner_loop
-from .meta_parameters import MetaParameterGroup, group_slices, groups_of, layer_labels, per_layer, split_meta_parameters
+from .meta_parameters import MetaParameterGroup, layer_labels, per_layer, split_meta_parameters, stored_pullback
 from .protocol import MetaGradient, MetaGradientRecord, MetaObjective, query_loss_after_adaptation
 from .registry import register
 
@@ -105,7 +105,7 @@ class MetaSGD:
         with torch.no_grad():
             if model.stacks:
                 return model.unpack(self._stacked_inner_loop(model, theta, tasks.support)[0], tasks.size)
-            return batched.adapt_over_tasks(lambda th, x, y: self._functional_inner_loop(model, th, x, y, False)[0],
+            return batched.adapt_over_tasks(lambda th, x, y: self._functional_inner_loop(model, th, x, y, False),
                                             theta, tasks)
 
     def batched_meta_gradient(self, model: FunctionalModel, theta: Tensor,
@@ -117,7 +117,7 @@ class MetaSGD:
 
         def per_task(theta: Tensor, sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             def query_loss_of(th: Tensor):
-                phi = self._functional_inner_loop(model, th, sx, sy, True)[0]
+                phi = self._functional_inner_loop(model, th, sx, sy, True)
                 logits = model.forward(phi, qx, second_order=True)
                 loss = model.mapped_loss_fn(logits, qy)
                 return loss, (loss, logits, phi)
@@ -133,19 +133,19 @@ class MetaSGD:
                               grad_evals=self.inner_steps + 1, hvp_evals=self.inner_steps)
 
     def _functional_inner_loop(self, model: FunctionalModel, theta: Tensor, x: Tensor, y: Tensor,
-                               second_order: bool) -> tuple[Tensor, Tensor]:
-        """One task's phi_K from the whole vector, as a pure function (differentiable in it), and the network's part."""
+                               second_order: bool) -> Tensor:
+        """One task's phi_K from the whole vector, as a pure function (differentiable in it)."""
         network, values = split_meta_parameters(self, model, theta)
         step = torch.func.grad(batched.proximal(model, x, y, network, self.lam, second_order))
         phi = network
         for alpha in self.step_sizes(model, values["step_sizes"]):
             phi = phi - alpha * step(phi)
-        return phi, network
+        return phi
 
     def _stacked_inner_loop(self, model: FunctionalModel, theta: Tensor, support: Batch,
-                            products: list | None = None) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor]:
+                            products: list | None = None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """Every task's phi_K on the stacked network, packed; each step's gradient of G (packed) and step sizes
-        (P-vectors); the packed start. With ``products``, each step takes its gradient from the staged products' first
+        (P-vectors). With ``products``, each step takes its gradient from the staged products' first
         stage and appends u -> H_k u at phi_k there (``batched.stacked_gradient_and_hessian_product``)."""
         network, values = split_meta_parameters(self, model, theta.detach())
         tasks = support.x.shape[0]
@@ -163,7 +163,7 @@ class MetaSGD:
         for alpha in alphas:
             gradients.append(step_gradient(phi))
             phi = phi - model.pack(alpha.expand(tasks, -1)) * gradients[-1]
-        return phi, gradients, alphas, start
+        return phi, gradients, alphas
 
     def _stacked_meta_gradient(self, model: FunctionalModel, theta: Tensor,
                                tasks: TaskBatch) -> batched.BatchedMetaGradient:
@@ -173,7 +173,7 @@ class MetaSGD:
         proximal anchor and -g_k * v for alpha_k; each H_k u one forward-over-reverse pass for every task, bound as the
         step took its gradient (as MAML's ``_stacked_meta_gradient``)."""
         products: list = []
-        phi, gradients, alphas, _ = self._stacked_inner_loop(model, theta, tasks.support, products)
+        phi, gradients, alphas = self._stacked_inner_loop(model, theta, tasks.support, products)
         query_loss, v, accuracy = batched.stacked_query_loss_and_gradient(model, phi, tasks.query)
         anchor = torch.zeros_like(v) if self.lam else None
         step_cotangents = [None] * len(alphas)
@@ -195,10 +195,8 @@ class MetaSGD:
     def _stored_gradients(self, model: FunctionalModel, theta: Tensor, cotangents: Tensor) -> Tensor:
         """The gradient of every task with respect to the stored step sizes, from each step's cotangent of its step
         sizes ([tasks, steps, parameters]): the chain rule through ``step_sizes`` (sharing over steps and layers)."""
-        (group,) = groups_of(self, model)
-        stored = theta.detach()[group_slices(self, model)[group.name]]
-        _, pullback = torch.func.vjp(lambda s: torch.stack(self.step_sizes(model, group.values(s))), stored)
-        return torch.func.vmap(pullback)(cotangents)[0]
+        pullback = stored_pullback(self, model, theta, lambda values: torch.stack(self.step_sizes(model, values)))
+        return torch.func.vmap(pullback)(cotangents)
 
 
 @register

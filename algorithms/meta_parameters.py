@@ -15,6 +15,7 @@ amount, which suits a weight that may span orders of magnitude).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,18 @@ def split_meta_parameters(algorithm: Any, model: FunctionalModel, theta: Tensor)
     slices = group_slices(algorithm, model)
     values = {group.name: group.values(theta[..., slices[group.name]]) for group in groups}
     return network_part(model, theta), values
+
+
+def stored_pullback(algorithm: Any, model: FunctionalModel, theta: Tensor,
+                    spread: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """For an algorithm with one group: a cotangent of ``spread(values)`` (what the algorithm makes of the group's
+    values: every parameter's lambda, every inner step's step sizes) -> the cotangent of what the flat vector stores
+    for the group, through the parametrization and the sharing; a pure function (``torch.func.vjp``), which the batched
+    engines map over the tasks."""
+    (group,) = groups_of(algorithm, model)
+    stored = theta.detach()[group_slices(algorithm, model)[group.name]]
+    _, pullback = torch.func.vjp(lambda s: spread(group.values(s)), stored)
+    return lambda cotangent: pullback(cotangent)[0]
 
 
 def learned_values(algorithm: Any, model: FunctionalModel, theta: Tensor) -> dict[str, list[dict[str, Any]]]:
